@@ -1,0 +1,409 @@
+"""The `roundtable` command: set-up, roster, cycles, status, workers, serving and the demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.utils import parseaddr
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import db, jobs, roster
+from app.cycles import CycleError, current_cycle, excuse, local_label, schedule_meeting
+from app.models import Cycle, Group, InboundMessage, InboundStatus, Member, UpdateRequest, utcnow
+from app.settings import ConfigError, Settings, configure, current_settings
+
+SEND_JOB = "workers.jobs.send_outbound"
+COMPILE_JOB = "workers.jobs.compile_packet"
+
+
+def _settings() -> Settings:
+    try:
+        return current_settings()
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from None
+
+
+@contextmanager
+def _session(check: bool = True) -> Iterator[tuple[Session, Settings]]:
+    """A session on a migrated database; domain errors become one clear line."""
+    settings = _settings()
+    try:
+        if check:
+            db.check_migrated(settings.database_url)
+        with db.session_scope(settings.database_url) as session:
+            yield session, settings
+    except (roster.RosterError, CycleError, db.DatabaseNotMigrated) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.group()
+def main() -> None:
+    """Roundtable: the monthly cycle of a peer group, run by email."""
+
+
+# --- database -------------------------------------------------------------------------------
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest version. Safe to run twice."""
+    settings = _settings()
+    db.upgrade(settings.database_url)
+    click.echo(f"database is at {db.head_revision(settings.database_url)}")
+
+
+# --- roster ---------------------------------------------------------------------------------
+
+
+@main.group("group")
+def group_group() -> None:
+    """Peer groups."""
+
+
+@group_group.command("create")
+@click.argument("name")
+@click.option("--timezone", "tz", required=True, help="IANA timezone, e.g. America/New_York")
+@click.option("--facilitator", required=True, help='"Name <email>"')
+@click.option("--location", default="", help="Default meeting place")
+@click.option("--slug", default=None, help="Short name used on the command line")
+def group_create(name: str, tz: str, facilitator: str, location: str, slug: str | None) -> None:
+    """Create a group with its facilitator."""
+    facilitator_name, facilitator_email = parseaddr(facilitator)
+    with _session() as (session, _):
+        group = roster.create_group(
+            session,
+            name=name,
+            timezone=tz,
+            facilitator_name=facilitator_name or facilitator_email,
+            facilitator_email=facilitator_email or facilitator,
+            location=location,
+            slug=slug,
+        )
+        session.commit()
+        click.echo(f"created group {group.slug!r} ({group.name}, {group.timezone})")
+
+
+@group_group.command("list")
+def group_list() -> None:
+    """List the groups."""
+    with _session() as (session, _):
+        for group in session.scalars(select(Group).order_by(Group.slug)):
+            click.echo(f"{group.slug}\t{group.name}\t{group.timezone}\t{len(group.members)} members")
+
+
+@main.group("member")
+def member_group() -> None:
+    """Group members."""
+
+
+@member_group.command("add")
+@click.argument("group_slug")
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--company", default="")
+@click.option("--title", default="")
+def member_add(group_slug: str, name: str, email: str, company: str, title: str) -> None:
+    """Add one member to a group."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        member = roster.add_member(session, group, name=name, email=email, company=company, title=title)
+        session.commit()
+        click.echo(f"added {member.name} <{member.email}> to {group.name}")
+
+
+@member_group.command("import")
+@click.argument("group_slug")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def member_import(group_slug: str, csv_file: Path) -> None:
+    """Import members from a CSV with columns name, email, company, title (all rows or none)."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        try:
+            text = csv_file.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise click.ClickException(f"{csv_file}: not UTF-8 text; save the CSV as UTF-8") from None
+        members = roster.import_members_csv(session, group, text)
+        session.commit()
+        click.echo(f"imported {len(members)} members into {group.name}")
+
+
+@member_group.command("alias")
+@click.argument("member_email")
+@click.argument("alternate_email")
+def member_alias(member_email: str, alternate_email: str) -> None:
+    """Let a member also write from another address."""
+    with _session() as (session, _):
+        members = list(session.scalars(select(Member).where(Member.email == roster.normalize_email(member_email))))
+        if not members:
+            raise click.ClickException(f"no member with the address {member_email}")
+        for member in members:
+            roster.add_alternate_address(session, member, alternate_email)
+        session.commit()
+        click.echo(f"{alternate_email} now counts as {members[0].name}")
+
+
+# --- cycles ---------------------------------------------------------------------------------
+
+
+@main.group("cycle")
+def cycle_group() -> None:
+    """Meetings and their cycles."""
+
+
+@cycle_group.command("schedule")
+@click.argument("group_slug")
+@click.option("--date", "day", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="YYYY-MM-DD")
+@click.option("--time", "start", required=True, help="Local start time, HH:MM")
+@click.option("--hours", default=4.0, show_default=True, help="Meeting length")
+@click.option("--location", default=None, help="Defaults to the group's usual place")
+def cycle_schedule(group_slug: str, day, start: str, hours: float, location: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Schedule a meeting; requests, reminders and the deadline follow from it."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        cycle = schedule_meeting(session, group, day=day.date(), start=start, hours=hours, location=location)
+        session.commit()
+        tz = group.timezone
+        click.echo(f"scheduled {group.name} on {local_label(cycle.meeting_starts_at, tz)}")
+        click.echo(f"  requests go out {local_label(cycle.request_at, tz)}")
+        click.echo(f"  deadline        {local_label(cycle.deadline_at, tz)}")
+
+
+@main.command("excuse")
+@click.argument("group_slug")
+@click.argument("member_email")
+def excuse_member(group_slug: str, member_email: str) -> None:
+    """Excuse a member from the current cycle: no reminders, shown as excused."""
+    from app.cycles import request_for
+
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        cycle = current_cycle(session, group, utcnow())
+        member = session.scalar(
+            select(Member).where(Member.group_id == group.id, Member.email == roster.normalize_email(member_email))
+        )
+        if cycle is None or member is None:
+            raise click.ClickException("no current cycle or no such member in that group")
+        excuse(session, request_for(session, cycle, member), utcnow())
+        session.commit()
+        click.echo(f"{member.name} is excused from the {local_label(cycle.meeting_starts_at, group.timezone, '%B')} cycle")
+
+
+@main.command("status")
+@click.argument("group_slug", required=False)
+def status(group_slug: str | None) -> None:
+    """Show the current cycle of each group: who was asked, who replied, when."""
+    with _session() as (session, _):
+        groups = [roster.find_group(session, group_slug)] if group_slug else list(
+            session.scalars(select(Group).order_by(Group.slug))
+        )
+        if not groups:
+            click.echo("no groups yet: roundtable group create ...")
+        for group in groups:
+            click.echo(_status_text(session, group))
+
+
+def _status_text(session: Session, group: Group) -> str:
+    now = utcnow()
+    tz = group.timezone
+    cycle = current_cycle(session, group, now)
+    lines = [f"{group.name} ({group.slug}, {tz})"]
+    if cycle is None:
+        lines.append("  no meeting scheduled: roundtable cycle schedule ...")
+        return "\n".join(lines)
+    lines.append(f"  meeting   {local_label(cycle.meeting_starts_at, tz)}  {cycle.location}")
+    lines.append(f"  requests  {local_label(cycle.request_at, tz)}   deadline {local_label(cycle.deadline_at, tz)}")
+    lines.append(f"  status    {cycle.status}; packet versions: {len(cycle.packets)}")
+    requests = {r.member_id: r for r in cycle.requests}
+    replied = 0
+    for member in group.members:
+        request: UpdateRequest | None = requests.get(member.id)
+        if request is None:
+            state = "not asked yet" if member.is_active else "inactive"
+        elif request.excused_at is not None:
+            state = f"excused {local_label(request.excused_at, tz)}"
+        elif request.replied_at is not None:
+            replied += 1
+            late = " (late)" if request.replied_at > cycle.deadline_at else ""
+            versions = len(request.updates)
+            state = f"replied {local_label(request.replied_at, tz)}{late}" + (f", {versions} versions" if versions > 1 else "")
+        else:
+            state = "asked, no reply yet"
+        if member.bounced_at is not None:
+            state += "  [address bouncing]"
+        lines.append(f"  {member.name:<24} {member.email:<34} {state}")
+    lines.append(f"  {replied} of {len(requests)} asked have replied")
+    return "\n".join(lines)
+
+
+@main.command("tick")
+def tick_command() -> None:
+    """Send whatever is due now for every group (run it every few minutes). Safe to run twice."""
+    with _session():
+        pass
+    jobs.run("workers.jobs.tick")
+    click.echo("tick done")
+
+
+@main.command("compile")
+@click.argument("group_slug")
+def compile_command(group_slug: str) -> None:
+    """Compile the current cycle's packet now and mail it to the facilitator."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        cycle = current_cycle(session, group, utcnow())
+        if cycle is None:
+            raise click.ClickException(f"{group.name} has no meeting scheduled")
+        cycle_id = cycle.id
+    jobs.run(COMPILE_JOB, cycle_id)
+    with _session() as (session, settings):
+        cycle = session.get_one(Cycle, cycle_id)
+        packet = cycle.packets[-1]
+        click.echo(f"packet version {packet.version} for {cycle.group.name}: files in {settings.packets_dir}")
+
+
+@main.command("requeue")
+def requeue() -> None:
+    """Enqueue stored mail that was never processed and email that was never sent."""
+    with _session() as (_, settings):
+        inbound, outbound = jobs.sweep(settings)
+    click.echo(f"requeued {inbound} inbound and {outbound} outbound messages")
+
+
+@main.group("inbound")
+def inbound_group() -> None:
+    """Received mail."""
+
+
+@inbound_group.command("list")
+@click.option("--status", "status_filter", default=None, help="received, accepted, ignored, rejected, held")
+@click.option("--limit", default=30, show_default=True)
+def inbound_list(status_filter: str | None, limit: int) -> None:
+    """List received mail, newest first, with the reason for anything not accepted."""
+    with _session() as (session, _):
+        query = select(InboundMessage).order_by(InboundMessage.id.desc()).limit(limit)
+        if status_filter:
+            query = query.where(InboundMessage.status == status_filter)
+        for row in session.scalars(query):
+            click.echo(f"{row.id:>6} {row.status:<9} {row.kind or '-':<11} {row.from_address or '-':<32} {row.reason or ''}")
+
+
+@inbound_group.command("release")
+@click.argument("inbound_id", type=int)
+def inbound_release(inbound_id: int) -> None:
+    """Accept a held message (sent from an address that is not the member's) as their update."""
+    from app.replies import release_held
+
+    with _session() as (session, settings):
+        outcome = release_held(session, settings, inbound_id, utcnow())
+        session.commit()
+    for outbound_id in outcome.outbound_ids:
+        jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
+    click.echo(f"message {inbound_id} accepted" if outcome.outbound_ids else f"message {inbound_id} was not held")
+
+
+# --- inspecting a message -------------------------------------------------------------------
+
+
+@main.command("parse")
+@click.argument("eml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object")
+def parse(eml: Path, as_json: bool) -> None:
+    """Show how a message would be read, storing nothing."""
+    from app.replies import read_message
+
+    reading = read_message(eml.read_bytes())
+    data = reading.to_json()
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
+    click.echo(f"kind:   {data['kind']}  ({data['reason']})")
+    click.echo(f"from:   {data['from_address']}")
+    click.echo(f"token:  {data['token'] or '-'}")
+    if data["bounced"]:
+        for recipient in data["bounced"]:
+            click.echo(f"bounced: {recipient['address']} {recipient['status']} {'hard' if recipient['is_hard'] else 'soft'}")
+    if reading.kind == "reply":
+        click.echo("text:\n  " + "\n  ".join(reading.text.splitlines() or ["(empty)"]))
+        sections = reading.sections
+        if sections.get("ratings"):
+            click.echo(f"ratings: {sections['ratings']}")
+        for key, value in sections.get("texts", {}).items():
+            click.echo(f"[{key}]\n  " + "\n  ".join(value.splitlines()))
+        for attachment in data["attachments"]:
+            click.echo(f"attachment: {attachment['filename']} ({attachment['content_type']}, {attachment['size']} bytes)")
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+@main.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty")
+def worker(burst: bool) -> None:
+    """Run one rq worker (needs REDIS_URL)."""
+    from rq import Worker
+
+    settings = _settings()
+    if settings.redis_url is None:
+        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inside the web process")
+    try:
+        db.check_migrated(settings.database_url)
+    except db.DatabaseNotMigrated as error:
+        raise click.ClickException(str(error)) from None
+    configure(settings)
+    queue = jobs.queue(settings)
+    Worker([queue], connection=queue.connection).work(burst=burst, with_scheduler=True)
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the web app (webhooks, health check) with gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    from app.web import create_app
+
+    settings = _settings()
+    try:
+        application = create_app(settings)
+    except db.DatabaseNotMigrated as error:
+        raise click.ClickException(str(error)) from None
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("timeout", 60)
+
+        def load(self):  # type: ignore[no-untyped-def]
+            return application
+
+    Server().run()
+
+
+@main.command("demo")
+@click.option("--dir", "folder", default="roundtable-demo", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+def demo(folder: Path) -> None:
+    """Run one whole cycle for a demo group of 12 on the embedded default; no services needed."""
+    from app.demo import run_demo
+
+    summary = run_demo(folder)
+    click.echo(summary)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

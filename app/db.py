@@ -1,0 +1,95 @@
+"""Engine, sessions and migrations. Engines are built lazily, once per process (rq forks)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+
+class DatabaseNotMigrated(RuntimeError):
+    """The schema is missing or behind the code; the message says what to run."""
+
+
+@cache
+def _engine(url: str, pid: int) -> Engine:
+    # pid in the cache key: a forked rq work horse must not reuse its parent's connections.
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # the web process and a worker may share the file
+    cursor.close()
+
+
+def engine_for(url: str) -> Engine:
+    return _engine(url, os.getpid())
+
+
+def sessionmaker_for(url: str) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine_for(url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str) -> Iterator[Session]:
+    """A session for one job or command; the caller commits, anything raised rolls back."""
+    with sessionmaker_for(url)() as session:
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(files("app") / "migrations"))
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["engine"] = engine_for(url)
+    return config
+
+
+def upgrade(url: str) -> None:
+    """Bring the schema to the newest migration. Safe to call twice."""
+    command.upgrade(alembic_config(url), "head")
+
+
+def head_revision(url: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def check_migrated(url: str) -> None:
+    """Raise DatabaseNotMigrated unless the database is at the newest migration."""
+    with engine_for(url).connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    head = head_revision(url)
+    if current != head:
+        state = "has no Roundtable tables" if current is None else f"is at {current}, code needs {head}"
+        raise DatabaseNotMigrated(
+            f"The database ({_redacted(url)}) {state}. Run: roundtable db upgrade"
+        )
+
+
+def _redacted(url: str) -> str:
+    return engine_for(url).url.render_as_string(hide_password=True)

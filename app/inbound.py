@@ -1,0 +1,327 @@
+"""Receiving mail: the webhooks store every message raw and commit before answering 200.
+
+SendGrid drops mail it gets a 4xx for and retries 5xx for three days, so we answer 5xx only
+when we could not store, and never reject a message here for what it says: that is the
+worker's job, which records a reason on the row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from dataclasses import dataclass
+from email import encoders
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.parser import BytesHeaderParser, HeaderParser
+from email.policy import compat32
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+
+from app import jobs
+from app.models import InboundMessage
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("inbound", __name__)
+
+PROCESS_JOB = "workers.jobs.process_inbound"
+# Headers we rebuild ourselves when assembling a parsed-mode post back into MIME.
+_BODY_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version", "content-length"})
+
+
+# --- multipart, byte-exact --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+def form_parts(body: bytes, content_type: str) -> dict[str, Part]:
+    """Split a form post (multipart or url-encoded) into its parts, keeping each part's exact bytes.
+
+    Werkzeug's form decoding replaces bytes that are not UTF-8, which would garble an 8-bit
+    Latin-1 message; its sans-io decoder gives us the bytes untouched.
+    """
+    if (content_type or "").lower().startswith("application/x-www-form-urlencoded"):
+        # Latin-1 maps bytes 1:1, so percent-decoded values keep their exact bytes.
+        pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+        return {k: Part(k, None, None, v.encode("latin-1")) for k, v in pairs}
+    match = re.search(r'boundary="?([^";]+)"?', content_type or "", re.I)
+    if not match:
+        raise ValueError(f"not a form post (Content-Type {content_type or 'missing'})")
+    decoder = MultipartDecoder(match.group(1).encode("latin-1"))
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    parts: dict[str, Part] = {}
+    current: Field | File | None = None
+    chunks: list[bytes] = []
+    while True:
+        event = decoder.next_event()
+        if isinstance(event, (NeedData, Epilogue)):
+            break
+        if isinstance(event, (Field, File)):
+            current, chunks = event, []
+        elif isinstance(event, Data) and current is not None:
+            chunks.append(event.data)
+            if not event.more_data:
+                filename = current.filename if isinstance(current, File) else None
+                parts[current.name] = Part(
+                    current.name, filename, current.headers.get("content-type"), b"".join(chunks)
+                )
+                current = None
+    return parts
+
+
+def _text(parts: dict[str, Part], name: str, charsets: dict[str, str]) -> str | None:
+    part = parts.get(name)
+    if part is None:
+        return None
+    charset = charsets.get(name) or _charset_of(part.content_type) or "utf-8"
+    try:
+        return part.data.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return part.data.decode("utf-8", "replace")
+
+
+def _charset_of(content_type: str | None) -> str | None:
+    match = re.search(r'charset="?([\w.:-]+)', content_type or "", re.I)
+    return match.group(1) if match else None
+
+
+# --- turning a post into a stored message ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    raw: bytes
+    source: str
+    fields: dict[str, Any]
+    envelope_from: str | None
+    envelope_to: list[str]
+
+
+def from_sendgrid(parts: dict[str, Part]) -> Received:
+    """Read a SendGrid Inbound Parse post, raw mode (`email`) or the default parsed mode."""
+    try:
+        charsets = json.loads(_text(parts, "charsets", {}) or "{}")
+    except ValueError:
+        charsets = {}
+    if not isinstance(charsets, dict):
+        charsets = {}
+    try:
+        envelope = json.loads(_text(parts, "envelope", {}) or "{}")
+    except ValueError:
+        envelope = {}
+    if not isinstance(envelope, dict):
+        envelope = {}
+    to = envelope.get("to") or []
+    envelope_to = [str(a) for a in (to if isinstance(to, list) else [to])]
+    envelope_from = envelope.get("from")
+    envelope_from = None if envelope_from is None else str(envelope_from)
+    skip = {"email", "headers", "text", "html"}
+    fields = {
+        name: _text(parts, name, charsets)
+        for name, part in parts.items()
+        if part.filename is None and name not in skip and not name.startswith("attachment")
+    }
+    if "email" in parts:
+        return Received(parts["email"].data, "sendgrid-raw", fields, envelope_from, envelope_to)
+    return Received(_mime_from_parsed(parts, charsets), "sendgrid-parsed", fields, envelope_from, envelope_to)
+
+
+def _mime_from_parsed(parts: dict[str, Part], charsets: dict[str, str]) -> bytes:
+    """Rebuild one MIME message from parsed-mode fields so every later step reads one format."""
+    text = _text(parts, "text", charsets)
+    html = _text(parts, "html", charsets)
+    try:
+        info = json.loads(_text(parts, "attachment-info", charsets) or "{}")
+    except ValueError:
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    bodies: list[Message] = []
+    if text is not None:
+        bodies.append(MIMEText(text, "plain", "utf-8"))
+    if html is not None:
+        bodies.append(MIMEText(html, "html", "utf-8"))
+    if len(bodies) == 2:
+        body: Message = MIMEMultipart("alternative", _subparts=bodies)
+    elif bodies:
+        body = bodies[0]
+    else:
+        body = MIMEText("", "plain", "utf-8")
+    attachments = [p for name, p in sorted(parts.items()) if p.filename is not None or name in info]
+    if attachments:
+        message: Message = MIMEMultipart("mixed", _subparts=[body])
+        for part in attachments:
+            meta = info.get(part.name) if isinstance(info.get(part.name), dict) else {}
+            maintype, _, subtype = (meta.get("type") or part.content_type or "application/octet-stream").partition("/")
+            attachment = MIMEBase(maintype or "application", subtype or "octet-stream")
+            attachment.set_payload(part.data)
+            encoders.encode_base64(attachment)
+            filename = meta.get("filename") or part.filename or part.name
+            attachment.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
+            if meta.get("content-id"):
+                attachment.add_header("Content-ID", f"<{meta['content-id']}>")
+            message.attach(attachment)
+    else:
+        message = body
+    headers = HeaderParser(policy=compat32).parsestr(_text(parts, "headers", charsets) or "", headersonly=True)
+    for name, value in headers.items():
+        if name.lower() not in _BODY_HEADERS:
+            message[name] = value
+    for name, field in (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Subject", "subject")):
+        if name not in message and fields_value(parts, field, charsets):
+            message[name] = fields_value(parts, field, charsets)
+    return message.as_bytes(policy=compat32.clone(linesep="\r\n", max_line_length=0))
+
+
+def fields_value(parts: dict[str, Part], name: str, charsets: dict[str, str]) -> str | None:
+    value = _text(parts, name, charsets)
+    return value.strip() if value else None
+
+
+def dedupe_key(raw: bytes, message_id: str | None) -> str:
+    if message_id:
+        cleaned = message_id.strip().strip("<>").strip().lower()
+        if cleaned:
+            return "mid:" + (cleaned if len(cleaned) <= 240 else hashlib.sha256(cleaned.encode()).hexdigest())
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def store(session: Session, received: Received) -> tuple[InboundMessage, bool]:
+    """Store a received message once; return (row, created). Flushes, never commits."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(received.raw[:256 * 1024], headersonly=True)
+    message_id = _header(headers, "Message-ID")
+    key = dedupe_key(received.raw, message_id)
+    existing = session.scalar(select(InboundMessage).where(InboundMessage.dedupe_key == key))
+    if existing is not None:
+        return existing, False
+    row = InboundMessage(
+        dedupe_key=key,
+        message_id=(message_id or "")[:998] or None,
+        source=received.source,
+        raw=received.raw,
+        fields=received.fields,
+        envelope_from=received.envelope_from,
+        envelope_to=",".join(received.envelope_to) or None,
+        from_address=parseaddr(_header(headers, "From") or "")[1].lower()[:320] or None,
+        subject=_header(headers, "Subject"),
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        # A concurrent retry of the same post stored it first.
+        existing = session.scalar(select(InboundMessage).where(InboundMessage.dedupe_key == key))
+        if existing is None:
+            raise
+        return existing, False
+    return row, True
+
+
+def _header(headers: Message, name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    return " ".join(str(value).split()) or None
+
+
+# --- the views ---------------------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    return current_app.config["ROUNDTABLE_SETTINGS"]
+
+
+def _authorized(settings: Settings) -> bool:
+    if settings.inbound_username is None:
+        return True
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return False
+    # Compare both halves in constant time, and both always, so timing says nothing.
+    user_ok = hmac.compare_digest((auth.username or "").encode(), settings.inbound_username.encode())
+    password_ok = hmac.compare_digest((auth.password or "").encode(), (settings.inbound_password or "").encode())
+    return user_ok and password_ok
+
+
+def _unauthorized() -> Response:
+    return Response("authentication required\n", 401, {"WWW-Authenticate": 'Basic realm="roundtable-inbound"'})
+
+
+def _accept(received: Received) -> Response:
+    """Store, commit, then nudge a worker. 5xx only when the message could not be stored."""
+    sessions = current_app.config["ROUNDTABLE_SESSIONS"]
+    try:
+        with sessions() as session:
+            row, created = store(session, received)
+            session.commit()
+            row_id = row.id
+            pending = row.status == "received"
+    except SQLAlchemyError:
+        log.exception("could not store an inbound message; answering 503 so the sender retries")
+        return Response("could not store the message, try again later\n", 503, {"Retry-After": "60"})
+    if pending:
+        jobs.enqueue(PROCESS_JOB, row_id, job_id=f"inbound-{row_id}")
+    return Response(json.dumps({"id": row_id, "duplicate": not created}) + "\n", 200, {"Content-Type": "application/json"})
+
+
+def _body() -> bytes:
+    try:
+        return request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        log.warning(
+            "inbound post of %s bytes refused: over MAX_INBOUND_MB (%s bytes)",
+            request.content_length,
+            _settings().max_inbound_bytes,
+        )
+        raise
+
+
+@blueprint.post("/inbound/sendgrid")
+def sendgrid_inbound() -> Response:
+    settings = _settings()
+    if not _authorized(settings):
+        return _unauthorized()
+    body = _body()
+    try:
+        parts = form_parts(body, request.content_type or "")
+    except ValueError as error:
+        # Not a SendGrid post at all; keep the bytes anyway so nothing is lost.
+        log.warning("inbound post was not multipart (%s); storing the body raw", error)
+        return _accept(Received(body, "sendgrid-unreadable", {"error": str(error)}, None, []))
+    return _accept(from_sendgrid(parts))
+
+
+@blueprint.post("/inbound/raw")
+def raw_inbound() -> Response:
+    """A raw message/rfc822 body, from a Postfix pipe or another provider."""
+    settings = _settings()
+    if not _authorized(settings):
+        return _unauthorized()
+    body = _body()
+    envelope_to = [a for a in request.args.getlist("to") if a] or [
+        a.strip() for a in request.headers.get("X-Envelope-To", "").split(",") if a.strip()
+    ]
+    envelope_from = request.args.get("from", request.headers.get("X-Envelope-From"))
+    return _accept(Received(body, "raw", {}, envelope_from, envelope_to))

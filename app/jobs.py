@@ -1,0 +1,122 @@
+"""Background jobs: rq on Redis when REDIS_URL is set, otherwise run in-process.
+
+The web side names jobs by dotted path (``workers.jobs.process_inbound``) so that `app/` never
+imports `workers/`. Callers enqueue only after their commit: a job is a nudge to look at a row
+that already exists, and a lost nudge is made good by the sweep (`roundtable requeue`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from functools import cache
+from importlib import import_module
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from sqlalchemy import select
+
+from app.settings import Settings, current_settings
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "roundtable"
+# 429/5xx/timeouts from SendGrid and lock timeouts are retried: a few quick tries, then slower.
+DEFAULT_RETRY = Retry(max=5, interval=[10, 30, 120, 600, 1800])
+
+
+@cache
+def redis_connection(url: str) -> Redis:
+    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+
+
+def queue(settings: Settings) -> Queue:
+    if settings.redis_url is None:
+        raise RuntimeError("REDIS_URL is not set: jobs run in-process")
+    return Queue(QUEUE_NAME, connection=redis_connection(settings.redis_url))
+
+
+def enqueue(path: str, *args: Any, job_id: str | None = None, timeout: int = 180) -> bool:
+    """Run or enqueue the job at dotted `path`; False when Redis was unreachable.
+
+    Call only after the commit that made the rows the job will read.
+    """
+    settings = current_settings()
+    if settings.jobs_inline:
+        try:
+            run(path, *args)
+        except Exception:
+            # As rq would record a failed job: the row stays pending and the sweep retries it.
+            log.exception("in-process job %s%r failed", path, args)
+            return False
+        return True
+    try:
+        queue(settings).enqueue_call(
+            path,
+            args=args,
+            job_id=job_id,
+            unique=job_id is not None,
+            timeout=timeout,
+            retry=DEFAULT_RETRY,
+            failure_ttl=30 * 24 * 3600,
+        )
+    except DuplicateJobError:
+        pass  # the same nudge is already waiting
+    except RedisError as error:
+        # The row is stored; the sweep enqueues it once Redis is back.
+        log.warning("could not enqueue %s%r: %s", path, args, error)
+        return False
+    return True
+
+
+def run(path: str, *args: Any) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(import_module(module), name)(*args)
+
+
+def redis_ok(settings: Settings) -> bool | None:
+    """True/False for Redis reachability; None when no Redis is configured."""
+    if settings.redis_url is None:
+        return None
+    try:
+        return bool(redis_connection(settings.redis_url).ping())
+    except RedisError:
+        return False
+
+
+SWEEP_GRACE = timedelta(seconds=60)
+
+
+def sweep(settings: Settings, now: datetime | None = None) -> tuple[int, int]:
+    """Enqueue stored-but-unprocessed inbound mail and unsent outbound mail; return the counts.
+
+    The database is the truth and Redis only a nudge: this makes good any nudge that was lost
+    (Redis down, a worker killed). Rows younger than a minute are left to their own jobs.
+    """
+    from app.db import session_scope
+    from app.models import InboundMessage, InboundStatus, OutboundMessage, OutboundStatus
+
+    cutoff = (now or datetime.now(timezone.utc)) - SWEEP_GRACE
+    with session_scope(settings.database_url) as session:
+        inbound = list(
+            session.scalars(
+                select(InboundMessage.id)
+                .where(InboundMessage.status == InboundStatus.RECEIVED, InboundMessage.received_at <= cutoff)
+                .order_by(InboundMessage.id)
+            )
+        )
+        outbound = list(
+            session.scalars(
+                select(OutboundMessage.id)
+                .where(OutboundMessage.status == OutboundStatus.QUEUED, OutboundMessage.created_at <= cutoff)
+                .order_by(OutboundMessage.id)
+            )
+        )
+    for inbound_id in inbound:
+        enqueue("workers.jobs.process_inbound", inbound_id, job_id=f"inbound-{inbound_id}")
+    for outbound_id in outbound:
+        enqueue("workers.jobs.send_outbound", outbound_id, job_id=f"send-{outbound_id}")
+    return len(inbound), len(outbound)

@@ -1,0 +1,292 @@
+"""Outbound mail: a row per email first, rendered and handed to a transport by a worker.
+
+Delivery is at-least-once. If a worker dies after the transport accepted the email but before
+our commit, the row is still `queued` and the next attempt sends it again with the *same*
+Message-ID, so mail clients show one email and the loss of an email is impossible.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import socket
+import urllib.error
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, parseaddr
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from python_http_client import exceptions as http_errors
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.models import OutboundMessage, OutboundStatus, Packet, utcnow
+from app.settings import Settings
+
+# Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
+NO_REPLY_KINDS = frozenset({"packet", "receipt", "notice", "digest", "bounce_notice", "held_notice"})
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+    attachments: tuple[tuple[str, str, bytes], ...] = ()  # (file name, content type, bytes)
+
+
+class TransientSendError(RuntimeError):
+    """The provider may accept this later (429, 5xx, timeout): retry with the same Message-ID."""
+
+
+class PermanentSendError(RuntimeError):
+    """The provider refused this email for good (400/401/403/413): do not retry."""
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+@cache
+def template_env() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(str(files("email_templates"))),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+@cache
+def _inliner() -> css_inline.CSSInliner:
+    return css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+
+
+def render(kind: str, context: dict[str, Any]) -> Rendered:
+    """Render the subject, text and HTML of one email kind from `email_templates/`."""
+    env = template_env()
+    subject = env.get_template(f"{kind}.subject.txt").render(context)
+    text = env.get_template(f"{kind}.txt").render(context)
+    html = env.get_template(f"{kind}.html").render(context)
+    return Rendered(
+        subject=" ".join(subject.split()),
+        text=text.strip() + "\n",
+        html=_inliner().inline(html),
+    )
+
+
+# --- the outbound ledger -----------------------------------------------------------------
+
+
+def new_message_id(settings: Settings, kind: str) -> str:
+    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or settings.inbound_domain
+    return f"<{kind}.{secrets.token_hex(12)}@{domain}>"
+
+
+def reply_address(settings: Settings, token: str) -> str:
+    return f"reply+{token}@{settings.inbound_domain}"
+
+
+def queue_email(
+    session: Session,
+    settings: Settings,
+    *,
+    kind: str,
+    dedupe_key: str,
+    to_email: str,
+    to_name: str = "",
+    context: dict[str, Any],
+    reply_to: str | None = None,
+    in_reply_to: str | None = None,
+    group_id: int | None = None,
+    cycle_id: int | None = None,
+    member_id: int | None = None,
+) -> OutboundMessage | None:
+    """Add the row for one email unless `dedupe_key` exists; return it, or None if it existed.
+
+    Flushes, never commits. Safe to call twice: the unique dedupe key decides, even when two
+    processes race.
+    """
+    exists = session.scalar(select(OutboundMessage.id).where(OutboundMessage.dedupe_key == dedupe_key))
+    if exists is not None:
+        return None
+    row = OutboundMessage(
+        kind=kind,
+        dedupe_key=dedupe_key,
+        message_id=new_message_id(settings, kind),
+        to_email=to_email,
+        to_name=to_name,
+        context=json.loads(json.dumps(context, default=str)),
+        reply_to=reply_to,
+        in_reply_to=in_reply_to,
+        group_id=group_id,
+        cycle_id=cycle_id,
+        member_id=member_id,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return None  # another process queued it between our check and our insert
+    return row
+
+
+def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
+    """Send one queued email and mark it sent; True if this call sent it. Safe to call twice.
+
+    Commits. Raises TransientSendError after recording the attempt, so the job is retried.
+    """
+    row = session.scalars(
+        select(OutboundMessage).where(OutboundMessage.id == outbound_id).with_for_update()
+    ).one_or_none()
+    if row is None or row.status != OutboundStatus.QUEUED:
+        session.rollback()
+        return False
+    rendered = render(row.kind, row.context)
+    if row.kind == "packet":
+        packet = session.get(Packet, row.context["packet_id"])
+        if packet is not None and packet.pdf:
+            pdf = (row.context["pdf_name"], "application/pdf", packet.pdf)
+            rendered = Rendered(rendered.subject, rendered.text, rendered.html, (pdf,))
+    row.attempts += 1
+    try:
+        row.provider_message_id = transport_send(settings, row, rendered)
+    except PermanentSendError as error:
+        row.status = OutboundStatus.FAILED
+        row.last_error = str(error)
+        session.commit()
+        return False
+    except TransientSendError as error:
+        row.last_error = str(error)
+        session.commit()
+        raise
+    row.status = OutboundStatus.SENT
+    row.sent_at = utcnow()
+    row.last_error = None
+    session.commit()
+    return True
+
+
+# --- transports ----------------------------------------------------------------------------
+
+
+def transport_send(settings: Settings, row: OutboundMessage, rendered: Rendered) -> str | None:
+    """Hand one email to the configured transport; return the provider's message id."""
+    if settings.mail_transport == "sendgrid":
+        return _send_sendgrid(settings, row, rendered)
+    return _send_outbox(settings, row, rendered)
+
+
+def extra_headers(row: OutboundMessage) -> dict[str, str]:
+    headers = {"X-Auto-Response-Suppress": "OOF, AutoReply"}
+    if row.in_reply_to:
+        headers["In-Reply-To"] = row.in_reply_to
+        headers["References"] = row.in_reply_to
+    if row.kind in NO_REPLY_KINDS:
+        headers["Auto-Submitted"] = "auto-generated"
+    return headers
+
+
+def build_mime(settings: Settings, row: OutboundMessage, rendered: Rendered, sent_at: datetime) -> EmailMessage:
+    """The full RFC 5322 message, as the outbox writes it."""
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = Address(display_name=row.to_name, addr_spec=row.to_email)
+    if row.reply_to:
+        message["Reply-To"] = row.reply_to
+    message["Subject"] = rendered.subject
+    message["Date"] = formatdate(sent_at.timestamp(), localtime=False)
+    message["Message-ID"] = row.message_id
+    for name, value in extra_headers(row).items():
+        message[name] = value
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    for filename, content_type, data in rendered.attachments:
+        maintype, _, subtype = content_type.partition("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return message
+
+
+def _send_outbox(settings: Settings, row: OutboundMessage, rendered: Rendered) -> str:
+    folder = Path(settings.outbox_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    recipient = re.sub(r"[^a-z0-9]+", "-", row.to_email.lower()).strip("-")
+    path = folder / f"{row.id:06d}-{row.kind}-{recipient}.eml"
+    partial = path.with_suffix(".eml.partial")
+    partial.write_bytes(bytes(build_mime(settings, row, rendered, utcnow())))
+    partial.replace(path)  # atomic: a reader never sees half an email
+    return path.name
+
+
+def _send_sendgrid(settings: Settings, row: OutboundMessage, rendered: Rendered) -> str | None:
+    from sendgrid import SendGridAPIClient
+    from sendgrid.helpers.mail import Attachment as SGAttachment
+    from sendgrid.helpers.mail import (
+        Category,
+        CustomArg,
+        Disposition,
+        FileContent,
+        FileName,
+        FileType,
+        Header,
+        Mail,
+        ReplyTo,
+    )
+
+    from_name, from_email = parseaddr(settings.mail_from)
+    mail = Mail(
+        from_email=(from_email, from_name) if from_name else from_email,
+        to_emails=(row.to_email, row.to_name) if row.to_name else row.to_email,
+        subject=rendered.subject,
+        plain_text_content=rendered.text,
+        html_content=rendered.html,
+    )
+    if row.reply_to:
+        mail.reply_to = ReplyTo(row.reply_to)
+    mail.header = Header("Message-ID", row.message_id)
+    for name, value in extra_headers(row).items():
+        mail.header = Header(name, value)
+    for filename, content_type, data in rendered.attachments:
+        mail.attachment = SGAttachment(
+            FileContent(base64.b64encode(data).decode()), FileName(filename), FileType(content_type),
+            Disposition("attachment"),
+        )
+    mail.custom_arg = CustomArg("outbound_id", str(row.id))
+    mail.category = Category(row.kind)
+    client = SendGridAPIClient(api_key=settings.sendgrid_api_key, host=settings.sendgrid_api_host)
+    client.client.timeout = settings.sendgrid_timeout_s  # the library default is no timeout at all
+    try:
+        response = client.send(mail)
+    except (http_errors.TooManyRequestsError, http_errors.InternalServerError,
+            http_errors.ServiceUnavailableError, http_errors.GatewayTimeoutError) as error:
+        raise TransientSendError(f"SendGrid {error.status_code}: {_body(error)}") from error
+    except http_errors.HTTPError as error:
+        if error.status_code >= 500:
+            raise TransientSendError(f"SendGrid {error.status_code}: {_body(error)}") from error
+        raise PermanentSendError(f"SendGrid {error.status_code}: {_body(error)}") from error
+    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as error:
+        raise TransientSendError(f"SendGrid unreachable: {error}") from error
+    headers = response.headers
+    return headers.get("X-Message-Id") if headers is not None else None
+
+
+def _body(error: http_errors.HTTPError) -> str:
+    body = error.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return str(body)[:500]
+
+
+def display_address(name: str, email: str) -> str:
+    return formataddr((name, email))

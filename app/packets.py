@@ -1,0 +1,273 @@
+"""The pre-read packet: what the facilitator reads in ten minutes before the meeting.
+
+`packet_context` is pure (plain member entries in, template values out); `compile_packet`
+loads the cycle, renders HTML, text and PDF, and saves a new version only when the content
+changed. Member text is untrusted: it reaches the HTML only through Jinja's autoescaping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import mail
+from app.cycles import local_label, meeting_label, month_label, open_commitments
+from app.mail import template_env
+from app.models import Cycle, CycleStatus, Packet, UpdateRequest
+from app.sections import SECTIONS
+from app.settings import Settings
+
+LOW_RATING = 5  # at or below this, a rating goes into the facilitator's brief
+
+
+@dataclass(frozen=True)
+class MemberEntry:
+    name: str
+    company: str
+    status: str  # replied | late | excused | missing
+    replied_label: str = ""
+    ratings: dict[str, int] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    topic_priority: str | None = None
+    commitments: list[str] = field(default_factory=list)
+    attachments: list[str] = field(default_factory=list)
+    version: int = 0
+
+
+def packet_context(
+    *,
+    group_name: str,
+    month: str,
+    meeting: str,
+    location: str,
+    generated: str,
+    version: int,
+    members: list[MemberEntry],
+) -> dict[str, Any]:
+    """Everything the packet templates show, computed from plain values. Pure."""
+    replied = [m for m in members if m.status in ("replied", "late")]
+    low_ratings = sorted(
+        (
+            {"name": m.name, "area": area, "value": value}
+            for m in replied
+            for area, value in m.ratings.items()
+            if value <= LOW_RATING
+        ),
+        key=lambda r: (r["value"], r["name"]),
+    )
+    topics = sorted(
+        (
+            {"name": m.name, "priority": m.topic_priority or "–", "text": m.texts["topic"]}
+            for m in replied
+            if m.texts.get("topic")
+        ),
+        key=lambda t: ({"A": 0, "B": 1, "C": 2}.get(t["priority"], 3), t["name"]),
+    )
+    asks = [{"name": m.name, "text": m.texts["asks"]} for m in replied if m.texts.get("asks")]
+    ledger = [
+        {"name": m.name, "commitments": m.commitments, "progress": m.texts.get("commitments", "")}
+        for m in members
+        if m.commitments or m.texts.get("commitments")
+    ]
+    titles = {s.key: s.title for s in SECTIONS} | {"other": "Other notes"}
+    order = [s.key for s in SECTIONS] + ["other"]
+    return {
+        "group_name": group_name,
+        "month_label": month,
+        "meeting_label": meeting,
+        "location": location,
+        "generated_label": generated,
+        "version": version,
+        "counts": {
+            "members": len(members),
+            "replied": len(replied),
+            "excused": sum(m.status == "excused" for m in members),
+            "missing": sum(m.status == "missing" for m in members),
+        },
+        "missing": [m.name for m in members if m.status == "missing"],
+        "excused": [m.name for m in members if m.status == "excused"],
+        "brief": {
+            "low_ratings": low_ratings,
+            "urgent_topics": [t for t in topics if t["priority"] == "A"],
+            "asks": asks,
+        },
+        "topics": topics,
+        "ledger": ledger,
+        "members": [
+            {
+                **asdict(m),
+                "sections": [
+                    {"key": key, "title": titles[key], "text": m.texts[key]}
+                    for key in order
+                    if m.texts.get(key) and key != "ratings"
+                ],
+                "ratings_text": m.texts.get("ratings", ""),
+            }
+            for m in members
+        ],
+        "rating_areas": ["business", "personal", "family"],
+    }
+
+
+def member_entries(session: Session, cycle: Cycle) -> list[MemberEntry]:
+    tz = cycle.group.timezone
+    requests = {r.member_id: r for r in cycle.requests}
+    entries = []
+    for member in cycle.group.members:
+        request: UpdateRequest | None = requests.get(member.id)
+        if request is None and not member.is_active:
+            continue
+        update = request.latest_update if request is not None else None
+        commitments = open_commitments(session, member, cycle)
+        if request is not None and request.excused_at is not None:
+            entries.append(MemberEntry(member.name, member.company, "excused", commitments=commitments))
+            continue
+        if update is None or update.is_skip:
+            entries.append(MemberEntry(member.name, member.company, "missing", commitments=commitments))
+            continue
+        sections = update.sections
+        late = update.created_at > cycle.deadline_at
+        entries.append(
+            MemberEntry(
+                name=member.name,
+                company=member.company,
+                status="late" if late else "replied",
+                replied_label=local_label(update.created_at, tz),
+                ratings=sections.get("ratings", {}),
+                texts=sections.get("texts", {}),
+                topic_priority=sections.get("topic_priority"),
+                commitments=commitments,
+                attachments=[a["filename"] for a in update.attachments.get("files", [])],
+                version=update.version,
+            )
+        )
+    # Who wrote most recently sits lowest; members who owe an update go last.
+    rank = {"replied": 0, "late": 0, "excused": 1, "missing": 2}
+    return sorted(entries, key=lambda e: (rank[e.status], e.name))
+
+
+def render_packet(context: dict[str, Any]) -> tuple[str, str]:
+    env = template_env()
+    values = {"p": context, "group_name": context["group_name"]}
+    return env.get_template("packet_document.html").render(values), env.get_template("packet_document.txt").render(values)
+
+
+def render_pdf(html: str) -> bytes:
+    """The packet as PDF, from the same HTML (WeasyPrint)."""
+    from weasyprint import HTML
+
+    return HTML(string=html).write_pdf()
+
+
+@dataclass(frozen=True)
+class Compiled:
+    packet_id: int
+    version: int
+    is_new: bool
+    outbound_ids: list[int]
+
+
+def compile_packet(session: Session, settings: Settings, cycle_id: int, now: datetime) -> Compiled:
+    """Compile the cycle's packet; a new version only if the content changed. Flushes.
+
+    Queues the packet email to each facilitator (and members, if the group says so) once per
+    version. Safe to call twice.
+    """
+    cycle = session.scalars(select(Cycle).where(Cycle.id == cycle_id).with_for_update()).one()
+    group = cycle.group
+    latest = cycle.packets[-1] if cycle.packets else None
+    members = member_entries(session, cycle)
+    base = dict(
+        group_name=group.name,
+        month=month_label(cycle),
+        meeting=meeting_label(cycle),
+        location=cycle.location,
+        members=members,
+    )
+    content_hash = hashlib.sha256(
+        json.dumps({**base, "members": [asdict(m) for m in members]}, sort_keys=True).encode()
+    ).hexdigest()
+    if latest is not None and latest.content_hash == content_hash:
+        packet, is_new = latest, False
+    else:
+        version = (latest.version if latest else 0) + 1
+        context = packet_context(**base, generated=local_label(now, group.timezone), version=version)
+        html, text = render_packet(context)
+        packet = Packet(
+            cycle=cycle,
+            version=version,
+            content_hash=content_hash,
+            context=context,
+            html=html,
+            text=text,
+            pdf=render_pdf(html),
+        )
+        session.add(packet)
+        session.flush()
+        is_new = True
+    if cycle.status in (CycleStatus.SCHEDULED, CycleStatus.REQUESTED):
+        cycle.status = CycleStatus.COMPILED
+    outbound_ids = queue_packet_emails(session, settings, cycle, packet)
+    session.flush()
+    return Compiled(packet.id, packet.version, is_new, outbound_ids)
+
+
+def queue_packet_emails(session: Session, settings: Settings, cycle: Cycle, packet: Packet) -> list[int]:
+    group = cycle.group
+    recipients = [(f.name, f.email, None) for f in group.facilitators]
+    if group.packet_to_members:
+        recipients += [(m.name, m.email, m.id) for m in group.members if m.is_active and m.bounced_at is None]
+    ids = []
+    for name, email, member_id in recipients:
+        row = mail.queue_email(
+            session,
+            settings,
+            kind="packet",
+            dedupe_key=f"packet:{cycle.id}:{packet.version}:{email.lower()}",
+            to_email=email,
+            to_name=name,
+            group_id=group.id,
+            cycle_id=cycle.id,
+            member_id=member_id,
+            context={
+                "group_name": group.name,
+                "first_name": name.split()[0] if name.split() else name,
+                "month_label": month_label(cycle),
+                "meeting_label": meeting_label(cycle),
+                "version": packet.version,
+                "packet_id": packet.id,
+                "pdf_name": packet_file_stem(packet) + ".pdf",
+                "p": packet.context,
+            },
+        )
+        if row is not None:
+            ids.append(row.id)
+    return ids
+
+
+def packet_file_stem(packet: Packet) -> str:
+    cycle = packet.cycle
+    day = local_label(cycle.meeting_starts_at, cycle.group.timezone, "%Y-%m-%d")
+    return f"{cycle.group.slug}-{day}-v{packet.version}"
+
+
+def write_packet_files(packet: Packet, folder: Path) -> list[Path]:
+    """Write the packet's HTML, text and PDF to `folder`; same names on a rerun."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = packet_file_stem(packet)
+    paths = []
+    for suffix, data in ((".html", packet.html.encode()), (".txt", packet.text.encode()), (".pdf", packet.pdf)):
+        if data is None:
+            continue
+        path = folder / f"{stem}{suffix}"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+

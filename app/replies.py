@@ -1,0 +1,456 @@
+"""Reading a stored inbound message and turning a member's reply into an update.
+
+`read_message` is pure (bytes in, a Reading out) and is what `roundtable parse` prints;
+`process_inbound` is the worker's step: classify, route by token, check the sender, save a new
+update version, and queue the receipt or the notices. It flushes; the job commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr
+from typing import Any
+
+import mailparser
+from mailparser.exceptions import MailParserError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import mail
+from app.cycles import excuse, month_label, request_message_id
+from app.machine import classify
+from app.models import (
+    InboundMessage,
+    InboundStatus,
+    Member,
+    MemberAddress,
+    OutboundMessage,
+    Update,
+    UpdateRequest,
+)
+from app.sections import SECTIONS, split_sections
+from app.settings import Settings
+from app.trimming import html_to_text, new_words
+
+TOKEN_RE = re.compile(r"\breply\+?([0-9a-f]{32})@", re.IGNORECASE)
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_HEADER_IDS = 6  # In-Reply-To plus the newest References, as Discourse does
+
+
+# --- reading (pure) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+    is_too_large: bool = False
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How one message reads: what kind it is, who sent it, and the member's new words."""
+
+    kind: str
+    reason: str
+    from_address: str
+    subject: str
+    tokens: list[str]
+    reply_to_ids: list[str]
+    text: str
+    sections: dict[str, Any]
+    attachments: list[Attachment] = field(default_factory=list)
+    bounced: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["token"] = self.tokens[0] if self.tokens else None
+        return data
+
+
+def find_tokens(addresses: list[str]) -> list[str]:
+    """Reply tokens in the order given, each once; tolerant of a stripped `+` and case."""
+    tokens: list[str] = []
+    for address in addresses:
+        for match in TOKEN_RE.finditer(address or ""):
+            token = match.group(1).lower()
+            if token not in tokens:
+                tokens.append(token)
+    return tokens
+
+
+def _header_addresses(message: email.message.Message, *names: str) -> list[str]:
+    values = [str(v) for name in names for v in message.get_all(name, [])]
+    return [address for _, address in getaddresses(values)] + values
+
+
+def _message_ids(message: email.message.Message) -> list[str]:
+    in_reply_to = re.findall(r"<[^<>\s]+>", str(message.get("In-Reply-To", "")))
+    references = re.findall(r"<[^<>\s]+>", str(message.get("References", "")))
+    ids = in_reply_to + list(reversed(references))
+    return list(dict.fromkeys(ids))[:MAX_HEADER_IDS]
+
+
+def _body_text(parsed: mailparser.MailParser | None, message: email.message.Message) -> str:
+    """The first top-level text part; HTML-only mail is converted to text."""
+    if parsed is not None:
+        if parsed.text_plain and parsed.text_plain[0].strip():
+            return parsed.text_plain[0]
+        if parsed.text_html:
+            return html_to_text(parsed.text_html[0])
+    for part in message.walk():  # mail-parser could not read it: the standard library's best
+        if part.get_content_maintype() == "text" and not part.get_filename():
+            payload = part.get_payload(decode=True) or b""
+            text = payload.decode(part.get_content_charset() or "utf-8", "replace")
+            return html_to_text(text) if part.get_content_subtype() == "html" else text
+    return ""
+
+
+def _attachments(parsed: mailparser.MailParser | None) -> list[Attachment]:
+    listed: list[Attachment] = []
+    for item in parsed.attachments if parsed is not None else []:
+        disposition = (item.get("content-disposition") or "").lower()
+        # Inline images (logos in signatures, pasted screenshots) are part of the body.
+        if item.get("content-id") and not disposition.startswith("attachment"):
+            continue
+        payload = item.get("payload") or ""
+        try:
+            size = len(base64.b64decode(payload)) if item.get("binary") else len(payload.encode())
+        except (binascii.Error, ValueError):
+            size = len(payload)
+        listed.append(
+            Attachment(
+                filename=safe_filename(item.get("filename") or "attachment"),
+                content_type=item.get("mail_content_type") or "application/octet-stream",
+                size=size,
+                is_too_large=size > MAX_ATTACHMENT_BYTES,
+            )
+        )
+    return listed
+
+
+def safe_filename(name: str) -> str:
+    """A file name that cannot climb out of a folder or hide its type."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"[\x00-\x1f<>:\"|?*]+", "", name).strip(" .")
+    return name[:120] or "attachment"
+
+
+def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list[str] | None = None) -> Reading:
+    """How a stored message reads. Pure; never raises on malformed mail."""
+    verdict = classify(raw, envelope_from)
+    message = email.message_from_bytes(raw, policy=compat32)
+    try:
+        parsed: mailparser.MailParser | None = mailparser.parse_from_bytes(raw)
+    except (MailParserError, RecursionError, LookupError, ValueError, TypeError, AttributeError):
+        parsed = None
+    from_address = parseaddr(str(message.get("From", "")))[1].lower()
+    subject = " ".join(str(message.get("Subject", "")).split())
+    addresses = list(envelope_to or []) + _header_addresses(
+        message, "To", "Cc", "Delivered-To", "X-Original-To", "X-Forwarded-To", "Envelope-To"
+    )
+    tokens = find_tokens(addresses)
+    if verdict.kind != "reply":
+        return Reading(
+            kind=verdict.kind,
+            reason=verdict.reason,
+            from_address=from_address,
+            subject=subject,
+            tokens=tokens,
+            reply_to_ids=_message_ids(message),
+            text="",
+            sections={},
+            bounced=[asdict(r) for r in verdict.recipients],
+        )
+    text = new_words(_body_text(parsed, message))
+    return Reading(
+        kind="reply",
+        reason=verdict.reason,
+        from_address=from_address,
+        subject=subject,
+        tokens=tokens,
+        reply_to_ids=_message_ids(message),
+        text=text,
+        sections=split_sections(text).to_json(),
+        attachments=_attachments(parsed),
+    )
+
+
+# --- processing (the worker's step) ----------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What the job does after its commit."""
+
+    outbound_ids: list[int] = field(default_factory=list)
+    recompile_cycle_ids: list[int] = field(default_factory=list)
+
+
+def process_inbound(session: Session, settings: Settings, inbound_id: int, now: datetime) -> Outcome:
+    """Read one stored message and act on it. Flushes; a processed row is left alone (safe twice)."""
+    row = session.scalars(
+        select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update()
+    ).one_or_none()
+    outcome = Outcome()
+    if row is None or row.status != InboundStatus.RECEIVED:
+        return outcome
+    envelope_to = [a for a in (row.envelope_to or "").split(",") if a]
+    reading = read_message(row.raw, row.envelope_from, envelope_to)
+    row.kind = reading.kind
+    row.processed_at = now
+    if reading.kind != "reply":
+        row.status = InboundStatus.IGNORED
+        row.reason = reading.reason
+        if reading.kind == "bounce":
+            outcome.outbound_ids += _record_bounce(session, settings, row, reading, now)
+        session.flush()
+        return outcome
+    request = route(session, reading)
+    if request is None:
+        row.status = InboundStatus.REJECTED
+        row.reason = "no reply token or thread of ours: not an answer to an update request"
+        outcome.outbound_ids += _notice_unknown(session, settings, row, reading, now)
+        session.flush()
+        return outcome
+    row.update_request_id = request.id
+    member = request.member
+    if not _is_members_address(session, member, reading.from_address):
+        row.status = InboundStatus.HELD
+        row.reason = f"sent from {reading.from_address or 'no address'}, which is not {member.name}'s"
+        outcome.outbound_ids += _notice_held(session, settings, row, request, reading)
+        session.flush()
+        return outcome
+    update = save_update(session, request, row, reading, now)
+    row.status = InboundStatus.ACCEPTED
+    row.reason = "excused: member replied SKIP" if update.is_skip else None
+    receipt = _queue_receipt(session, settings, request, update)
+    if receipt is not None:
+        outcome.outbound_ids.append(receipt.id)
+    if request.cycle.packets:
+        outcome.recompile_cycle_ids.append(request.cycle_id)  # a late reply: a new packet version
+    session.flush()
+    return outcome
+
+
+def release_held(session: Session, settings: Settings, inbound_id: int, now: datetime) -> Outcome:
+    """The facilitator vouches for a held message: apply it as the member's update. Flushes."""
+    row = session.scalars(
+        select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update()
+    ).one_or_none()
+    outcome = Outcome()
+    if row is None or row.status != InboundStatus.HELD or row.update_request is None:
+        return outcome
+    request = row.update_request
+    envelope_to = [a for a in (row.envelope_to or "").split(",") if a]
+    update = save_update(session, request, row, read_message(row.raw, row.envelope_from, envelope_to), now)
+    row.status = InboundStatus.ACCEPTED
+    row.reason = f"released by the facilitator (sent from {row.from_address})"
+    receipt = _queue_receipt(session, settings, request, update)
+    if receipt is not None:
+        outcome.outbound_ids.append(receipt.id)
+    session.flush()
+    return outcome
+
+
+def route(session: Session, reading: Reading) -> UpdateRequest | None:
+    """The request this reply answers: by token, else by our Message-ID in its thread.
+
+    With several tokens (Reply-All puts other members' addresses in Cc) the sender's own token
+    wins; the envelope recipient, listed first, wins among the rest.
+    """
+    if reading.tokens:
+        requests = list(session.scalars(select(UpdateRequest).where(UpdateRequest.token.in_(reading.tokens))))
+        if requests:
+            order = {token: i for i, token in enumerate(reading.tokens)}
+            requests.sort(key=lambda r: order[r.token])
+            for request in requests:
+                if _is_members_address(session, request.member, reading.from_address):
+                    return request
+            return requests[0]
+    if reading.reply_to_ids:
+        outbound = session.scalar(
+            select(OutboundMessage).where(
+                OutboundMessage.message_id.in_(reading.reply_to_ids),
+                OutboundMessage.kind.in_(("update_request", "reminder", "receipt")),
+            )
+        )
+        if outbound is not None and outbound.cycle_id and outbound.member_id:
+            return session.scalar(
+                select(UpdateRequest).where(
+                    UpdateRequest.cycle_id == outbound.cycle_id,
+                    UpdateRequest.member_id == outbound.member_id,
+                )
+            )
+    return None
+
+
+def _is_members_address(session: Session, member: Member, address: str) -> bool:
+    address = address.lower()
+    if not address:
+        return False
+    if member.email.lower() == address:
+        return True
+    return (
+        session.scalar(
+            select(MemberAddress.id).where(
+                MemberAddress.member_id == member.id, func.lower(MemberAddress.email) == address
+            )
+        )
+        is not None
+    )
+
+
+def save_update(
+    session: Session, request: UpdateRequest, row: InboundMessage, reading: Reading, now: datetime
+) -> Update:
+    """Store the reply as the request's next version; a SKIP excuses the member. Flushes."""
+    version = (session.scalar(
+        select(func.max(Update.version)).where(Update.update_request_id == request.id)
+    ) or 0) + 1
+    is_skip = bool(reading.sections.get("is_skip"))
+    update = Update(
+        request=request,
+        inbound_message_id=row.id,
+        version=version,
+        text=reading.text,
+        sections=reading.sections,
+        attachments={"files": [asdict(a) for a in reading.attachments]},
+        is_skip=is_skip,
+        created_at=now,
+    )
+    session.add(update)
+    if is_skip:
+        excuse(session, request, now)
+    elif request.replied_at is None:
+        request.replied_at = now
+    session.flush()
+    return update
+
+
+def _queue_receipt(
+    session: Session, settings: Settings, request: UpdateRequest, update: Update
+) -> OutboundMessage | None:
+    member = request.member
+    cycle = request.cycle
+    texts: dict[str, str] = update.sections.get("texts", {})
+    ratings: dict[str, int] = update.sections.get("ratings", {})
+    captured = [
+        {"title": s.title, "text": texts[s.key]} for s in SECTIONS if texts.get(s.key)
+    ]
+    if texts.get("other"):
+        captured.append({"title": "Other notes", "text": texts["other"]})
+    return mail.queue_email(
+        session,
+        settings,
+        kind="receipt",
+        dedupe_key=f"receipt:{update.id}",
+        to_email=member.email,
+        to_name=member.name,
+        reply_to=mail.reply_address(settings, request.token),
+        in_reply_to=request_message_id(session, request),
+        group_id=cycle.group_id,
+        cycle_id=cycle.id,
+        member_id=member.id,
+        context={
+            "group_name": cycle.group.name,
+            "first_name": member.first_name,
+            "month_label": month_label(cycle),
+            "version": update.version,
+            "is_skip": update.is_skip,
+            "ratings": ratings,
+            "captured": captured,
+            "attachments": [a["filename"] for a in update.attachments.get("files", [])],
+        },
+    )
+
+
+def _notice_unknown(
+    session: Session, settings: Settings, row: InboundMessage, reading: Reading, now: datetime
+) -> list[int]:
+    """Tell a person whose mail we could not place what happened: once per sender per day."""
+    if not reading.from_address or reading.from_address.endswith("@" + settings.inbound_domain):
+        return []
+    notice = mail.queue_email(
+        session,
+        settings,
+        kind="notice",
+        dedupe_key=f"notice:{reading.from_address}:{now.date().isoformat()}",
+        to_email=reading.from_address,
+        context={"subject": reading.subject or "(no subject)", "group_name": "Roundtable"},
+        in_reply_to=row.message_id,
+    )
+    return [notice.id] if notice is not None else []
+
+
+def _notice_held(
+    session: Session, settings: Settings, row: InboundMessage, request: UpdateRequest, reading: Reading
+) -> list[int]:
+    cycle = request.cycle
+    ids = []
+    for facilitator in cycle.group.facilitators:
+        notice = mail.queue_email(
+            session,
+            settings,
+            kind="held_notice",
+            dedupe_key=f"held:{row.id}:{facilitator.id}",
+            to_email=facilitator.email,
+            to_name=facilitator.name,
+            group_id=cycle.group_id,
+            cycle_id=cycle.id,
+            context={
+                "group_name": cycle.group.name,
+                "facilitator_name": facilitator.name,
+                "member_name": request.member.name,
+                "member_email": request.member.email,
+                "sender": reading.from_address or "(no address)",
+                "subject": reading.subject,
+                "inbound_id": row.id,
+            },
+        )
+        if notice is not None:
+            ids.append(notice.id)
+    return ids
+
+
+def _record_bounce(
+    session: Session, settings: Settings, row: InboundMessage, reading: Reading, now: datetime
+) -> list[int]:
+    """A hard bounce marks the member's address and tells the facilitator."""
+    ids: list[int] = []
+    hard = [r for r in reading.bounced if r.get("is_hard") and r.get("address")]
+    for recipient in hard:
+        address = str(recipient["address"]).lower()
+        for member in session.scalars(select(Member).where(func.lower(Member.email) == address)):
+            if member.bounced_at is None:
+                member.bounced_at = now
+                member.bounce_reason = f"{recipient.get('status') or ''} {recipient.get('diagnostic') or ''}".strip()
+            for facilitator in member.group.facilitators:
+                notice = mail.queue_email(
+                    session,
+                    settings,
+                    kind="bounce_notice",
+                    dedupe_key=f"bounce:{member.id}:{now.date().isoformat()}:{facilitator.id}",
+                    to_email=facilitator.email,
+                    to_name=facilitator.name,
+                    group_id=member.group_id,
+                    member_id=member.id,
+                    context={
+                        "group_name": member.group.name,
+                        "facilitator_name": facilitator.name,
+                        "member_name": member.name,
+                        "member_email": member.email,
+                        "reason": member.bounce_reason or "the receiving server refused it",
+                    },
+                )
+                if notice is not None:
+                    ids.append(notice.id)
+    session.flush()
+    return ids

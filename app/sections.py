@@ -1,0 +1,563 @@
+"""Split a member's reply into the sections of the update request.
+
+Pure functions over strings: no I/O, no clock, no settings. Conservative by design: a line we
+cannot place goes to "other", never away (the zulip email gateway's "when in doubt, keep the text").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One heading of the update request; templates and the packet loop over SECTIONS."""
+
+    key: str
+    title: str
+    hint: str
+
+
+# The single source of truth for section keys, titles and order. Text templates upper-case the
+# title; the parser recognizes the title in any case, with or without its parenthesis.
+SECTIONS: tuple[Section, ...] = (
+    Section("ratings", "Ratings (1-10)", "Business, Personal and Family, each from 1 to 10"),
+    Section("wins", "Wins", "What went well since we last met"),
+    Section("challenges", "Challenges", "What is hard right now"),
+    Section(
+        "commitments",
+        "Last month's commitments (done / partial / dropped)",
+        "For each commitment: done, partial or dropped",
+    ),
+    Section(
+        "topic",
+        "Topic for the group (priority A, B or C)",
+        "What you want the group's help with; A is urgent",
+    ),
+    Section("asks", "Asks", "Introductions, people, money, partners, clients, know-how"),
+    Section("learned", "What I learned", "One thing worth passing on"),
+    Section("next_commitments", "Next commitments", "What you will do before the next meeting"),
+)
+SECTION_KEYS: tuple[str, ...] = tuple(section.key for section in SECTIONS)
+OTHER = "other"
+# The request lists these under RATINGS, one per line ("Business:"); also the keys of `ratings`.
+RATING_KEYS: tuple[str, ...] = ("business", "personal", "family")
+
+# What members actually type instead of our titles. Lower case; an apostrophe is optional when
+# matching ("last months commitments"). Longer phrases win, so "issue for the group" is a topic
+# while "issues" is a challenge.
+_HEADING_PHRASES: dict[str, tuple[str, ...]] = {
+    "ratings": ("ratings", "rating", "scores", "score", "ratings 1-10", "ratings 1 to 10"),
+    "wins": ("wins", "win", "highlights", "successes", "wins since we last met"),
+    "challenges": ("challenges", "challenge", "problems", "issues", "struggles", "lowlights"),
+    "commitments": (
+        "commitments",
+        "last month's commitments",
+        "last meeting's commitments",
+        "commitments from last month",
+        "commitments from last meeting",
+        "previous commitments",
+        "progress",
+        "progress on commitments",
+        "commitment progress",
+        "commitments progress",
+        "commitments update",
+    ),
+    "topic": (
+        "topic",
+        "topics",
+        "topic for the group",
+        "topic for the meeting",
+        "issue for the group",
+        "issues for the group",
+        "question for the group",
+        "discussion topic",
+    ),
+    "asks": ("ask", "asks", "requests", "request", "i need", "asks for the group"),
+    "learned": (
+        "learned",
+        "learnt",
+        "what i learned",
+        "what i learnt",
+        "what i've learned",
+        "learnings",
+        "learning",
+        "lessons",
+        "lessons learned",
+        "lessons learnt",
+        "key learnings",
+    ),
+    "next_commitments": (
+        "next commitments",
+        "next month",
+        "next month's commitments",
+        "commitments for next month",
+        "commitments for next meeting",
+        "goals for next month",
+        "next month's goals",
+        "next steps",
+    ),
+}
+
+
+def _squash(text: str) -> str:
+    """Letters and digits only, lower case: for comparing phrases whatever the punctuation."""
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+_PHRASE_TO_KEY: dict[str, str] = {
+    _squash(phrase): key for key, phrases in _HEADING_PHRASES.items() for phrase in phrases
+}
+for _section in SECTIONS:
+    _PHRASE_TO_KEY[_squash(re.sub(r"\(.*\)", "", _section.title))] = _section.key
+
+
+def _phrase_pattern(phrase: str) -> str:
+    words = [re.escape(word).replace("'", "['’‘`]?") for word in phrase.split()]
+    return r"\s+".join(words)
+
+
+_ALL_PHRASES = sorted(
+    {re.sub(r"\s*\(.*\)", "", s.title).lower() for s in SECTIONS}
+    | {p for phrases in _HEADING_PHRASES.values() for p in phrases},
+    key=len,
+    reverse=True,
+)
+# "My wins", "Our asks", "Challenges this month" are the same headings.
+_HEADING_START = re.compile(
+    r"(?:(?:my|our)\s+)?(?P<phrase>"
+    + "|".join(_phrase_pattern(p) for p in _ALL_PHRASES)
+    + r")(?:\s+this\s+month)?(?![^\W_]|['’])",
+    re.IGNORECASE,
+)
+# Decorations in front of a heading, in any order: quoting, markdown, numbering, bold.
+_PREFIX = re.compile(r"(?:>+|#{1,6}(?!\w)|\(?\d{1,2}[.)](?!\d)|[*_]{1,3}|\s+)")
+_TAIL_EMPHASIS = re.compile(r"[*_]{1,3}")
+_TAIL_PAREN = re.compile(r"\s*\((?P<paren>[^()]{0,60})\)")
+_TAIL_SEPARATOR = re.compile(r"\s*:|\s*[–—]|\s+-+(?=\s|$)|\s*\.$")
+
+# Parentheses and hints that belong to our own request text, so quoting them back is no answer.
+_OWN_WORDS: frozenset[str] = frozenset(
+    {_squash(m) for s in SECTIONS for m in re.findall(r"\((.*)\)", s.title)}
+    | {_squash(s.hint) for s in SECTIONS}
+    | {_squash("1 to 10"), ""}
+)
+
+_RATING_LABEL_LINE = re.compile(
+    r"(?P<label>business|personal|family)(?:\s+(?:rating|score))?\s*(?:\(1\s*[-–]\s*10\))?"
+    r"\s*[*_]{0,3}\s*:?\s*[*_]{0,3}\s*",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HeadingMatch:
+    """A line that opens a section; `rest` is an answer written on the same line ("" if none)."""
+
+    key: str
+    rest: str
+
+
+def _strip_prefix(line: str) -> tuple[str, bool]:
+    """Drop leading quote marks, markdown, numbering and emphasis; say whether bold opened."""
+    position = 0
+    is_bold = False
+    while True:
+        m = _PREFIX.match(line, position)
+        if m is None or m.end() == position:
+            return line[position:], is_bold
+        if m.group().startswith(("**", "__")):
+            is_bold = True
+        position = m.end()
+
+
+def match_heading(line: str) -> HeadingMatch | None:
+    """Return the section a line opens, or None when it is content.
+
+    Conservative: the heading words must be the whole line, or be followed by a separator
+    ("Wins: closed the round", "Wins - ...") or be bold ("**Wins** closed ..."), so a sentence
+    that merely starts with a heading word ("Wins are hard to come by") stays content.
+    """
+    text, is_bold = _strip_prefix(line.strip())
+    m = _HEADING_START.match(text)
+    if m is None:
+        return None
+    key = _PHRASE_TO_KEY.get(_squash(m.group("phrase")))
+    if key is None:
+        return None
+    tail = text[m.end() :]
+    has_separator = False
+    closed_emphasis = False
+    kept_paren = ""
+    while tail:
+        if em := _TAIL_EMPHASIS.match(tail):
+            closed_emphasis = True
+            tail = tail[em.end() :]
+        elif paren := _TAIL_PAREN.match(tail):
+            if _squash(paren.group("paren")) not in _OWN_WORDS:
+                # "Topic (A): pricing" -- the member's own words, kept with the answer.
+                kept_paren = paren.group().strip()
+            tail = tail[paren.end() :]
+        elif sep := _TAIL_SEPARATOR.match(tail):
+            has_separator = True
+            tail = tail[sep.end() :]
+        else:
+            break
+    rest = tail.strip()
+    if rest and not (has_separator or (is_bold and closed_emphasis)):
+        return None
+    if kept_paren and rest and not has_separator:
+        return None
+    if _squash(rest) in _OWN_WORDS:
+        # Our own hint quoted back after the title ("WINS - What went well...") is no answer.
+        rest = ""
+    if kept_paren:
+        rest = f"{kept_paren} {rest}".strip()
+    return HeadingMatch(key=key, rest=rest)
+
+
+def is_rating_label(line: str) -> bool:
+    """True for a bare "Business:" / "Personal:" / "Family:" label line of our request."""
+    text, _ = _strip_prefix(line.strip())
+    return _RATING_LABEL_LINE.fullmatch(text) is not None
+
+
+def is_heading(line: str) -> bool:
+    """True when the whole line is one of our headings (or a bare rating label), no answer on it.
+
+    Accepts quoting (">"), numbering ("1." / "1)"), bold or italics, markdown "#", any case, a
+    trailing colon, our parenthesis ("(1-10)") and synonyms ("Highlights", "Problems").
+    "Wins: closed the round" is not a heading line: it carries an answer (see match_heading).
+    """
+    if is_rating_label(line):
+        return True
+    match = match_heading(line)
+    return match is not None and match.rest == ""
+
+
+# --- Ratings -------------------------------------------------------------------------------------
+
+_RATING_LABELS: dict[str, str] = {
+    "business": "business",
+    "biz": "business",
+    "b": "business",
+    "personal": "personal",
+    "p": "personal",
+    "family": "family",
+    "f": "family",
+}
+_NUMBER = r"(?P<n>\d+(?:[.,]\d+)?)(?P<of10>\s*/\s*10\b|\s+out\s+of\s+10\b)?"
+# "Business: 7", "business 7/10", "B: 7", "Family - 8", "personal = 6", "Business rating is 7".
+_RATING_PAIR = re.compile(
+    r"(?<![^\W_])(?P<label>business|biz|personal|family|b|p|f)"
+    r"(?:\s+(?:rating|score))?\s*(?:[:=–—-]|\s+is\b)?\s*" + _NUMBER,
+    re.IGNORECASE,
+)
+# Not part of a word or of a longer decimal; "7," ends a number, "7,5" does not.
+_BARE_NUMBER = re.compile(r"(?<!\w)(?<!\d[.,])" + _NUMBER + r"(?!\w|[.,]\d)", re.IGNORECASE)
+# What may sit between the pairs of one ratings line: "7, 6, 8", "B7 / P6 / F8", "... and ...".
+_RATING_FILLER = re.compile(r"(?:[\s,;|/*_.]|\band\b)*", re.IGNORECASE)
+
+
+def _rating_value(match: re.Match[str]) -> int | None:
+    """The 1-10 integer a match states, or None: "7.5", "0" and "12" are never rounded or guessed."""
+    number = match.group("n")
+    if not number.isdigit():
+        return None
+    value = int(number)
+    return value if 1 <= value <= 10 else None
+
+
+def _only_filler(text: str) -> bool:
+    return _RATING_FILLER.fullmatch(text) is not None
+
+
+def _pairs_cover_line(line: str, pairs: list[re.Match[str]]) -> bool:
+    """True when the line is nothing but the rating pairs (and commas, slashes, "and")."""
+    position = 0
+    for pair in pairs:
+        if not _only_filler(line[position : pair.start()]):
+            return False
+        position = pair.end()
+    return _only_filler(line[position:])
+
+
+def _parse_rating_line(line: str, *, strict: bool) -> tuple[dict[str, int], bool] | None:
+    """Read ratings from one line: (ratings, is_whole_line) or None when it states none.
+
+    `strict` is for lines outside the ratings section: only full labels ("Business 7, personal 6")
+    and only when the line is nothing else, so prose like "family 2 kids" is never read as a score.
+    """
+    text, _ = _strip_prefix(line.strip())
+    pairs = list(_RATING_PAIR.finditer(text))
+    if strict:
+        pairs = [p for p in pairs if len(p.group("label")) > 1]
+    if pairs:
+        is_whole = _pairs_cover_line(text, pairs)
+        if strict and not (is_whole and (len(pairs) >= 2 or pairs[0].group("of10"))):
+            return None
+        if not is_whole and pairs[0].start() != 0:
+            # A score mentioned mid-sentence is the member's prose, not a rating line.
+            return None
+        found: dict[str, int] = {}
+        for pair in pairs:
+            key = _RATING_LABELS[pair.group("label").lower()]
+            value = _rating_value(pair)
+            if value is None or key in found:
+                return {}, False  # out of range, not whole, or said twice: keep it all as text
+            found[key] = value
+        return found, is_whole
+    if strict:
+        return None
+    numbers = list(_BARE_NUMBER.finditer(text))
+    # "7, 6, 8" or "7/10 6/10 8/10": the request's order, business, personal, family.
+    if len(numbers) == len(RATING_KEYS) and _pairs_cover_line(text, numbers):
+        values = [_rating_value(n) for n in numbers]
+        if all(v is not None for v in values):
+            return {k: v for k, v in zip(RATING_KEYS, values) if v is not None}, True
+        return {}, False
+    return None
+
+
+def _bare_number(line: str) -> re.Match[str] | None:
+    """The number when a line is nothing but one ("7", "7/10"): the value under a bare label."""
+    text, _ = _strip_prefix(line.strip())
+    m = _BARE_NUMBER.match(text)
+    return m if m is not None and _only_filler(text[m.end() :]) else None
+
+
+def _bare_label(line: str) -> str | None:
+    """The rating key of a bare "Business:" label line, else None."""
+    m = _RATING_LABEL_LINE.fullmatch(_strip_prefix(line.strip())[0])
+    return None if m is None else _RATING_LABELS[m.group("label").lower()]
+
+
+def _take_ratings(lines: list[str], *, strict: bool) -> tuple[dict[str, int], list[str]]:
+    """Pull ratings out of a section's lines; return them and the lines left as text.
+
+    A parsed line is dropped only when it said nothing but ratings; anything else (a comment, an
+    out-of-range score) stays as the member's text.
+    """
+    ratings: dict[str, int] = {}
+    kept: list[str] = []
+    content = [line for line in lines if line.strip()]
+    if not strict and len(content) == len(RATING_KEYS):
+        # "7" / "6" / "8" on three lines under the heading: the request's order, as "7, 6, 8".
+        numbers = [_bare_number(line) for line in content]
+        values = [None if n is None else _rating_value(n) for n in numbers]
+        if all(value is not None for value in values):
+            return {k: v for k, v in zip(RATING_KEYS, values) if v is not None}, []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        key = _bare_label(line)
+        if key is not None:
+            # "Business:" on its own line (an inline answer under our quoted label): the value,
+            # if any, is on the next non-blank line.
+            following = index + 1
+            while following < len(lines) and not lines[following].strip():
+                following += 1
+            after = lines[following] if following < len(lines) else ""
+            number = _bare_number(after) if after else None
+            value = None if number is None else _rating_value(number)
+            if value is not None and key not in ratings:
+                ratings[key] = value
+                index = following + 1
+                continue
+            if not strict and number is None and (not after or _bare_label(after) is not None):
+                # Our own label quoted back with nothing under it: not the member's words.
+                index += 1
+                continue
+            kept.append(line)  # context for what follows ("Family:" / "12" or a comment)
+            index += 1
+            continue
+        parsed = _parse_rating_line(line, strict=strict)
+        if parsed is None:
+            kept.append(line)
+        else:
+            found, is_whole = parsed
+            new = {k: v for k, v in found.items() if k not in ratings}
+            ratings.update(new)
+            if not is_whole or not found or len(new) < len(found):
+                kept.append(line)
+        index += 1
+    return ratings, kept
+
+
+# --- Topic priority ------------------------------------------------------------------------------
+
+_PRIORITY_PATTERNS: tuple[re.Pattern[str], ...] = (
+    # "Priority: A", "priority a", "Priority - B", "(priority A)"
+    # but not "top priority: a new CFO"
+    re.compile(
+        r"\bpriority\s*(?:is\s*)?[:=–—-]?\s*\(?(?P<p>[abc])\)?(?=\s*(?:$|[-–—:,;.)\]!]))",
+        re.IGNORECASE | re.MULTILINE,
+    ),
+    # "(A)", "[B]" -- capitals only, so an "(a)" list item is not a priority
+    re.compile(r"[(\[](?P<p>[ABC])[)\]]"),
+    # "A - pricing", "B: hiring", or just "B", at the start of a line; not "A)", which is
+    # how people number options ("A) raise or B) sell")
+    re.compile(r"^[^\w(\[]*(?P<p>[ABC])\s*(?:[:–—]|-+\s|\.\s|$)", re.MULTILINE),
+)
+
+
+def _topic_priority(text: str) -> str | None:
+    """The A/B/C priority the member gave their topic, or None when absent or contradictory."""
+    found = {m.group("p").upper() for pattern in _PRIORITY_PATTERNS for m in pattern.finditer(text)}
+    return found.pop() if len(found) == 1 else None
+
+
+# --- Skip and correction -------------------------------------------------------------------------
+
+_SKIP_LINE = re.compile(
+    r"\W*(?:(?:please|pls|kindly)\s+)?"
+    r"(?:(?:i(?:'ll|\s+will|\s+need\s+to|\s+have\s+to|\s+must|'d\s+like\s+to|\s+want\s+to"
+    r"|'m\s+going\s+to|\s+am\s+going\s+to)|i'm|i\s+am|we're|we\s+are|will)\s+)?"
+    r"(?:skipping|skip)\b(?:\s+(?:me|us|it|this\s+one))?"
+    r"(?:\s+(?:for\s+)?(?:this|the)\s+(?:month|meeting|cycle|time|round|update|session)"
+    r"(?:'s\s+(?:update|meeting))?)?(?:\s+please)?"
+    r"(?P<rest>.*)",
+    re.IGNORECASE,
+)
+_SKIP_REASON = re.compile(r"\s*[-–—:,;.!(]")
+_SALUTATION = re.compile(r"\W*(?:hi|hello|hey|dear)\b", re.IGNORECASE)
+_MAX_REASON_WORDS = 12
+_MAX_SIGN_OFF_LINES = 3
+_MAX_SIGN_OFF_WORDS = 5
+
+# The bare marker ("CORRECTION", "Update:") carries no words of the member's: it becomes the flag.
+_CORRECTION_MARKER = re.compile(r"\W*(?:corrections?|updated?)\s*(?:[:–—-]+\s*|$)", re.IGNORECASE)
+_CORRECTION_START = re.compile(
+    r"\W*(?:corrections?\b|(?:please\s+)?correct\s+(?:my|the|our)\b|updated?\s*(?:[:–—-]|$))",
+    re.IGNORECASE,
+)
+
+
+def _normalize_apostrophes(text: str) -> str:
+    return text.replace("’", "'").replace("‘", "'")
+
+
+def is_skip_reply(text: str) -> bool:
+    """True when the whole reply asks to skip this month ("SKIP", "Skip - travelling", "Please
+    skip me this month"), allowing a greeting and a short sign-off; "skip" in a sentence is not."""
+    lines = [line for line in _normalize_apostrophes(text).splitlines() if line.strip()]
+    if lines and _SALUTATION.match(lines[0]) and len(lines[0].split()) <= 4 and len(lines) > 1:
+        lines = lines[1:]
+    if not lines or len(lines) > 1 + _MAX_SIGN_OFF_LINES:
+        return False
+    m = _SKIP_LINE.fullmatch(lines[0].strip())
+    if m is None:
+        return False
+    rest = m.group("rest")
+    has_words = re.search(r"[^\W_]", rest) is not None
+    # A reason may follow a separator ("Skip - travelling"); "Skip the small talk: ..." is a
+    # sentence, not a request to be excused.
+    if has_words and (_SKIP_REASON.match(rest) is None or len(rest.split()) > _MAX_REASON_WORDS):
+        return False
+    return all(len(line.split()) <= _MAX_SIGN_OFF_WORDS for line in lines[1:])
+
+
+def _correction_start(lines: list[str]) -> int | None:
+    """Index of the first non-blank line when it marks a correction, else None."""
+    for index, line in enumerate(lines):
+        if line.strip():
+            return index if _CORRECTION_START.match(_normalize_apostrophes(line)) else None
+    return None
+
+
+# --- Splitting -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sections:
+    """What a reply said, by section. `texts` holds the member's words (only non-empty sections,
+    in SECTIONS order, then "other"); `ratings` only values the member stated unmistakably."""
+
+    texts: dict[str, str]
+    ratings: dict[str, int]
+    topic_priority: str | None = None
+    is_skip: bool = False
+    is_correction: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict for storage; from_json reads it back."""
+        return {
+            "texts": dict(self.texts),
+            "ratings": dict(self.ratings),
+            "topic_priority": self.topic_priority,
+            "is_skip": self.is_skip,
+            "is_correction": self.is_correction,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Sections:
+        """Rebuild from to_json's output; raises ValueError on a malformed value."""
+        texts = data.get("texts", {})
+        ratings = data.get("ratings", {})
+        priority = data.get("topic_priority")
+        if not isinstance(texts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in texts.items()
+        ):
+            raise ValueError("sections texts must map str to str")
+        if not isinstance(ratings, dict) or not all(
+            k in RATING_KEYS and isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10
+            for k, v in ratings.items()
+        ):
+            raise ValueError("sections ratings must map business/personal/family to 1-10")
+        if priority not in (None, "A", "B", "C"):
+            raise ValueError("sections topic_priority must be A, B, C or null")
+        return cls(
+            texts=dict(texts),
+            ratings=dict(ratings),
+            topic_priority=priority,
+            is_skip=bool(data.get("is_skip", False)),
+            is_correction=bool(data.get("is_correction", False)),
+        )
+
+
+def _join(lines: list[str]) -> str:
+    return "\n".join(line.rstrip() for line in lines).strip("\n").strip()
+
+
+def split_sections(text: str) -> Sections:
+    """Split a member's trimmed reply into sections; lines before any heading go to "other"."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    correction_at = _correction_start(lines)
+    if correction_at is not None:
+        # "Correction: Wins: ..." -- the marker is recorded as is_correction; what follows it on
+        # the line is read like any other line.
+        first = lines[correction_at]
+        marker = _CORRECTION_MARKER.match(_normalize_apostrophes(first))
+        if marker is not None:
+            lines = [*lines[:correction_at], first[marker.end() :], *lines[correction_at + 1 :]]
+
+    buckets: dict[str, list[str]] = {OTHER: []}
+    current = OTHER
+    for line in lines:
+        heading = match_heading(line)
+        if heading is None:
+            buckets.setdefault(current, []).append(line)
+            continue
+        current = heading.key
+        bucket = buckets.setdefault(current, [])
+        if any(existing.strip() for existing in bucket) and bucket[-1].strip():
+            bucket.append("")  # the same heading twice: keep the parts apart
+        if heading.rest:
+            bucket.append(heading.rest)
+
+    ratings, buckets["ratings"] = _take_ratings(buckets.get("ratings", []), strict=False)
+    # Without a ratings heading only unmistakable lines count ("Business 7, personal 6, family 8").
+    extra, buckets[OTHER] = _take_ratings(buckets[OTHER], strict=True)
+    ratings.update({k: v for k, v in extra.items() if k not in ratings})
+
+    texts = {
+        key: joined for key in (*SECTION_KEYS, OTHER) if (joined := _join(buckets.get(key, [])))
+    }
+    return Sections(
+        texts=texts,
+        ratings={key: ratings[key] for key in RATING_KEYS if key in ratings},
+        topic_priority=_topic_priority(texts.get("topic", "")),
+        is_skip=is_skip_reply(text),
+        is_correction=correction_at is not None,
+    )

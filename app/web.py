@@ -1,0 +1,49 @@
+"""The web app: the inbound webhooks and a health check. `create_app` wires everything once."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import db, jobs
+from app.inbound import blueprint as inbound_blueprint
+from app.settings import Settings, configure, current_settings
+
+
+def create_app(settings: Settings | None = None, *, check_schema: bool = True) -> Flask:
+    """Build the Flask app; refuses to start on a database that is not migrated."""
+    settings = settings or current_settings()
+    configure(settings)
+    if check_schema:
+        db.check_migrated(settings.database_url)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        ROUNDTABLE_SETTINGS=settings,
+        ROUNDTABLE_SESSIONS=db.sessionmaker_for(settings.database_url),
+        # SendGrid posts up to 30 MB and drops mail it gets a 4xx for: never 413 below that.
+        MAX_CONTENT_LENGTH=settings.max_inbound_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_inbound_bytes,
+        MAX_FORM_PARTS=10_000,
+    )
+    app.register_blueprint(inbound_blueprint)
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        database_ok = True
+        try:
+            with db.engine_for(settings.database_url).connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            database_ok = False
+        redis_ok = jobs.redis_ok(settings)
+        healthy = database_ok and redis_ok is not False
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "database": "ok" if database_ok else "unreachable",
+            "redis": {None: "not configured (jobs run in-process)", True: "ok", False: "unreachable"}[redis_ok],
+        }
+        return jsonify(body), 200 if healthy else 503
+
+    return app

@@ -1,0 +1,619 @@
+"""Splitting member replies into sections: replies written the ways members actually write them."""
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.sections import (
+    OTHER,
+    RATING_KEYS,
+    SECTION_KEYS,
+    SECTIONS,
+    Sections,
+    is_heading,
+    match_heading,
+    split_sections,
+)
+
+# --- the constant -------------------------------------------------------------------------------
+
+
+def test_sections_constant_has_the_request_order() -> None:
+    assert SECTION_KEYS == (
+        "ratings",
+        "wins",
+        "challenges",
+        "commitments",
+        "topic",
+        "asks",
+        "learned",
+        "next_commitments",
+    )
+    assert RATING_KEYS == ("business", "personal", "family")
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.key)
+def test_every_title_as_we_send_it_is_a_heading(section) -> None:
+    assert match_heading(section.title.upper()) == match_heading(section.title)
+    assert is_heading(section.title.upper())
+    assert match_heading(section.title.upper()).key == section.key
+    # The hint quoted back after the title is our text, not an answer.
+    assert is_heading(f"{section.title.upper()} - {section.hint}")
+
+
+# --- is_heading -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "WINS",
+        "Wins",
+        "wins",
+        "wins:",
+        "Wins :",
+        "> WINS",
+        "> > wins",
+        ">> Wins:",
+        "1. Wins",
+        "1) Wins",
+        "(2) Challenges",
+        "**Wins**",
+        "**Wins:**",
+        "**Wins**:",
+        "*WINS*",
+        "__Wins__",
+        "## Wins",
+        "### 2. **Challenges:**",
+        "  CHALLENGES  ",
+        "RATINGS (1-10)",
+        "Ratings (1–10):",
+        "LAST MONTH'S COMMITMENTS (done / partial / dropped)",
+        "Last month’s commitments",
+        "last months commitments",
+        "TOPIC FOR THE GROUP (priority A, B or C)",
+        "What I learned",
+        "NEXT COMMITMENTS",
+        "Business:",
+        "> Personal:",
+        "Family",
+    ],
+)
+def test_is_heading_true(line: str) -> None:
+    assert is_heading(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        ">",
+        "##",
+        "Wins are hard to come by this quarter and the team knows it",
+        "Wins: closed the Series A",  # a heading with an answer on it is content-bearing
+        "Winsome team this month",
+        "I need to hire a CFO",
+        "Next month we launch in Berlin",
+        "Progress was slow",
+        "The wins",
+        "Business is booming",
+        "Family 8",
+        "Gewinne",
+        "勝利",
+    ],
+)
+def test_is_heading_false(line: str) -> None:
+    assert not is_heading(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("Highlights", "wins"),
+        ("Wins this month", "wins"),
+        ("My wins", "wins"),
+        ("Problems", "challenges"),
+        ("Issues", "challenges"),
+        ("Struggles:", "challenges"),
+        ("Learnings", "learned"),
+        ("Lessons", "learned"),
+        ("What I've learned", "learned"),
+        ("Commitments", "commitments"),
+        ("Last month's commitments", "commitments"),
+        ("Progress", "commitments"),
+        ("Next month", "next_commitments"),
+        ("Next commitments", "next_commitments"),
+        ("Goals for next month", "next_commitments"),
+        ("Topic", "topic"),
+        ("Issue for the group", "topic"),
+        ("Ask", "asks"),
+        ("Asks", "asks"),
+        ("Requests", "asks"),
+        ("I need:", "asks"),
+        ("Ratings", "ratings"),
+        ("Scores", "ratings"),
+    ],
+)
+def test_synonyms(line: str, key: str) -> None:
+    match = match_heading(line)
+    assert match is not None
+    assert (match.key, match.rest) == (key, "")
+
+
+# --- split_sections: heading styles --------------------------------------------------------------
+
+EXACT = """\
+RATINGS (1-10)
+Business: 7
+Personal: 6
+Family: 8
+
+WINS
+Closed the Series A.
+Hired a VP Sales.
+
+CHALLENGES
+Churn is up in the SMB segment.
+
+LAST MONTH'S COMMITMENTS (done / partial / dropped)
+- Hire a CFO: partial, two finalists
+- Board deck: done
+
+TOPIC FOR THE GROUP (priority A, B or C)
+Priority: A. Whether to sell the services arm.
+
+ASKS
+An intro to a good M&A lawyer.
+
+WHAT I LEARNED
+Price increases cost fewer customers than I feared.
+
+NEXT COMMITMENTS
+Sign the CFO offer by the 15th.
+"""
+
+
+def test_exact_headings() -> None:
+    result = split_sections(EXACT)
+    assert result.ratings == {"business": 7, "personal": 6, "family": 8}
+    assert result.texts == {
+        "wins": "Closed the Series A.\nHired a VP Sales.",
+        "challenges": "Churn is up in the SMB segment.",
+        "commitments": "- Hire a CFO: partial, two finalists\n- Board deck: done",
+        "topic": "Priority: A. Whether to sell the services arm.",
+        "asks": "An intro to a good M&A lawyer.",
+        "learned": "Price increases cost fewer customers than I feared.",
+        "next_commitments": "Sign the CFO offer by the 15th.",
+    }
+    assert result.topic_priority == "A"
+    assert not result.is_skip
+    assert not result.is_correction
+
+
+def test_texts_follow_section_order_then_other() -> None:
+    result = split_sections("Hello all\n\nNext commitments\nShip v2\n\nWins\nA big one")
+    assert list(result.texts) == ["wins", "next_commitments", OTHER]
+
+
+def test_numbered_bold_markdown_lowercase_mixed() -> None:
+    reply = """\
+1. **Wins**
+Closed the round.
+
+2) *CHALLENGES*
+Hiring.
+
+## what i learned
+Sleep matters.
+
+__asks:__
+Intro to Stripe.
+"""
+    result = split_sections(reply)
+    assert result.texts == {
+        "wins": "Closed the round.",
+        "challenges": "Hiring.",
+        "learned": "Sleep matters.",
+        "asks": "Intro to Stripe.",
+    }
+
+
+def test_heading_with_answer_on_same_line() -> None:
+    reply = (
+        "Wins: closed the Series A\n"
+        "Challenges - churn\n"
+        "**Asks:** an intro to a CFO\n"
+        "and a recruiter\n"
+        "Learned — patience"
+    )
+    result = split_sections(reply)
+    assert result.texts == {
+        "wins": "closed the Series A",
+        "challenges": "churn",
+        "asks": "an intro to a CFO\nand a recruiter",
+        "learned": "patience",
+    }
+
+
+def test_headings_out_of_order() -> None:
+    reply = "ASKS\nA banker.\n\nWINS\nBig deal.\n\nRATINGS\nBusiness: 9\n\nCHALLENGES\nNone."
+    result = split_sections(reply)
+    assert result.texts == {"wins": "Big deal.", "challenges": "None.", "asks": "A banker."}
+    assert result.ratings == {"business": 9}
+
+
+def test_repeated_heading_keeps_both_parts() -> None:
+    result = split_sections("Wins\nFirst.\n\nChallenges\nHard.\n\nWins\nSecond.")
+    assert result.texts["wins"] == "First.\n\nSecond."
+
+
+def test_quoted_headings_from_inline_reply() -> None:
+    # The trimmer hands over our quoted headings as heading lines, answers interleaved.
+    reply = "> WINS\nShipped v2.\n> CHALLENGES\n> ASKS\nNeed a designer."
+    result = split_sections(reply)
+    assert result.texts == {"wins": "Shipped v2.", "asks": "Need a designer."}
+
+
+def test_sentence_starting_with_heading_word_stays_content() -> None:
+    reply = (
+        "WINS\n"
+        "Closed Acme.\n"
+        "CHALLENGES\n"
+        "Wins are hard to come by this quarter and the team feels it.\n"
+        "Asks for budget keep coming from marketing.\n"
+    )
+    result = split_sections(reply)
+    assert result.texts == {
+        "wins": "Closed Acme.",
+        "challenges": (
+            "Wins are hard to come by this quarter and the team feels it.\n"
+            "Asks for budget keep coming from marketing."
+        ),
+    }
+
+
+def test_free_prose_goes_to_other() -> None:
+    reply = (
+        "Hi everyone, a quick note this month.\n"
+        "We closed Acme, which was a relief, but hiring is still slow.\n"
+        "I could use an intro to a good recruiter.\n"
+    )
+    result = split_sections(reply)
+    assert result.texts == {OTHER: reply.strip()}
+    assert result.ratings == {}
+    assert result.topic_priority is None
+
+
+def test_text_before_first_heading_is_other() -> None:
+    result = split_sections("Sorry this is late!\n\nWINS\nA deal.")
+    assert result.texts == {OTHER: "Sorry this is late!", "wins": "A deal."}
+
+
+def test_non_english_text_goes_to_other() -> None:
+    reply = "Bonjour à tous,\nCe mois-ci nous avons signé deux clients.\n今月は大変でした。"
+    result = split_sections(reply)
+    assert result.texts == {OTHER: reply}
+
+
+def test_non_english_under_an_english_heading_stays_there() -> None:
+    result = split_sections("WINS\nDeux nouveaux clients signés.")
+    assert result.texts == {"wins": "Deux nouveaux clients signés."}
+
+
+def test_empty_reply() -> None:
+    result = split_sections("  \n\n")
+    assert result == Sections(texts={}, ratings={})
+
+
+def test_crlf_line_endings() -> None:
+    result = split_sections("WINS\r\nA deal.\r\nASKS\r\nA lawyer.\r\n")
+    assert result.texts == {"wins": "A deal.", "asks": "A lawyer."}
+
+
+# --- ratings --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "RATINGS\nBusiness: 7\nPersonal: 6\nFamily: 8",
+        "Ratings\nbusiness 7/10\npersonal 6/10\nfamily 8/10",
+        "Ratings:\nB: 7\nP: 6\nF: 8",
+        "Ratings: 7, 6, 8",
+        "Ratings: 7/10, 6/10, 8/10",
+        "RATINGS (1-10)\n7\n6\n8",
+        "Scores\nBusiness - 7, Personal - 6, Family - 8",
+        "Ratings\nB7 P6 F8",
+        "RATINGS (1-10)\nBusiness:\n7/10\nPersonal:\n6\nFamily:\n8",
+        "Ratings: Business 7, personal 6 and family 8",
+    ],
+)
+def test_ratings_forms(block: str) -> None:
+    result = split_sections(block)
+    assert result.ratings == {"business": 7, "personal": 6, "family": 8}
+    assert "ratings" not in result.texts
+
+
+def test_unmistakable_ratings_line_in_free_prose() -> None:
+    result = split_sections("Business 7, personal 6, family 8\nA quiet month otherwise.")
+    assert result.ratings == {"business": 7, "personal": 6, "family": 8}
+    assert result.texts == {OTHER: "A quiet month otherwise."}
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "Family 2 kids started school and business is 7 days a week.",
+        "We had 7, 6 and 8 new clients in the three regions.",
+        "B: 7",  # abbreviations only count under a ratings heading
+        "Business 7",  # one bare score in prose could be anything
+    ],
+)
+def test_ratings_are_not_guessed_from_prose(prose: str) -> None:
+    result = split_sections(prose)
+    assert result.ratings == {}
+    assert result.texts == {OTHER: prose}
+
+
+@pytest.mark.parametrize(
+    ("block", "ratings", "text"),
+    [
+        ("Ratings\nBusiness: 12\nPersonal: 6\nFamily: 8", {"personal": 6, "family": 8}, "12"),
+        ("Ratings\nBusiness: 0\nPersonal: 6", {"personal": 6}, "Business: 0"),
+        ("Ratings\nBusiness: 7.5\nFamily: 8", {"family": 8}, "Business: 7.5"),
+        ("Ratings: 7, 11, 8", {}, "7, 11, 8"),
+        ("Ratings\nBusiness:\n15\nFamily: 8", {"family": 8}, "Business:\n15"),
+        ("Ratings\nBusiness: good\nFamily: 8", {"family": 8}, "Business: good"),
+        ("Ratings: 7, 6", {}, "7, 6"),
+        ("Ratings: 8", {}, "8"),
+    ],
+)
+def test_out_of_range_or_unparseable_ratings_stay_as_text(
+    block: str, ratings: dict[str, int], text: str
+) -> None:
+    result = split_sections(block)
+    assert result.ratings == ratings
+    assert text in result.texts["ratings"]
+
+
+def test_rating_with_comment_keeps_the_comment() -> None:
+    result = split_sections("RATINGS\nBusiness: 4 - lost our biggest client\nFamily: 9")
+    assert result.ratings == {"business": 4, "family": 9}
+    assert result.texts["ratings"] == "Business: 4 - lost our biggest client"
+
+
+def test_rating_given_twice_keeps_the_first_and_the_second_as_text() -> None:
+    result = split_sections("RATINGS\nBusiness: 4\nBusiness: 6")
+    assert result.ratings == {"business": 4}
+    assert result.texts["ratings"] == "Business: 6"
+
+
+def test_unanswered_quoted_rating_labels_are_not_text() -> None:
+    result = split_sections("RATINGS (1-10)\nBusiness:\n7\nPersonal:\nFamily:\nWINS\nA deal.")
+    assert result.ratings == {"business": 7}
+    assert result.texts == {"wins": "A deal."}
+
+
+def test_rating_label_as_a_subheading_elsewhere_is_kept() -> None:
+    result = split_sections("CHALLENGES\nFamily:\nMy father is in hospital.")
+    assert result.ratings == {}
+    assert result.texts == {"challenges": "Family:\nMy father is in hospital."}
+
+
+# --- topic priority -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "priority"),
+    [
+        ("TOPIC\nPriority: A\nWhether to sell.", "A"),
+        ("Topic: priority b - hiring a COO", "B"),
+        ("Topic (A): pricing", "A"),
+        ("TOPIC FOR THE GROUP (priority A, B or C)\n(C) succession planning", "C"),
+        ("Topic\nA - whether to raise again", "A"),
+        ("Topic: B: the board", "B"),
+        ("TOPIC FOR THE GROUP (priority A, B or C): B", "B"),
+        ("Topic for the group (priority A)\nSelling the company", "A"),
+        ("Topic\n[C] office move", "C"),
+        ("Topic\nWhether to raise again", None),
+        ("Topic\nTop priority: a new CFO", None),
+        ("Topic\nA) raise or B) sell", None),  # contradictory: never guessed
+        ("Topic\n(a) pricing and (b) hiring", None),
+        ("WINS\nPriority: A", None),  # only the topic section is read
+    ],
+)
+def test_topic_priority(reply: str, priority: str | None) -> None:
+    assert split_sections(reply).topic_priority == priority
+
+
+def test_topic_priority_text_is_kept() -> None:
+    result = split_sections("Topic (A): pricing")
+    assert "pricing" in result.texts["topic"]
+    assert "(A)" in result.texts["topic"]
+
+
+# --- skip -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "skip",
+        "SKIP",
+        "Skip.",
+        "skip this month",
+        "Skip - travelling",
+        "SKIP: on holiday until the 20th",
+        "please skip me this month",
+        "Please skip me this month, I'm in hospital.",
+        "I'll skip this month",
+        "Skipping this one 🙏",
+        "  skip  \n\nThanks,\nJane",
+        "Hi Sam,\nSKIP\nBest,\nJane Doe",
+        "skip\nTravelling all month",
+    ],
+)
+def test_skip(reply: str) -> None:
+    result = split_sections(reply)
+    assert result.is_skip
+    assert result.texts  # the text is kept
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I had to skip the board meeting but here is my update.",
+        "Skip the small talk: we closed Acme.",
+        "We decided to skip the Series B and stay profitable.",
+        "WINS\nWe skip standups on Fridays now.",
+        "skip\nWINS\nClosed Acme.\nCHALLENGES\nHiring.\nASKS\nA lawyer.",
+        "skipper",
+    ],
+)
+def test_not_skip(reply: str) -> None:
+    assert not split_sections(reply).is_skip
+
+
+# --- corrections ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Correction: business should be 5",
+        "CORRECTION\nWINS\nClosed Acme, not Apex.",
+        "Correct my ratings please: business 5",
+        "Update: we also closed Beta",
+        "corrections below\nWins: Acme",
+    ],
+)
+def test_correction(reply: str) -> None:
+    assert split_sections(reply).is_correction
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "WINS\nCorrection: closed Acme",  # not at the start
+        "Update on the Acme deal: we lost it",
+        "Correctly priced, finally.",
+        "Wins: Acme",
+    ],
+)
+def test_not_correction(reply: str) -> None:
+    assert not split_sections(reply).is_correction
+
+
+def test_correction_marker_then_section_on_same_line() -> None:
+    result = split_sections("Correction: Wins: closed Acme, not Apex")
+    assert result.is_correction
+    assert result.texts == {"wins": "closed Acme, not Apex"}
+
+
+def test_correction_of_ratings() -> None:
+    result = split_sections("CORRECTION\nRatings: 5, 6, 7")
+    assert result.is_correction
+    assert result.ratings == {"business": 5, "personal": 6, "family": 7}
+    assert result.texts == {}
+
+
+# --- storage --------------------------------------------------------------------------------------
+
+
+def test_json_round_trip() -> None:
+    result = split_sections(EXACT + "\nthanks\n")
+    stored = result.to_json()
+    assert Sections.from_json(stored) == result
+    assert stored["texts"] is not result.texts  # a copy, not a view of the frozen value
+
+
+def test_json_round_trip_flags() -> None:
+    result = Sections(
+        texts={OTHER: "skip"}, ratings={}, topic_priority=None, is_skip=True, is_correction=True
+    )
+    assert Sections.from_json(result.to_json()) == result
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"texts": {"wins": 3}, "ratings": {}},
+        {"texts": {}, "ratings": {"business": 11}},
+        {"texts": {}, "ratings": {"mood": 5}},
+        {"texts": {}, "ratings": {"business": True}},
+        {"texts": {}, "ratings": {}, "topic_priority": "D"},
+    ],
+)
+def test_from_json_rejects_malformed(data: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        Sections.from_json(data)
+
+
+# --- nothing is dropped ---------------------------------------------------------------------------
+
+# Ratings lines are made of these once parsed ("B7", "out of 10"); a correction marker becomes
+# the flag.
+_PARSED_WORD = re.compile(r"(?:business|personal|family|biz|b|p|f)?\d*|and|out|of")
+_MARKER_WORDS = {"correction", "corrections", "update", "updated"}
+
+_heading_lines = st.sampled_from(
+    [s.title.upper() for s in SECTIONS]
+    + ["1. Wins", "**Challenges**", "## asks", "Highlights:", "Business:", "> Family:"]
+)
+_answer_lines = st.sampled_from(
+    [
+        "Wins: closed Acme",
+        "Topic (A): pricing",
+        "Business: 7",
+        "Business 7, personal 6, family 8",
+        "Ratings: 7, 6, 8",
+        "7",
+        "12",
+        "Family: 11 tough",
+        "Correction: wins too",
+        "Wins are rare",
+        "I need: a banker",
+        "- Hire CFO: done",
+        "skip",
+    ]
+)
+_free_lines = st.text(
+    alphabet=st.characters(exclude_categories=["Cs", "Zl", "Zp", "Cc"]), max_size=40
+)
+_replies = st.lists(st.one_of(_heading_lines, _answer_lines, _free_lines), max_size=12).map(
+    "\n".join
+)
+
+
+def _words(text: str) -> set[str]:
+    return {w.casefold() for w in re.findall(r"[^\W_]+", text)}
+
+
+@given(st.one_of(_replies, st.text()))
+def test_every_non_heading_word_is_kept(text: str) -> None:
+    result = split_sections(text)
+    kept = set().union(*(_words(t) for t in result.texts.values()))
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if not line.strip() or is_heading(line):
+            continue
+        match = match_heading(line)
+        words = _words(match.rest if match else line)
+        missing = words - kept
+        if result.ratings:
+            missing = {word for word in missing if not _PARSED_WORD.fullmatch(word)}
+        if result.is_correction:
+            missing -= _MARKER_WORDS
+        assert not missing, (line, result)
+
+
+@given(st.one_of(_replies, st.text()))
+def test_result_is_well_formed(text: str) -> None:
+    result = split_sections(text)
+    assert set(result.texts) <= {*SECTION_KEYS, OTHER}
+    assert all(value.strip() == value and value for value in result.texts.values())
+    assert set(result.ratings) <= set(RATING_KEYS)
+    assert all(1 <= value <= 10 for value in result.ratings.values())
+    assert result.topic_priority in (None, "A", "B", "C")
+    assert Sections.from_json(result.to_json()) == result

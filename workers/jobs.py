@@ -1,0 +1,60 @@
+"""rq jobs: each takes row ids, opens a session, calls one domain function, commits, then
+enqueues what follows. Exceptions propagate so rq records the failure and applies Retry."""
+
+from __future__ import annotations
+
+from app import jobs, mail
+from app.cycles import tick as _tick
+from app.db import session_scope
+from app.models import Packet, utcnow
+from app.packets import compile_packet as _compile_packet
+from app.packets import write_packet_files
+from app.replies import process_inbound as _process_inbound
+from app.settings import current_settings
+
+SEND_JOB = "workers.jobs.send_outbound"
+COMPILE_JOB = "workers.jobs.compile_packet"
+
+
+def process_inbound(inbound_id: int) -> None:
+    """Read one stored message and act on it. Safe to run twice."""
+    settings = current_settings()
+    with session_scope(settings.database_url) as session:
+        outcome = _process_inbound(session, settings, inbound_id, utcnow())
+        session.commit()
+    for outbound_id in outcome.outbound_ids:
+        jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
+    for cycle_id in outcome.recompile_cycle_ids:
+        jobs.enqueue(COMPILE_JOB, cycle_id, timeout=600)
+
+
+def send_outbound(outbound_id: int) -> None:
+    """Send one queued email. Safe to run twice: a sent row is left alone."""
+    settings = current_settings()
+    with session_scope(settings.database_url) as session:
+        mail.deliver(session, settings, outbound_id)
+
+
+def compile_packet(cycle_id: int) -> None:
+    """Compile the cycle's packet (a new version only if it changed) and mail it."""
+    settings = current_settings()
+    with session_scope(settings.database_url) as session:
+        compiled = _compile_packet(session, settings, cycle_id, utcnow())
+        session.commit()
+        packet = session.get_one(Packet, compiled.packet_id)
+        write_packet_files(packet, settings.packets_dir)
+    for outbound_id in compiled.outbound_ids:
+        jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
+
+
+def tick() -> None:
+    """Queue whatever is due for every group, then sweep up lost nudges. Safe to run twice."""
+    settings = current_settings()
+    with session_scope(settings.database_url) as session:
+        result = _tick(session, settings, utcnow())
+        session.commit()
+    for outbound_id in result.outbound_ids:
+        jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
+    for cycle_id in result.compile_cycle_ids:
+        jobs.enqueue(COMPILE_JOB, cycle_id, timeout=600)
+    jobs.sweep(settings)
