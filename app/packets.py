@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,8 @@ from app.mail import template_env
 from app.models import Cycle, CycleStatus, Packet, UpdateRequest
 from app.sections import SECTIONS
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 LOW_RATING = 5  # at or below this, a rating goes into the facilitator's brief
 
@@ -159,10 +162,13 @@ def render_packet(context: dict[str, Any]) -> tuple[str, str]:
     return env.get_template("packet_document.html").render(values), env.get_template("packet_document.txt").render(values)
 
 
-def render_pdf(html: str) -> bytes:
-    """The packet as PDF, from the same HTML (WeasyPrint)."""
-    from weasyprint import HTML
-
+def render_pdf(html: str) -> bytes | None:
+    """The packet as PDF, from the same HTML (WeasyPrint); None if Pango is not installed."""
+    try:
+        from weasyprint import HTML
+    except OSError as error:  # WeasyPrint loads Pango with ctypes: a system package, not pip's
+        log.warning("packet PDF skipped: WeasyPrint cannot load its system libraries (%s)", error)
+        return None
     return HTML(string=html).write_pdf()
 
 

@@ -1,0 +1,226 @@
+"""Test fixtures. PostgreSQL and Redis are used when DATABASE_URL / REDIS_URL are set (CI sets
+both); otherwise SQLite in a temporary folder and in-process jobs."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import threading
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, inspect, text
+from sqlalchemy.orm import Session
+
+from app import db, roster
+from app.cycles import schedule_meeting
+from app.models import Base, Cycle, Group
+from app.settings import Settings, configure
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"sendgrid:s3cret-inbound").decode()}
+FIXED_NOW = datetime(2026, 11, 20, 18, 0, tzinfo=timezone.utc)
+
+
+def _needs(name: str) -> str | None:
+    """The URL of a real service, or None; in CI a missing URL is an error, not a skip."""
+    url = os.environ.get(name)
+    if not url and os.environ.get("CI"):
+        raise RuntimeError(f"{name} must be set in CI: tests run against the real service")
+    return url
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = _needs("DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    engine = db.engine_for(url)
+    if engine.dialect.name == "postgresql":
+        # Start from an empty schema so the migrations themselves are under test.
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    db.upgrade(url)
+    return url
+
+
+@pytest.fixture()
+def settings(database_url: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for one test: inline jobs, a fresh outbox, basic auth on the webhook."""
+    value = Settings(
+        database_url=database_url,
+        redis_url=None,
+        mail_transport="outbox",
+        outbox_dir=tmp_path / "outbox",
+        packets_dir=tmp_path / "packets",
+        mail_from="Roundtable <roundtable@forum.example>",
+        inbound_domain="in.forum.example",
+        inbound_username="sendgrid",
+        inbound_password="s3cret-inbound",
+        base_url="https://roundtable.example",
+    )
+    configure(value)
+    yield value
+    configure(None)
+    _empty_tables(database_url)
+
+
+def _empty_tables(url: str) -> None:
+    engine = db.engine_for(url)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(delete(table))
+            if "sqlite_sequence" in inspect(connection).get_table_names():
+                connection.execute(text("DELETE FROM sqlite_sequence"))
+
+
+@pytest.fixture()
+def session(settings: Settings) -> Iterator[Session]:
+    with db.session_scope(settings.database_url) as session:
+        yield session
+
+
+@pytest.fixture()
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    from app.web import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture()
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture()
+def redis_settings(settings: Settings) -> Iterator[Settings]:
+    """Settings with real Redis: jobs go to rq. Refuses a Redis database that holds keys."""
+    url = _needs("REDIS_URL")
+    if url is None:
+        pytest.skip("REDIS_URL is not set (CI always sets it)")
+    from app.jobs import redis_connection
+
+    connection = redis_connection(url)
+    connection.flushdb()
+    value = dataclasses.replace(settings, redis_url=url)
+    configure(value)
+    yield value
+    connection.flushdb()
+    configure(settings)
+
+
+# --- building a group --------------------------------------------------------------------------
+
+MEMBERS = [
+    ("Alice Chen", "alice@northwind.example", "Northwind Robotics"),
+    ("Ben Okafor", "ben@okafor.example", "Okafor Logistics"),
+    ("Carmen Ruiz", "carmen@ruizfoods.example", "Ruiz Foods"),
+]
+
+
+def make_group(session: Session, members: list[tuple[str, str, str]] | None = None, tz: str = "America/New_York") -> Group:
+    group = roster.create_group(
+        session,
+        name="Hudson Valley CEO Forum",
+        timezone=tz,
+        facilitator_name="Dana Whitfield",
+        facilitator_email="dana@facilitation.example",
+        location="Beacon Hotel, Main St",
+    )
+    for name, email, company in MEMBERS if members is None else members:
+        roster.add_member(session, group, name=name, email=email, company=company)
+    return group
+
+
+def make_cycle(session: Session, group: Group, day: date = date(2026, 12, 3), start: str = "08:30") -> Cycle:
+    return schedule_meeting(session, group, day=day, start=start)
+
+
+@pytest.fixture()
+def group(session: Session) -> Group:
+    group = make_group(session)
+    session.commit()
+    return group
+
+
+@pytest.fixture()
+def cycle(session: Session, group: Group) -> Cycle:
+    cycle = make_cycle(session, group)
+    session.commit()
+    return cycle
+
+
+# --- a stand-in for the SendGrid API ------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class SendGridStandIn:
+    """A local HTTP server that answers like SendGrid's v3 API and records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[Recorded] = []
+        self.statuses: list[int] = []  # answered in order; 202 once they run out
+        self.delay_s = 0.0
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                stand_in.calls.append(Recorded(self.path, dict(self.headers), body))
+                if stand_in.delay_s:
+                    threading.Event().wait(stand_in.delay_s)
+                status = stand_in.statuses.pop(0) if stand_in.statuses else 202
+                payload = b"" if status == 202 else json.dumps({"errors": [{"message": f"status {status}"}]}).encode()
+                self.send_response(status)
+                if status == 202:
+                    self.send_header("X-Message-Id", f"sg-{len(stand_in.calls)}")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def sendgrid_api() -> Iterator[SendGridStandIn]:
+    stand_in = SendGridStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture()
+def sendgrid_settings(settings: Settings, sendgrid_api: SendGridStandIn) -> Settings:
+    value = dataclasses.replace(
+        settings,
+        mail_transport="sendgrid",
+        sendgrid_api_key="SG.test-key",
+        sendgrid_api_host=sendgrid_api.url,
+        sendgrid_timeout_s=2.0,
+    )
+    configure(value)
+    return value

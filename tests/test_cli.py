@@ -1,0 +1,77 @@
+"""The `roundtable` command, run as a user would, on its own SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from app.settings import configure
+
+
+@pytest.fixture()
+def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "PACKETS_DIR": str(tmp_path / "packets"),
+        "REDIS_URL": "",
+        "MAIL_TRANSPORT": "outbox",
+    }
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        configure(None)  # read the environment afresh, as a new process would
+        result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+        configure(None)
+        return result
+
+    return invoke
+
+
+def test_unmigrated_database_is_refused_with_what_to_run(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("status")
+    assert result.exit_code == 1
+    assert "has no Roundtable tables. Run: roundtable db upgrade" in result.output
+
+
+def test_a_cycle_from_the_command_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("db", "upgrade").exit_code == 0
+    assert run("db", "upgrade").exit_code == 0  # safe twice
+    result = run("group", "create", "Hudson Valley CEO Forum", "--timezone", "America/New_York",
+                 "--facilitator", "Dana Whitfield <dana@facilitation.example>", "--slug", "hudson")
+    assert result.exit_code == 0, result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,email,company,title\nAlice,alice@x.example,,\nBob,bob-at-x,,\n")
+    result = run("member", "import", "hudson", str(bad))
+    assert result.exit_code == 1
+    assert "line 3: 'bob-at-x' is not an email address" in result.output
+    good = tmp_path / "good.csv"
+    good.write_text("name,email,company,title\nAlice Chen,alice@x.example,Northwind,CEO\nBob Diaz,bob@x.example,,\n")
+    assert "imported 2 members" in run("member", "import", "hudson", str(good)).output
+    result = run("cycle", "schedule", "hudson", "--date", "2030-03-12", "--time", "08:30")
+    assert result.exit_code == 0, result.output
+    assert "requests go out Tue 26 Feb, 09:00 EST" in result.output
+    status = run("status", "hudson").output
+    assert "Alice Chen" in status and "not asked yet" in status
+    assert "0 of 0 asked have replied" in status
+    assert run("group", "create", "Other", "--timezone", "Nowhere/City", "--facilitator", "d@x.example").exit_code == 1
+
+
+def test_parse_prints_json(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    eml = tmp_path / "reply.eml"
+    eml.write_bytes(
+        b"From: Alice <alice@x.example>\r\nTo: reply+0123456789abcdef0123456789abcdef@in.example.org\r\n"
+        b"Subject: Re: update\r\nMessage-ID: <p1@x.example>\r\n\r\nWINS\r\nA great month.\r\n\r\n"
+        b"On Tue, Nov 17, 2026 at 9:00 AM Roundtable <r@x.example> wrote:\r\n> WINS\r\n"
+    )
+    result = run("parse", str(eml), "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["kind"] == "reply"
+    assert data["token"] == "0123456789abcdef0123456789abcdef"
+    assert data["text"] == "WINS\nA great month."
+    assert data["sections"]["texts"] == {"wins": "A great month."}
+    assert data["attachments"] == []

@@ -1,0 +1,57 @@
+"""`roundtable demo` end to end: the packet holds each member's new words and nothing quoted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.demo import MEMBERS, REPLIES, run_demo
+from app.settings import configure
+
+
+def test_demo_runs_twice_and_its_packet_is_clean(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    try:
+        summary = run_demo(folder)
+        outbox = sorted(p.name for p in (folder / "outbox").glob("*.eml"))
+        again = run_demo(folder)
+    finally:
+        configure(None)
+    assert sorted(p.name for p in (folder / "outbox").glob("*.eml")) == outbox  # nothing sent twice
+    kinds = [name.split("-")[1] for name in outbox]
+    assert kinds.count("update_request") == len(MEMBERS) == 12
+    assert kinds.count("receipt") == len(REPLIES) == 11
+    assert kinds.count("packet") == 1
+    assert "11 of 12 asked have replied" not in summary  # one member excused herself
+    assert "Luis Ortega" in summary and "asked, no reply yet" in summary
+    assert "Packet version 1" in again
+    packet = (folder / "packets").glob("*-v1.txt").__next__().read_text()
+    # Every replying member's own words are in; the excused one is marked excused.
+    for phrase in [
+        "Closed the pilot with Bay Logistics",
+        "renewed our two biggest contracts",
+        "Our salsa line is in 120 more stores",
+        "signed the lease for our sixth office",
+        "asked for a 12% price cut",
+        "Fund II first close at $42M",
+        "3 MW of new commercial installs signed",
+        "Payer reimbursement changes cut our margin",
+        "Finished the school project on time",
+        "Signed our first enterprise customer",
+    ]:
+        assert phrase in packet, phrase
+    assert "Elena Petrova (Petrova Design): excused" in packet
+    assert "no update from Luis Ortega" in packet
+    # Nothing of the quoted request, the quote headers, the signatures or the out-of-office.
+    for leak in [
+        "Reply above this line",
+        "Reply SKIP if you cannot",
+        "wrote:",
+        "From: Roundtable",
+        "Sent from my iPhone",
+        "+1 415 555 0142",
+        "This email and any attachments are confidential",
+        "out of the office",
+        "Best,\nCarmen",
+    ]:
+        assert leak not in packet, leak
+    assert (folder / "packets").glob("*-v1.pdf").__next__().read_bytes().startswith(b"%PDF")

@@ -1,0 +1,167 @@
+"""The inbound webhooks: real multipart bodies in both SendGrid modes, stored before 200."""
+
+from __future__ import annotations
+
+import json
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Cycle, InboundMessage, Update, UpdateRequest
+from app.settings import Settings
+from tests.conftest import AUTH
+from tests.mails import multipart, parsed_mode, raw_mode, reply
+
+
+def post(client, body_and_type, path="/inbound/sendgrid", headers=AUTH):  # type: ignore[no-untyped-def]
+    body, content_type = body_and_type
+    return client.post(path, data=body, headers={**headers, "Content-Type": content_type})
+
+
+def send_requests(session: Session, settings: Settings, cycle: Cycle) -> dict[str, UpdateRequest]:
+    from app.cycles import queue_requests
+
+    queue_requests(session, settings, cycle)
+    session.commit()
+    return {r.member.email: r for r in cycle.requests}
+
+
+def test_webhook_requires_basic_auth(client) -> None:  # type: ignore[no-untyped-def]
+    message = reply("0" * 32, "hello")
+    assert post(client, raw_mode(message), headers={}).status_code == 401
+    wrong = {"Authorization": "Basic c2VuZGdyaWQ6d3Jvbmc="}  # sendgrid:wrong
+    assert post(client, raw_mode(message), headers=wrong).status_code == 401
+
+
+def test_raw_mode_reply_is_stored_processed_and_answered_200(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    requests = send_requests(session, settings, cycle)
+    token = requests["alice@northwind.example"].token
+    message = reply(token, "WINS\nClosed the Series A.\n\nCHALLENGES\nHiring a CFO.")
+    response = post(client, raw_mode(message))
+    assert response.status_code == 200
+    row = session.scalars(select(InboundMessage)).one()
+    assert row.source == "sendgrid-raw"
+    assert row.raw == bytes(message)
+    assert row.status == "accepted"
+    update = session.scalars(select(Update)).one()
+    assert update.sections["texts"]["wins"] == "Closed the Series A."
+    assert update.sections["texts"]["challenges"] == "Hiring a CFO."
+
+
+def test_parsed_mode_with_latin1_text_and_attachment(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    requests = send_requests(session, settings, cycle)
+    token = requests["alice@northwind.example"].token
+    message = reply(token, "WINS\nDer Umsatz ist gestiegen, schön für Müller & Söhne.")
+    pdf = b"%PDF-1.4 fake"
+    response = post(
+        client,
+        parsed_mode(message, text_charset="ISO-8859-1", attachments=[("../../etc/Q4 plan.pdf", pdf, "application/pdf")]),
+    )
+    assert response.status_code == 200
+    row = session.scalars(select(InboundMessage)).one()
+    assert row.source == "sendgrid-parsed"
+    update = session.scalars(select(Update)).one()
+    # Latin-1 bytes decoded with the `charsets` field, not replaced by U+FFFD.
+    assert "schön für Müller & Söhne" in update.sections["texts"]["wins"]
+    assert update.attachments["files"] == [
+        {"filename": "Q4 plan.pdf", "content_type": "application/pdf", "size": len(pdf), "is_too_large": False}
+    ]
+
+
+def test_raw_mode_8bit_latin1_message_keeps_its_bytes(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    requests = send_requests(session, settings, cycle)
+    token = requests["alice@northwind.example"].token
+    raw = (
+        f"From: Alice Chen <alice@northwind.example>\r\nTo: reply+{token}@in.forum.example\r\n"
+        "Subject: Re: update\r\nMessage-ID: <latin1@mail.example>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        "WINS\r\nGr\xfc\xdfe aus M\xfcnchen: the caf\xe9 chain signed.\r\n"
+    ).encode("latin-1")
+    assert post(client, raw_mode(raw, [f"reply+{token}@in.forum.example"])).status_code == 200
+    row = session.scalars(select(InboundMessage)).one()
+    assert row.raw == raw
+    update = session.scalars(select(Update)).one()
+    assert "Grüße aus München: the café chain signed." in update.sections["texts"]["wins"]
+
+
+def test_duplicate_posts_are_stored_once(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    requests = send_requests(session, settings, cycle)
+    message = reply(requests["alice@northwind.example"].token, "WINS\nA good month.", message_id="<same@mail.example>")
+    first = post(client, raw_mode(message))
+    second = post(client, raw_mode(message))
+    assert first.status_code == second.status_code == 200
+    assert json.loads(second.data) == {"id": json.loads(first.data)["id"], "duplicate": True}
+    assert session.scalar(select(func.count(InboundMessage.id))) == 1
+    assert session.scalar(select(func.count(Update.id))) == 1
+
+
+def test_without_message_id_duplicates_collapse_by_content(client, session) -> None:  # type: ignore[no-untyped-def]
+    message = reply(None, "no id here")
+    del message["Message-ID"]
+    post(client, raw_mode(message))
+    post(client, raw_mode(message))
+    rows = session.scalars(select(InboundMessage)).all()
+    assert len(rows) == 1 and rows[0].dedupe_key.startswith("sha256:")
+
+
+def test_large_message_is_accepted_not_413(client, session) -> None:  # type: ignore[no-untyped-def]
+    message = reply(None, "big attachment follows")
+    message.add_attachment(b"\0" * (3 * 1024 * 1024), maintype="application", subtype="octet-stream", filename="big.bin")
+    response = post(client, raw_mode(message))
+    assert response.status_code == 200
+    assert len(session.scalars(select(InboundMessage)).one().raw) > 3 * 1024 * 1024
+
+
+def test_over_the_cap_is_413(app, client) -> None:  # type: ignore[no-untyped-def]
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    response = post(client, raw_mode(reply(None, "x" * 4000)))
+    assert response.status_code == 413
+
+
+def test_raw_endpoint_takes_rfc822_with_envelope(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    requests = send_requests(session, settings, cycle)
+    token = requests["ben@okafor.example"].token
+    message = reply(None, "WINS\nRenewed both contracts.", sender=("Ben Okafor", "ben@okafor.example"))
+    response = client.post(
+        f"/inbound/raw?to=reply%2B{token}%40in.forum.example",
+        data=bytes(message),
+        headers={**AUTH, "Content-Type": "message/rfc822"},
+    )
+    assert response.status_code == 200
+    row = session.scalars(select(InboundMessage)).one()
+    assert row.source == "raw" and row.status == "accepted"
+    assert row.update_request_id == requests["ben@okafor.example"].id
+
+
+def test_storage_failure_answers_503(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("INSERT", {}, Exception("database is down"))
+
+    monkeypatch.setattr("app.inbound.store", broken)
+    response = post(client, raw_mode(reply(None, "hello")))
+    assert response.status_code == 503
+
+
+def test_not_a_form_is_still_stored(client, session) -> None:  # type: ignore[no-untyped-def]
+    response = client.post("/inbound/sendgrid", data=b"garbage", headers={**AUTH, "Content-Type": "text/plain"})
+    assert response.status_code == 200
+    row = session.scalars(select(InboundMessage)).one()
+    assert row.raw == b"garbage" and row.status != "received"
+
+
+def test_healthz_reports_database_and_redis(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "database": "ok", "redis": "not configured (jobs run in-process)"}
+
+
+def test_multipart_helper_roundtrip() -> None:
+    from app.inbound import form_parts
+
+    body, content_type = multipart({"a": "1", "email": b"\xff\xfe raw", "f": ("x.txt", b"data", "text/plain")})
+    parts = form_parts(body, content_type)
+    assert parts["a"].data == b"1"
+    assert parts["email"].data == b"\xff\xfe raw"
+    assert parts["f"].filename == "x.txt" and parts["f"].data == b"data"
+
