@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app import mail
@@ -84,29 +85,41 @@ def group_schedule(group: Group, meeting_starts_at: datetime) -> Schedule:
 class CycleState:
     """What the tick needs to know about one cycle, as plain values."""
 
-    cycle_id: int
-    status: str
     schedule: Schedule
-    has_packet: bool
+    requests_sent: bool = False
+    reminder_index_sent: int | None = None
+    digest_sent: bool = False
+    has_packet: bool = False
 
 
 @dataclass(frozen=True)
 class Due:
     requests: bool = False
     reminder_index: int | None = None  # the latest reminder that is due (earlier ones are moot)
+    digest: bool = False
     compile: bool = False
+    reminders_moot_upto: int | None = None  # requests went out late: these reminders are skipped
 
 
 def due_actions(state: CycleState, now: datetime) -> Due:
-    """What is due for one cycle at `now`. Pure; the dedupe keys make repeats harmless."""
+    """What is due for one cycle at `now`. Pure; the dedupe keys make repeats harmless anyway."""
     schedule = state.schedule
-    requests = now >= schedule.request_at
+    started = now >= schedule.request_at
+    open_for_replies = started and now < schedule.deadline_at
+    passed = [i for i, at in enumerate(schedule.reminder_ats) if now >= at] if open_for_replies else []
+    latest = passed[-1] if passed else None
+    requests = started and not state.requests_sent
     reminder_index = None
-    if requests and now < schedule.deadline_at:
-        passed = [i for i, at in enumerate(schedule.reminder_ats) if now >= at]
-        reminder_index = passed[-1] if passed else None
+    moot = None
+    if requests:
+        # After downtime, a request and a reminder at once would be silly: the request is enough.
+        moot = latest
+    elif latest is not None and (state.reminder_index_sent is None or latest > state.reminder_index_sent):
+        reminder_index = latest
+    last_reminder_passed = bool(schedule.reminder_ats) and now >= schedule.reminder_ats[-1]
+    digest = open_for_replies and last_reminder_passed and not state.digest_sent and not requests
     compile_due = now >= schedule.deadline_at and not state.has_packet
-    return Due(requests=requests, reminder_index=reminder_index, compile=compile_due)
+    return Due(requests, reminder_index, digest, compile_due, moot)
 
 
 # --- labels shown to people ------------------------------------------------------------------
@@ -211,18 +224,37 @@ def request_for(session: Session, cycle: Cycle, member: Member) -> UpdateRequest
     )
     if existing is not None:
         return existing
-    request = UpdateRequest(cycle=cycle, member=member, token=secrets.token_hex(16))
-    session.add(request)
-    session.flush()
+    request = UpdateRequest(cycle_id=cycle.id, member_id=member.id, token=secrets.token_hex(16))
+    try:
+        with session.begin_nested():
+            session.add(request)
+    except IntegrityError:  # a concurrent tick made it first
+        return session.scalars(
+            select(UpdateRequest).where(UpdateRequest.cycle_id == cycle.id, UpdateRequest.member_id == member.id)
+        ).one()
     return request
+
+
+def request_context(session: Session, cycle: Cycle, member: Member) -> dict[str, object]:
+    """The plain values an update request or a reminder shows one member."""
+    group = cycle.group
+    return {
+        "group_name": group.name,
+        "first_name": member.first_name,
+        "month_label": month_label(cycle),
+        "due_label": local_label(cycle.deadline_at, group.timezone),
+        "due_short": local_label(cycle.deadline_at, group.timezone, "%a %-d %b"),
+        "meeting_label": meeting_label(cycle),
+        "location": cycle.location,
+        "facilitator_name": group.facilitators[0].name if group.facilitators else "your facilitator",
+        "commitments": open_commitments(session, member, cycle),
+        "sections": [{"key": s.key, "title": s.title, "hint": s.hint} for s in SECTIONS],
+    }
 
 
 def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[int]:
     """Queue one update request email per active member; return new outbound ids. Safe twice."""
     group = cycle.group
-    due_label = local_label(cycle.deadline_at, group.timezone)
-    due_short = local_label(cycle.deadline_at, group.timezone, "%a %-d %b")
-    facilitator = group.facilitators[0].name if group.facilitators else "your facilitator"
     queued: list[int] = []
     for member in group.members:
         if not member.is_active or member.bounced_at is not None:
@@ -240,16 +272,8 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
             cycle_id=cycle.id,
             member_id=member.id,
             context={
-                "group_name": group.name,
-                "first_name": member.first_name,
-                "month_label": month_label(cycle),
-                "due_label": due_label,
-                "due_short": due_short,
-                "meeting_label": meeting_label(cycle),
-                "location": cycle.location,
-                "facilitator_name": facilitator,
-                "commitments": open_commitments(session, member, cycle),
-                "sections": [{"key": s.key, "title": s.title, "hint": s.hint} for s in SECTIONS],
+                **request_context(session, cycle, member),
+                "unsubscribe_url": mail.unsubscribe_url(settings, request.token),
             },
         )
         if row is not None:
@@ -257,6 +281,7 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
     if cycle.status == CycleStatus.SCHEDULED:
         cycle.status = CycleStatus.REQUESTED
     session.flush()
+    session.expire(cycle, ["requests"])  # made by id above; reload the collection when next read
     return queued
 
 
@@ -284,8 +309,22 @@ class TickResult:
     compile_cycle_ids: list[int] = field(default_factory=list)
 
 
+def cycle_state(cycle: Cycle) -> CycleState:
+    return CycleState(
+        schedule=group_schedule(cycle.group, cycle.meeting_starts_at),
+        requests_sent=cycle.requests_sent_at is not None,
+        reminder_index_sent=cycle.reminder_index_sent,
+        digest_sent=cycle.digest_sent_at is not None,
+        has_packet=bool(cycle.packets),
+    )
+
+
 def tick(session: Session, settings: Settings, now: datetime | None = None) -> TickResult:
-    """Queue whatever is due for every open cycle. Flushes; the caller commits and enqueues."""
+    """Queue whatever is due for every open cycle. Flushes; the caller commits and enqueues.
+
+    Two ticks at once split the cycles between them (row locks, SKIP LOCKED on PostgreSQL),
+    and the outbound dedupe keys make any overlap send nothing twice.
+    """
     now = now or utcnow()
     result = TickResult()
     cycles = session.scalars(
@@ -293,20 +332,118 @@ def tick(session: Session, settings: Settings, now: datetime | None = None) -> T
         .where(Cycle.status != CycleStatus.DONE, Cycle.request_at <= now)
         .options(selectinload(Cycle.packets), selectinload(Cycle.group))
         .order_by(Cycle.id)
+        .with_for_update(skip_locked=True, of=Cycle)
     ).all()
     for cycle in cycles:
-        state = CycleState(
-            cycle_id=cycle.id,
-            status=cycle.status,
-            schedule=group_schedule(cycle.group, cycle.meeting_starts_at),
-            has_packet=bool(cycle.packets),
-        )
-        due = due_actions(state, now)
+        schedule = group_schedule(cycle.group, cycle.meeting_starts_at)
+        due = due_actions(cycle_state(cycle), now)
         if due.requests:
             result.outbound_ids += queue_requests(session, settings, cycle)
+            cycle.requests_sent_at = now
+            if due.reminders_moot_upto is not None:
+                cycle.reminder_index_sent = due.reminders_moot_upto
+        if due.reminder_index is not None:
+            is_last = due.reminder_index == len(schedule.reminder_ats) - 1
+            result.outbound_ids += queue_reminders(session, settings, cycle, due.reminder_index, is_last)
+            cycle.reminder_index_sent = due.reminder_index
+        if due.digest:
+            result.outbound_ids += queue_digest(session, settings, cycle, now)
+            cycle.digest_sent_at = now
         if due.compile:
             result.compile_cycle_ids.append(cycle.id)
         if now >= cycle.meeting_ends_at and cycle.packets:
             cycle.status = CycleStatus.DONE
     session.flush()
     return result
+
+
+def unanswered(cycle: Cycle) -> list[UpdateRequest]:
+    """Requests with no reply and no excuse, to members we can still reach."""
+    return [
+        r
+        for r in cycle.requests
+        if r.replied_at is None and r.excused_at is None and r.member.is_active and r.member.bounced_at is None
+    ]
+
+
+def queue_reminders(session: Session, settings: Settings, cycle: Cycle, index: int, is_last: bool) -> list[int]:
+    """Queue reminder `index` to each member who has not replied, threaded under their request."""
+    group = cycle.group
+    request_ids = dict(
+        session.execute(
+            select(OutboundMessage.member_id, OutboundMessage.message_id).where(
+                OutboundMessage.cycle_id == cycle.id, OutboundMessage.kind == "update_request"
+            )
+        ).all()
+    )
+    queued = []
+    for request in unanswered(cycle):
+        member = request.member
+        row = mail.queue_email(
+            session,
+            settings,
+            kind="reminder",
+            dedupe_key=f"reminder:{cycle.id}:{member.id}:{index}",
+            to_email=member.email,
+            to_name=member.name,
+            reply_to=mail.reply_address(settings, request.token),
+            in_reply_to=request_ids.get(member.id),
+            group_id=group.id,
+            cycle_id=cycle.id,
+            member_id=member.id,
+            context={
+                **request_context(session, cycle, member),
+                "is_last": is_last,
+                "unsubscribe_url": mail.unsubscribe_url(settings, request.token),
+            },
+        )
+        if row is not None:
+            queued.append(row.id)
+    return queued
+
+
+def queue_digest(session: Session, settings: Settings, cycle: Cycle, now: datetime) -> list[int]:
+    """After the last reminder: tell each facilitator who is still missing, with a nudge to forward."""
+    from app.participation import group_standings
+
+    group = cycle.group
+    standings = group_standings(session, group, now, upto=cycle)
+    requests = {r.member_id: r for r in cycle.requests}
+    missing, replied, excused = [], [], []
+    for member in group.members:
+        request = requests.get(member.id)
+        if request is None:
+            continue
+        standing = standings[member.id]
+        entry = {"name": member.name, "email": member.email, "streak": standing.streak,
+                 "missed_before": standing.missed_in_a_row}
+        if request.excused_at is not None:
+            excused.append(entry)
+        elif request.replied_at is not None:
+            replied.append(entry)
+        else:
+            missing.append(entry)
+    ids = []
+    for facilitator in group.facilitators:
+        row = mail.queue_email(
+            session,
+            settings,
+            kind="digest",
+            dedupe_key=f"digest:{cycle.id}:{facilitator.id}",
+            to_email=facilitator.email,
+            to_name=facilitator.name,
+            group_id=group.id,
+            cycle_id=cycle.id,
+            context={
+                "group_name": group.name,
+                "facilitator_name": facilitator.name,
+                "month_label": month_label(cycle),
+                "due_label": local_label(cycle.deadline_at, group.timezone),
+                "missing": missing,
+                "replied": replied,
+                "excused": excused,
+            },
+        )
+        if row is not None:
+            ids.append(row.id)
+    return ids

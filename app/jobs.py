@@ -16,7 +16,8 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from app.settings import Settings, current_settings
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 QUEUE_NAME = "roundtable"
 # 429/5xx/timeouts from SendGrid and lock timeouts are retried: a few quick tries, then slower.
 DEFAULT_RETRY = Retry(max=5, interval=[10, 30, 120, 600, 1800])
+ENDED_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 
 
 @cache
@@ -53,8 +55,10 @@ def enqueue(path: str, *args: Any, job_id: str | None = None, timeout: int = 180
             log.exception("in-process job %s%r failed", path, args)
             return False
         return True
-    try:
-        queue(settings).enqueue_call(
+    target = queue(settings)
+
+    def put() -> None:
+        target.enqueue_call(
             path,
             args=args,
             job_id=job_id,
@@ -63,8 +67,21 @@ def enqueue(path: str, *args: Any, job_id: str | None = None, timeout: int = 180
             retry=DEFAULT_RETRY,
             failure_ttl=30 * 24 * 3600,
         )
-    except DuplicateJobError:
-        pass  # the same nudge is already waiting
+
+    try:
+        try:
+            put()
+        except DuplicateJobError:
+            # rq keeps a job id taken while the old job's hash lives: result_ttl after it
+            # finished, failure_ttl (30 days) after it failed for good. Only a job that has yet
+            # to run is the same nudge; a finished or failed one is replaced, or the sweep
+            # could never make good a job that gave up.
+            old = Job.fetch(job_id or "", connection=target.connection)
+            if old.get_status(refresh=False) in ENDED_STATUSES:
+                old.delete()
+                put()
+    except (DuplicateJobError, NoSuchJobError):
+        pass  # the same nudge is already waiting (or another process just replaced it)
     except RedisError as error:
         # The row is stored; the sweep enqueues it once Redis is back.
         log.warning("could not enqueue %s%r: %s", path, args, error)

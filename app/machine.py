@@ -3,10 +3,10 @@
 Pure functions over raw message bytes: no I/O, no database, no settings. The standard library
 `email` package reads the structure, because mail-parser drops `message/delivery-status` fields.
 
-The two costly mistakes are asymmetric but both real: machine mail taken for a reply enters a
-packet, and a reply taken for machine mail is lost. So headers and MIME structure decide first;
-body text only counts next to a machine-like sender, subject or return path, because a member's
-reply may quote "Out of Office" or "delivery failed".
+Both mistakes are costly: machine mail taken for a reply enters a packet, and a reply taken
+for machine mail is lost. So headers and MIME structure decide first; body text only counts
+next to a machine-like sender, subject or return path, because a member's reply may well quote
+"Out of Office" or "delivery failed".
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Kind(StrEnum):
     BOUNCE = "bounce"
     AUTO_REPLY = "auto_reply"
     CHALLENGE = "challenge"
-    FEEDBACK = "feedback"
+    FEEDBACK = "feedback"  # ARF abuse/complaint report
     DELIVERY_REPORT = "delivery_report"  # success or delayed DSN, read receipt (MDN)
     LIST = "list"  # bulk or mailing-list mail
 
@@ -38,10 +38,10 @@ class Kind(StrEnum):
 @dataclass(frozen=True)
 class Recipient:
     address: str
-    status: str = ""  # RFC 3463 enhanced code, e.g. "5.1.1"; "X.0.0" when only "550" was given
-    action: str = ""  # failed | delayed | delivered | ... (RFC 3464), or the ARF feedback type
+    status: str = ""  # RFC 3463 code, e.g. "5.1.1"; "5.0.0" when the text only gave "550"
+    action: str = ""  # RFC 3464 Action (failed, delayed, delivered...), or the ARF feedback type
     diagnostic: str = ""
-    is_hard: bool = False  # 5.x.x: the address will not work; 4.x.x: try again later
+    is_hard: bool = False  # 5.x.x: the address does not work; 4.x.x: it may work later
 
 
 @dataclass(frozen=True)
@@ -58,57 +58,87 @@ class Verdict:
 def classify(raw: bytes, envelope_from: str | None = None) -> Verdict:
     """Classify one raw message. `envelope_from` "" is the null return path <>, None unknown.
 
-    Never raises: hostile MIME degrades to a headers-only reading.
+    Never raises: a message the parser chokes on is judged on its header block alone.
     """
-    null_return_path = _is_null_path(envelope_from)
+    null_return_path = envelope_from is not None and not envelope_from.strip(" <>")
     if b"\n" not in raw:
-        # CR-only line ends (old Mac): the stdlib's quoted-printable decoder drops text
+        # CR-only line ends (old Mac): the stdlib quoted-printable decoder loses the text
         # after a "=\r" soft break, so convert before parsing.
         raw = raw.replace(b"\r", b"\n")
+    lowered = raw.lower()
+    containers = lowered.count(b"multipart/") + lowered.count(b"message/")
+    if containers > _MAX_CONTAINERS or containers * raw.count(b"\n") > _MAX_PARSE_WORK:
+        # The stdlib parser passes every line through one generator per open container part:
+        # 100 nested levels over 400 KB of lines take 15 s. Such mail is hostile or absurd.
+        return _decide_on_headers(raw, envelope_from, null_return_path, "MIME nested too deep")
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-        return _classify(_read(msg, envelope_from), null_return_path)
-    # The stdlib parser and its header decoders raise a zoo of errors on hostile input
-    # (RecursionError on deep nesting, LookupError, UnicodeError, IndexError...). A
-    # classifier that crashes leaves the inbound row stuck, so degrade instead.
+        return _decide(_read(msg, envelope_from), null_return_path)
+    # The stdlib parser and header decoders raise a zoo of errors on hostile input
+    # (RecursionError on deep nesting, LookupError, UnicodeError, IndexError...). A crash
+    # would leave the inbound row stuck forever, so degrade to the headers instead.
     except Exception as exc:  # noqa: BLE001
-        return _classify_headers_only(raw, envelope_from, null_return_path, exc)
+        why = f"unparseable MIME ({type(exc).__name__})"
+        return _decide_on_headers(raw, envelope_from, null_return_path, why)
 
 
-# --- Reading the message ---------------------------------------------------------------------
+def _decide_on_headers(
+    raw: bytes, envelope_from: str | None, null_return_path: bool, why: str
+) -> Verdict:
+    try:
+        head = re.split(rb"\r?\n\r?\n", raw[:65536], maxsplit=1)[0]
+        msg = email.message_from_bytes(head + b"\n\n", policy=email.policy.compat32)
+        verdict = _decide(_read(msg, envelope_from), null_return_path)
+    except Exception:  # noqa: BLE001 - same reason as in classify()
+        return Verdict(Kind.REPLY, f"{why}; header block unreadable, no machine signal found")
+    return Verdict(verdict.kind, f"{verdict.reason}; {why}", verdict.recipients)
 
-_MAX_PARTS = 200  # enough for any real bounce; bounds the work on a hostile message
-_MAX_TEXT = 200_000  # characters of notice text worth scanning
 
-_ADDR = r"(?<![\w.!#$%&'*+/=?^`{|}~-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+"
+# --- Reading the message ------------------------------------------------------------------
+
+_MAX_PARTS = 200  # plenty for any real bounce; bounds the work on a hostile message
+_MAX_CONTAINERS = 100  # multipart/* and message/* parts
+_MAX_PARSE_WORK = 4_000_000  # containers x lines: about 3 s of stdlib parsing at worst
+_MAX_TEXT = 100_000  # characters of text worth scanning
+_MAX_HEADER = 2_000
+_MAX_RECIPIENTS = 100  # we write to one member at a time; more is a hostile report
+
+# An address not glued to a longer token ("mailbox" + "full@x" must not yield "full@x").
+_ADDR = (
+    r"(?<![\w.!#$%&'*+/=?^`{|}~-])[\w.!#$%&'*+/=?^`{|}~-]++@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)++"
+)
 _ADDR_RE = re.compile(_ADDR)
 
 
 @dataclass(frozen=True)
 class _Mail:
-    headers: dict[str, list[str]]  # lower-cased name -> decoded values
-    from_addr: str  # lower-cased address, or the bare word ("mailer-daemon") if no @
-    from_raw: str  # the whole decoded From value, lower-cased ("mailer-daemon <>")
+    """What the decision needs, read once from the parsed message."""
+
+    headers: dict[str, list[str]]  # lower-case name -> decoded values
+    from_addr: str  # lower-case address, or the bare From value ("mailer-daemon <>")
+    from_raw: str  # the whole decoded From value, lower-case
     subject: str
     own_addresses: frozenset[str]  # From/To/Reply-To of the notice: never the failed recipient
-    report_types: frozenset[str]  # content types of report parts found in the structure
-    dsn_blocks: tuple[dict[str, str], ...]  # per-recipient fields from message/delivery-status
+    report_types: frozenset[str]  # delivery-status, feedback-report, disposition-notification
+    dsn_blocks: tuple[dict[str, str], ...]  # per-recipient fields of message/delivery-status
     feedback_fields: dict[str, str]
     mdn_fields: dict[str, str]
-    notice: str  # human-readable text, cut before the returned original message
+    notice: str  # the notice's own text, cut before any returned copy of the original
     original_to: tuple[str, ...]  # To of the returned original message, attached or inline
 
 
 def _read(msg: email.message.Message, envelope_from: str | None) -> _Mail:
     headers = _decoded_headers(msg)
-    from_addr = _first_address(headers.get("from", []))
-    own = {from_addr}
+    from_value = headers.get("from", [""])[0]
+    from_pairs = _addresses([from_value])
+    from_addr = from_pairs[0][1] if from_pairs else from_value.lower()
+    own = {from_addr, (envelope_from or "").strip(" <>").lower()}
     for name in ("to", "reply-to", "sender"):
         own.update(addr for _, addr in _addresses(headers.get(name, [])))
-    if envelope_from:
-        own.add(envelope_from.strip("<> ").lower())
 
     report_types: set[str] = set()
+    if msg.get_content_type() == "multipart/report" and _param(msg, "report-type"):
+        report_types.add(_param(msg, "report-type").lower())
     dsn_blocks: list[dict[str, str]] = []
     feedback: dict[str, str] = {}
     mdn: dict[str, str] = {}
@@ -123,29 +153,25 @@ def _read(msg: email.message.Message, envelope_from: str | None) -> _Mail:
             report_types.add("feedback-report")
             for block in _field_blocks(part):
                 feedback.update(block)
-        elif ctype in ("message/disposition-notification", "message/global-disposition-notification"):
+        elif ctype.startswith(("message/disposition-notification", "message/global-disp")):
             report_types.add("disposition-notification")
             for block in _field_blocks(part):
                 mdn.update(block)
-        elif ctype in ("message/rfc822", "text/rfc822-headers", "message/global"):
-            original_to.extend(_original_recipients(part))
-        elif part.get_content_maintype() in ("text", "multipart") and not part.is_multipart():
+        elif ctype in ("message/rfc822", "message/global", "text/rfc822-headers"):
+            original_to.extend(_attached_original_recipients(part))
+        elif part.get_content_maintype() in ("text", "multipart"):
             # A multipart whose boundary never appears arrives as one string: read it as text.
             text = _part_text(part)
             texts.append(_html_to_text(text) if ctype == "text/html" else text)
+
     text = "\n".join(texts)[:_MAX_TEXT]
     notice = _cut_original(text)
     original_to.extend(_inline_original_recipients(text[len(notice) :]))
-    if msg.get_content_type() == "multipart/report":
-        report_type = _param(msg, "report-type").lower()
-        if report_type:
-            report_types.add(report_type)
-
     return _Mail(
         headers=headers,
         from_addr=from_addr,
-        from_raw=" ".join(headers.get("from", [""])[0].split()).lower(),
-        subject=" ".join(headers.get("subject", [""])[0].split()),
+        from_raw=from_value.lower(),
+        subject=headers.get("subject", [""])[0],
         own_addresses=frozenset(a for a in own if a),
         report_types=frozenset(report_types),
         dsn_blocks=tuple(b for b in dsn_blocks if b),
@@ -157,22 +183,27 @@ def _read(msg: email.message.Message, envelope_from: str | None) -> _Mail:
 
 
 def _parts(msg: email.message.Message) -> Iterator[email.message.Message]:
-    """Leaf and report parts, depth first, without entering attached messages.
+    """Leaf parts depth first, iteratively and bounded, never entering attached messages.
 
-    Iterative, bounded and never descending into message/rfc822: a forwarded or returned
-    original is the member's old mail, not evidence about this message.
+    A returned or forwarded original (message/rfc822) is old mail, not evidence about this one.
     """
     stack = [msg]
-    seen = 0
-    while stack and seen < _MAX_PARTS:
+    for _ in range(_MAX_PARTS):
+        if not stack:
+            return
         part = stack.pop()
-        seen += 1
-        ctype = part.get_content_type()
-        payload = part.get_payload()
-        if part.is_multipart() and ctype.startswith("multipart/") and isinstance(payload, list):
-            stack.extend(reversed([p for p in payload if isinstance(p, email.message.Message)]))
+        if part.get_content_maintype() == "multipart" and part.is_multipart():
+            stack.extend(reversed(_subparts(part)))
         else:
             yield part
+
+
+def _subparts(part: email.message.Message) -> list[email.message.Message]:
+    # Only for a list payload: get_payload() on a string payload may decode it, and compat32
+    # raises TypeError there for an RFC 2231 charset on 8-bit text.
+    if not part.is_multipart():
+        return []
+    return [p for p in part.get_payload() if isinstance(p, email.message.Message)]
 
 
 def _decoded_headers(msg: email.message.Message) -> dict[str, list[str]]:
@@ -183,7 +214,8 @@ def _decoded_headers(msg: email.message.Message) -> dict[str, list[str]]:
 
 
 def _decode_header(value: str) -> str:
-    # Bytes the parser could not decode arrive as surrogate escapes: most are UTF-8.
+    value = value[:_MAX_HEADER]
+    # Raw 8-bit bytes arrive from the parser as surrogate escapes; they are mostly UTF-8.
     if any("\udc80" <= ch <= "\udcff" for ch in value):
         value = _decode_bytes(value.encode("ascii", "surrogateescape"), "utf-8")
     value = " ".join(value.split())
@@ -193,13 +225,15 @@ def _decode_header(value: str) -> str:
         chunks = email.header.decode_header(value)
     except (email.errors.HeaderParseError, ValueError, LookupError, UnicodeError):
         return value
-    return "".join(
-        _decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk
-        for chunk, charset in chunks
+    return " ".join(
+        "".join(
+            _decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk
+            for chunk, charset in chunks
+        ).split()
     )
 
 
-# Labels seen in real bounces that Python does not know, or knows under another name.
+# Labels real mail uses that Python does not know, or knows by another name.
 _CHARSET_ALIASES = {
     "x-sjis": "shift_jis",
     "shift-jis": "shift_jis",
@@ -210,16 +244,15 @@ _CHARSET_ALIASES = {
     "x-unknown": "utf-8",
     "unknown-8bit": "utf-8",
     "uft-8": "utf-8",
-    "utf8": "utf-8",
     "iso-8859-8-i": "iso-8859-8",
 }
 
 
 def _decode_bytes(data: bytes, charset: str | None) -> str:
     for candidate in (charset, "utf-8"):
-        if not candidate:
+        label = (candidate or "").strip().strip('"').lower()
+        if not label:
             continue
-        label = candidate.strip().strip('"').lower()
         try:
             return data.decode(_CHARSET_ALIASES.get(label, label))
         except (LookupError, UnicodeError, ValueError):
@@ -228,80 +261,79 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
 
 
 def _part_text(part: email.message.Message) -> str:
-    data = part.get_payload(decode=True)
-    if isinstance(data, bytes):
-        text = _decode_bytes(data, _charset(part))
-    else:
-        payload = part.get_payload()
-        text = payload if isinstance(payload, str) else ""
-    # CR-only (old Mac) and CRLF bodies: the line-anchored patterns below expect "\n".
+    data = None if part.is_multipart() else part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return ""
+    text = _decode_bytes(data[: _MAX_TEXT * 4], _param(part, "charset"))
+    # The line-anchored patterns below expect "\n".
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _charset(part: email.message.Message) -> str | None:
-    return _param(part, "charset") or None
 
 
 def _param(part: email.message.Message, name: str) -> str:
     value = part.get_param(name)
-    if isinstance(value, tuple):  # RFC 2231 form: (charset, language, value)
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, value)
         value = value[2]
     return str(value).strip() if value else ""
 
 
 def _html_to_text(markup: str) -> str:
-    markup = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", markup)
-    markup = re.sub(r"(?i)<\s*(br|/p|/div|/tr|/li|/h\d)\b[^>]*>", "\n", markup)
-    return html.unescape(re.sub(r"<[^>]*>", " ", markup))
+    markup = re.sub(r"(?i)<(?:br|/p|/div|/tr|/li|/h\d)\b[^<>]*+>", "\n", markup)
+    return html.unescape(re.sub(r"<[^<>]*+>", " ", markup))
 
 
 def _field_blocks(part: email.message.Message) -> list[dict[str, str]]:
-    """The header-like blocks of a report part (per-message, then per-recipient fields)."""
-    payload = part.get_payload()
-    if isinstance(payload, list) and payload:
-        blocks = []
-        for block in payload:
-            if isinstance(block, email.message.Message):
-                blocks.append(
-                    {str(k).lower(): _decode_header(str(v)) for k, v in block.raw_items()}
-                )
-        return blocks
+    """The header-like blocks of a report part: per-message fields, then per-recipient."""
+    if part.is_multipart():
+        return [
+            block
+            for message in _subparts(part)
+            for block in _split_repeats(
+                [(str(k).lower(), _decode_header(str(v))) for k, v in message.raw_items()]
+            )
+        ]
     return _text_field_blocks(_part_text(part))
 
 
-_FIELD_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
+_FIELD_LINE = re.compile(r"([A-Za-z][A-Za-z0-9-]*+)[ \t]*+:[ \t]*+(.*)")
 
 
 def _text_field_blocks(text: str) -> list[dict[str, str]]:
-    """Header-like "Name: value" blocks separated by blank lines, continuation lines unfolded."""
+    """ "Name: value" blocks separated by blank lines, continuation lines unfolded.
+
+    For DSN fields in a part the parser did not split, or pasted into a text bounce.
+    """
     blocks: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    last = ""
+    fields: list[tuple[str, str]] = []
     for line in text.splitlines():
-        line = line.lstrip(">").rstrip() if line.startswith(">") else line.rstrip()
+        line = line.lstrip(">") if line.startswith(">") else line  # a forwarded DSN
         if not line.strip():
-            if current:
-                blocks.append(current)
-            current, last = {}, ""
-            continue
-        if line[0] in " \t" and last:
-            current[last] += " " + line.strip()
-            continue
-        match = _FIELD_LINE.match(line.strip())
-        if match:
-            last = match.group(1).lower()
-            current[last] = match.group(2).strip()
-        else:
-            last = ""
-    if current:
-        blocks.append(current)
+            blocks.extend(_split_repeats(fields))
+            fields = []
+        elif line[0] in " \t" and fields:
+            fields[-1] = (fields[-1][0], f"{fields[-1][1]} {line.strip()}")
+        elif match := _FIELD_LINE.fullmatch(line.strip()):
+            fields.append((match.group(1).lower(), match.group(2).strip()))
+    blocks.extend(_split_repeats(fields))
     return blocks
 
 
-def _original_recipients(part: email.message.Message) -> list[str]:
-    payload = part.get_payload()
-    if isinstance(payload, list) and payload and isinstance(payload[0], email.message.Message):
-        values = [_decode_header(str(v)) for v in payload[0].get_all("to", [])]
+def _split_repeats(fields: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """Fields as blocks, starting a new block where a field repeats.
+
+    Some MTAs run per-recipient blocks together without the blank line between them.
+    """
+    blocks: list[dict[str, str]] = []
+    for name, value in fields:
+        if not blocks or name in blocks[-1]:
+            blocks.append({})
+        blocks[-1][name] = value
+    return blocks
+
+
+def _attached_original_recipients(part: email.message.Message) -> list[str]:
+    attached = _subparts(part)
+    if attached:
+        values = [_decode_header(str(v)) for v in attached[0].get_all("to", [])]
     else:
         blocks = _text_field_blocks(_part_text(part))
         values = [blocks[0]["to"]] if blocks and "to" in blocks[0] else []
@@ -310,7 +342,7 @@ def _original_recipients(part: email.message.Message) -> list[str]:
 
 def _inline_original_recipients(returned: str) -> list[str]:
     """The To of an original message pasted below a plain-text bounce."""
-    match = re.search(rf"(?im)^[ \t>]*To:[ \t]*(.*)$", returned[:20_000])
+    match = re.search(r"(?im)^[ \t>]*+To:[ \t]*+(.*)", returned[:20_000])
     return [a.lower() for a in _ADDR_RE.findall(match.group(1))] if match else []
 
 
@@ -318,32 +350,22 @@ def _addresses(values: list[str]) -> list[tuple[str, str]]:
     try:
         pairs = email.utils.getaddresses(values)
     except (ValueError, IndexError, TypeError):
-        pairs = [("", m) for v in values for m in _ADDR_RE.findall(v)]
+        pairs = [("", a) for v in values for a in _ADDR_RE.findall(v)]
     return [(name, addr.strip().lower()) for name, addr in pairs if addr.strip()]
 
 
-def _first_address(values: list[str]) -> str:
-    pairs = _addresses(values[:1])
-    if pairs:
-        return pairs[0][1]
-    return values[0].strip().lower() if values else ""
-
-
-def _is_null_path(envelope_from: str | None) -> bool:
-    return envelope_from is not None and envelope_from.strip().strip("<>").strip() == ""
-
-
-# Where the returned copy of the original message starts in a plain-text bounce. Text after
-# it was written by the member (or by us), so it is no evidence about the bounce itself.
+# Where the returned copy of the original starts in a text bounce. Below it is the member's
+# (or our) own text, no evidence about the bounce, and full of addresses that did not fail.
 _ORIGINAL_MARKER = re.compile(
-    r"(?im)^[ \t>]*(?:"
-    r"-{2,}.*(?:original|copy of|returned|message follows|headers? (?:follow|of)|unsent)"
-    r"|(?:-{2,}\s*)?below this line is a copy of the message"
+    r"(?im)^[ \t>]*+(?:"
+    r"-{2,}+[^\n]{0,100}?(?:original|copy of|returned|message follows|headers? (?:follow|of)"
+    r"|unsent)"
+    r"|(?:-{2,}+\s*)?below this line is a copy of the message"
     r"|original message follows"
-    r"|(?:-+\s*)?forwarded message\s*-*"
+    r"|-*+\s*forwarded message"
     r")"
-    # A header block starting in the text; not in a quoted forward, which is all original.
-    r"|^[ \t]*(?:content-type:\s*message/rfc822|return-path:\s*<|received:\s*(?:from|by)\s"
+    # A header block starting in the text; but not in a quoted forward, which is all original.
+    r"|^[ \t]*+(?:content-type:\s*message/rfc822|return-path:\s*<|received:\s*(?:from|by)\s"
     r"|message-id:\s*<)"
 )
 
@@ -356,82 +378,66 @@ def _cut_original(text: str) -> str:
 # --- Deciding ------------------------------------------------------------------------------
 
 
-def _classify(mail: _Mail, null_return_path: bool) -> Verdict:
-    for check in (_report_verdict, _json_notification_verdict):
-        verdict = check(mail)
-        if verdict:
-            return verdict
-    null_return_path = null_return_path or _has_null_return_path_header(mail)
+def _decide(mail: _Mail, null_return_path: bool) -> Verdict:
+    null_return_path = null_return_path or any(
+        not v.strip(" <>") for v in mail.headers.get("return-path", [])
+    )
     return (
-        _bounce_verdict(mail, null_return_path)
+        _report_verdict(mail)
+        or _ses_notification_verdict(mail)
+        or _bounce_verdict(mail, null_return_path)
         or _challenge_verdict(mail)
         or _header_verdict(mail)
         or _sender_verdict(mail, null_return_path)
-        or Verdict(Kind.REPLY, "no machine signals")
+        or Verdict(Kind.REPLY, "no machine signal")
     )
 
 
-def _classify_headers_only(
-    raw: bytes, envelope_from: str | None, null_return_path: bool, exc: Exception
-) -> Verdict:
-    """Fallback for a message the full parse choked on: read only its header block."""
-    why = f"unparseable MIME ({type(exc).__name__})"
-    try:
-        head = re.split(rb"\r?\n\r?\n|\r\r", raw[:65536], maxsplit=1)[0]
-        msg = email.message_from_bytes(head + b"\n\n", policy=email.policy.compat32)
-        mail = _read(msg, envelope_from)
-        verdict = _classify(mail, null_return_path)
-    except Exception:  # noqa: BLE001 - same reason as in classify()
-        return Verdict(Kind.REPLY, f"{why}; headers unreadable, no machine signals found")
-    return Verdict(verdict.kind, f"{verdict.reason}; {why}", verdict.recipients)
-
-
-# --- Reports (RFC 6522 multipart/report and JSON notifications) ---
+# --- Reports: RFC 6522 multipart/report (DSN, ARF, MDN) ---
 
 
 def _report_verdict(mail: _Mail) -> Verdict | None:
     types = mail.report_types
     if "feedback-report" in types:
-        return Verdict(Kind.FEEDBACK, _report_reason(mail, "feedback-report"), _arf_recipients(mail))
+        reason = _report_reason(mail, "feedback-report")
+        return Verdict(Kind.FEEDBACK, reason, _arf_recipients(mail))
     if "delivery-status" in types:
-        recipients = tuple(r for r in map(_dsn_recipient, mail.dsn_blocks) if r)
-        if mail.original_to and not any("@" in r.address for r in recipients):
-            recipients = tuple(replace(r, address=mail.original_to[0]) for r in recipients)
         reason = _report_reason(mail, "delivery-status")
-        if not recipients:  # a DSN whose fields we could not read is still a bounce
+        recipients = tuple(r for r in map(_dsn_recipient, mail.dsn_blocks) if r)[:_MAX_RECIPIENTS]
+        if not recipients:  # a DSN whose fields we cannot read is still a bounce
             return Verdict(Kind.BOUNCE, reason, _text_recipients(mail, delayed=False))
+        if mail.original_to and not any("@" in r.address for r in recipients):
+            # Final-Recipient can be a mailbox file path after local delivery.
+            recipients = tuple(replace(r, address=mail.original_to[0]) for r in recipients)
         if any(_is_failure(r) for r in recipients):
             return Verdict(Kind.BOUNCE, reason, recipients)
-        return Verdict(Kind.DELIVERY_REPORT, f"{reason} ({_actions(recipients)})", recipients)
+        actions = ", ".join(sorted({r.action or "no action" for r in recipients}))
+        return Verdict(Kind.DELIVERY_REPORT, f"{reason} ({actions})", recipients)
     if "disposition-notification" in types:
-        return Verdict(
-            Kind.DELIVERY_REPORT,
-            _report_reason(mail, "disposition-notification"),
-            _mdn_recipients(mail),
-        )
+        reason = _report_reason(mail, "disposition-notification")
+        return Verdict(Kind.DELIVERY_REPORT, reason, _mdn_recipients(mail))
     return None
 
 
 def _report_reason(mail: _Mail, report_type: str) -> str:
-    if report_type in mail.report_types and "content-type" in mail.headers:
-        top = mail.headers["content-type"][0].lower()
-        if top.startswith("multipart/report") and report_type in top:
-            return f"multipart/report; report-type={report_type}"
+    top = mail.headers.get("content-type", [""])[0].lower()
+    if top.startswith("multipart/report") and report_type in top:
+        return f"multipart/report; report-type={report_type}"
     return f"message/{report_type} part"
 
 
 def _dsn_recipient(block: dict[str, str]) -> Recipient | None:
-    fields = ("final-recipient", "original-recipient", "x-actual-recipient")
-    values = [block[f] for f in fields if block.get(f)]
+    values = [
+        block[name]
+        for name in ("final-recipient", "original-recipient", "x-actual-recipient")
+        if block.get(name)
+    ]
     if not values and "action" not in block and "status" not in block:
-        return None  # the per-message block (Reporting-MTA, Arrival-Date)
-    # Final-Recipient may be a mailbox file path after local delivery; prefer an address.
-    with_at = [v for v in values if _ADDR_RE.search(v)]
-    address = _strip_address_type((with_at or values or [""])[0])
-    status = _status_in(block.get("status", "")) or _status_in(block.get("diagnostic-code", ""))
-    action = block.get("action", "").split()[0].lower() if block.get("action", "").split() else ""
-    diagnostic = block.get("diagnostic-code", "")
-    diagnostic = re.sub(r"^\s*(smtp|x-[\w-]+)\s*;\s*", "", diagnostic, flags=re.I)
+        return None  # the per-message block (Reporting-MTA, Arrival-Date...)
+    address = _strip_address_type(([v for v in values if _ADDR_RE.search(v)] or values or [""])[0])
+    diagnostic = re.sub(r"(?i)^\s*(?:smtp|x-[\w-]+)\s*;\s*", "", block.get("diagnostic-code", ""))
+    action = (block.get("action", "").split() or [""])[0].lower()
+    status = _status_in(block.get("status", "")) or _status_in(diagnostic)
     if not status and action in ("delivered", "relayed", "expanded"):
         status = "2.0.0"
     return Recipient(address, status, action, diagnostic, _is_hard(status, action, diagnostic))
@@ -444,20 +450,15 @@ def _strip_address_type(value: str) -> str:
 
 
 _FAILED_ACTIONS = frozenset({"failed", "failure", "expired", "undeliverable", "rejected"})
-_OK_ACTIONS = frozenset({"delivered", "relayed", "expanded", "deliverable", "delayed"})
+_NOT_FAILED_ACTIONS = frozenset({"delivered", "relayed", "expanded", "deliverable", "delayed"})
 
 
 def _is_failure(recipient: Recipient) -> bool:
     if recipient.action in _FAILED_ACTIONS:
         return True
-    if recipient.action in _OK_ACTIONS:
+    if recipient.action in _NOT_FAILED_ACTIONS:
         return False
-    # Unknown or missing Action: trust the status class.
-    return recipient.status[:1] in ("4", "5") or not recipient.status
-
-
-def _actions(recipients: tuple[Recipient, ...]) -> str:
-    return ", ".join(sorted({r.action or "no action" for r in recipients}))
+    return not recipient.status.startswith("2")  # no or unknown Action: trust the status
 
 
 def _is_hard(status: str, action: str, diagnostic: str) -> bool:
@@ -477,40 +478,42 @@ def _arf_recipients(mail: _Mail) -> tuple[Recipient, ...]:
 
 
 def _mdn_recipients(mail: _Mail) -> tuple[Recipient, ...]:
-    fields = mail.mdn_fields
-    address = _strip_address_type(fields.get("final-recipient", ""))
-    disposition = fields.get("disposition", "").rsplit(";", 1)[-1].strip().lower()
+    address = _strip_address_type(mail.mdn_fields.get("final-recipient", ""))
+    disposition = mail.mdn_fields.get("disposition", "").rsplit(";", 1)[-1].strip().lower()
     return (Recipient(address, action=disposition),) if address else ()
 
 
-def _json_notification_verdict(mail: _Mail) -> Verdict | None:
-    """Amazon SES notifications delivered by email (SNS): the report is a JSON document."""
+# --- Amazon SES notifications by email: the report is a JSON document ---
+
+
+def _ses_notification_verdict(mail: _Mail) -> Verdict | None:
     start = mail.notice.find("{")
-    if start < 0 or start > 200 or "notificationType" not in mail.notice[start : start + 1000]:
+    if not 0 <= start < 200 or "notificationType" not in mail.notice[start : start + 1000]:
         return None
     doc = _json_object(mail.notice[start:])
-    if isinstance(doc.get("Message"), str):  # wrapped in an SNS envelope
-        doc = _json_object(doc["Message"])
-    kind_name = str(doc.get("notificationType") or doc.get("eventType") or "")
-    reason = f"Amazon SES notification: {kind_name}"
-    if kind_name == "Bounce" and isinstance(doc.get("bounce"), dict):
-        bounce = doc["bounce"]
+    message = doc.get("Message")
+    if isinstance(message, str):  # wrapped in an SNS envelope
+        doc = _json_object(message)
+    kind = doc.get("notificationType") or doc.get("eventType")
+    reason = f"Amazon SES notification: {kind}"
+    bounce = doc.get("bounce")
+    if kind == "Bounce" and isinstance(bounce, dict):
         permanent = bounce.get("bounceType") == "Permanent"
         recipients = tuple(
             Recipient(
-                str(r.get("emailAddress", "")).lower(),
-                str(r.get("status", "")),
-                str(r.get("action", "failed")),
-                str(r.get("diagnosticCode", "")),
-                permanent,
+                address=str(r.get("emailAddress", "")).lower(),
+                status=str(r.get("status", "")),
+                action=str(r.get("action", "failed")),
+                diagnostic=str(r.get("diagnosticCode", "")),
+                is_hard=permanent,
             )
             for r in bounce.get("bouncedRecipients", [])
             if isinstance(r, dict)
         )
         return Verdict(Kind.BOUNCE, reason, recipients)
-    if kind_name == "Complaint":
+    if kind == "Complaint":
         return Verdict(Kind.FEEDBACK, reason)
-    if kind_name == "Delivery":
+    if kind == "Delivery":
         return Verdict(Kind.DELIVERY_REPORT, reason)
     return None
 
@@ -519,40 +522,234 @@ def _json_object(text: str) -> dict[str, object]:
     try:
         # strict=False: SNS folds long lines, leaving newlines inside JSON strings.
         doc, _ = json.JSONDecoder(strict=False).raw_decode(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return doc if isinstance(doc, dict) else {}
 
 
-# --- Non-standard bounces ---
+# --- Non-standard bounces: plain-text notices from MTAs and providers ---
+
+
+def _bounce_verdict(mail: _Mail, null_return_path: bool) -> Verdict | None:
+    subject_hit = _BOUNCE_SUBJECT.search(mail.subject)
+    body_hit = _BOUNCE_BODY.search(mail.notice)
+    evidence = (
+        f'subject "{subject_hit.group(0)}"'
+        if subject_hit
+        else f'body "{body_hit.group(0).strip()}"'
+        if body_hit
+        else ""
+    )
+    if "x-failed-recipients" in mail.headers:  # Exim
+        reason = "X-Failed-Recipients header"
+    elif _is_daemon(mail) and evidence:
+        reason = f"sender {mail.from_addr}; {evidence}"
+    elif _is_oof_subject(mail.subject):
+        # An out-of-office has a null return path too, and may say "not delivered to me".
+        return None
+    elif null_return_path and evidence:
+        reason = f"null return path; {evidence}"
+    elif _is_noreply(mail) and evidence:
+        reason = f"sender {mail.from_addr}; {evidence}"
+    elif subject_hit and body_hit and not _REPLY_PREFIX.match(mail.subject):
+        # A bounce relayed by a gateway under another sender, or forwarded by hand.
+        reason = f'subject "{subject_hit.group(0)}"; body "{body_hit.group(0).strip()}"'
+    else:
+        return None
+    # A "still trying" warning is not a failure yet (RFC 3464 Action: delayed).
+    delayed = bool(_DELAY_SUBJECT.search(mail.subject)) and not re.search(
+        r"(?im)^\s*action\s*:\s*failed", mail.notice
+    )
+    recipients = _text_recipients(mail, delayed)
+    if delayed:
+        return Verdict(Kind.DELIVERY_REPORT, f"delayed delivery warning; {reason}", recipients)
+    return Verdict(Kind.BOUNCE, reason, recipients)
+
+
+def _is_daemon(mail: _Mail) -> bool:
+    local = mail.from_addr.split("@", 1)[0]
+    return bool(_DAEMON_LOCAL.match(local) or _DAEMON_NAME.search(mail.from_raw))
+
+
+def _is_noreply(mail: _Mail) -> bool:
+    return bool(_NOREPLY_LOCAL.match(mail.from_addr.split("@", 1)[0]))
+
+
+def _text_recipients(mail: _Mail, delayed: bool) -> tuple[Recipient, ...]:
+    """Failed recipients of a text bounce, best effort, most reliable source first."""
+    pasted = [r for r in map(_dsn_recipient, _text_field_blocks(mail.notice)) if r and r.address]
+    if pasted:  # DSN fields inside the text (AmazonWorkMail, a forwarded DSN)
+        return tuple(pasted)
+    failed = [a for v in mail.headers.get("x-failed-recipients", []) for a in _ADDR_RE.findall(v)]
+    found = (
+        [(a.lower(), "") for a in failed]
+        or _notice_addresses(mail)
+        or [(a, "") for a in mail.original_to]
+        or _self_addressed(mail)
+    )
+    action = "delayed" if delayed else "failed"
+    recipients = []
+    for address, rest_of_line in list(dict(found).items())[:_MAX_RECIPIENTS]:
+        diagnostic = rest_of_line or _lines_after(mail.notice, address)
+        status = _status_in(diagnostic) or _status_in(mail.notice)
+        if delayed:
+            status = status if status.startswith("4") else ""
+        hard = not delayed and _is_hard(status, action, diagnostic)
+        recipients.append(Recipient(address, status, action, diagnostic, hard))
+    return tuple(recipients)
+
+
+def _notice_addresses(mail: _Mail) -> list[tuple[str, str]]:
+    """Addresses the notice names as failed, with the rest of their line if any."""
+    found: list[tuple[str, str]] = [
+        (m.group(1).lower(), (m.group(2) or "").strip())
+        for m in _ADDRESS_LINE.finditer(mail.notice)
+    ]
+    if not any(a not in mail.own_addresses for a, _ in found):
+        found = [(m.group(1).lower(), "") for m in _ADDRESS_PHRASE.finditer(mail.notice)]
+    if not any(a not in mail.own_addresses for a, _ in found):
+        found = [(a.lower(), "") for a in _ADDR_RE.findall(mail.notice)]
+    candidates = [(a, d) for a, d in found if a not in mail.own_addresses]
+    # "postmaster@" is usually whom to contact, not who failed; unless nobody else is named.
+    people = [(a, d) for a, d in candidates if not _DAEMON_LOCAL.match(a.split("@", 1)[0])]
+    return people or candidates
+
+
+def _self_addressed(mail: _Mail) -> list[tuple[str, str]]:
+    """Someone who mailed themselves: the failed address is also the notice's own To."""
+    return [
+        (m.group(1).lower(), (m.group(2) or "").strip())
+        for m in _ADDRESS_LINE.finditer(mail.notice)
+    ]
+
+
+def _lines_after(text: str, address: str) -> str:
+    """The lines after the address, up to a blank line: where bounces put their reason."""
+    at = text.lower().find(address)
+    if at < 0:
+        return ""
+    kept: list[str] = []
+    for line in text[at + len(address) :].splitlines()[:8]:
+        if kept and not line.strip():
+            break
+        if line.strip():
+            kept.append(line.strip(" <>:\t"))
+    return " ".join(kept)[:500]
+
+
+def _status_in(text: str) -> str:
+    """The RFC 3463 code in a diagnostic; "5.0.0" when only the SMTP reply "550" is there."""
+    match = _ENHANCED_STATUS.search(text)
+    if match:
+        return match.group(0)
+    match = _REPLY_CODE.search(text)
+    return f"{match.group(1)}.0.0" if match else ""
+
+
+# --- Challenge-response systems ---
+
+
+def _challenge_verdict(mail: _Mail) -> Verdict | None:
+    for name in mail.headers:
+        if _CHALLENGE_HEADER.search(name):
+            return Verdict(Kind.CHALLENGE, f"{name} header")
+    subject_hit = _CHALLENGE_SUBJECT.search(mail.subject)
+    if subject_hit and not _REPLY_PREFIX.match(mail.subject):
+        return Verdict(Kind.CHALLENGE, f'subject "{subject_hit.group(0)}"')
+    # Body wording alone is not enough: it must come with a link to click.
+    unquoted = "\n".join(line for line in mail.notice.splitlines() if not line.startswith(">"))
+    body_hit = _CHALLENGE_BODY.search(unquoted)
+    if body_hit and _CONFIRM_LINK.search(unquoted):
+        return Verdict(Kind.CHALLENGE, f'body "{body_hit.group(0)}" with a confirmation link')
+    return None
+
+
+# --- Auto-replies and list mail, from headers and subject ---
+
+
+def _header_verdict(mail: _Mail) -> Verdict | None:
+    headers = mail.headers
+    auto_submitted = _first_word(headers, "auto-submitted")
+    if auto_submitted and auto_submitted != "no":
+        return Verdict(Kind.AUTO_REPLY, f"Auto-Submitted: {auto_submitted}")
+    for name in _AUTO_REPLY_HEADERS:
+        if name in headers and _first_word(headers, name) not in ("no", "false", "0"):
+            return Verdict(Kind.AUTO_REPLY, f"{name}: {headers[name][0]}"[:120])
+    for name in headers:
+        if name not in _NOT_AUTO_REPLY_NAMES and _AUTO_HEADER_NAME.search(name):
+            return Verdict(Kind.AUTO_REPLY, f"{name} header")
+    precedence = _first_word(headers, "precedence") or _first_word(headers, "x-precedence")
+    if precedence == "auto_reply":
+        return Verdict(Kind.AUTO_REPLY, "Precedence: auto_reply")
+    subject_hit = _is_oof_subject(mail.subject)
+    if subject_hit:
+        return Verdict(Kind.AUTO_REPLY, f'out-of-office subject "{subject_hit.group(0).strip()}"')
+    if precedence in ("bulk", "junk", "list"):
+        return Verdict(Kind.LIST, f"Precedence: {precedence}")
+    for name in _LIST_HEADERS:
+        if name in headers:
+            return Verdict(Kind.LIST, f"{name} header")
+    if _first_word(headers, "x-loop") in ("yes", "true"):
+        return Verdict(Kind.AUTO_REPLY, "X-Loop header")
+    return None
+
+
+def _first_word(headers: dict[str, list[str]], name: str) -> str:
+    words = headers.get(name, [""])[0].replace(";", " ").replace("(", " ").split()
+    return words[0].lower() if words else ""
+
+
+def _is_oof_subject(subject: str) -> re.Match[str] | None:
+    return _OOF_SUBJECT.match(subject) or _OOF_SUFFIX.search(subject)
+
+
+def _sender_verdict(mail: _Mail, null_return_path: bool) -> Verdict | None:
+    if _is_daemon(mail):
+        # From the mailer daemon but in no wording we know: a failure, but not provably a
+        # permanent one, so no address gets marked dead on this alone.
+        recipients = tuple(replace(r, is_hard=False) for r in _text_recipients(mail, False))
+        return Verdict(Kind.BOUNCE, f"sender {mail.from_addr}", recipients)
+    if null_return_path:
+        return Verdict(Kind.AUTO_REPLY, "null return path <>")
+    if _is_noreply(mail):
+        return Verdict(Kind.LIST, f"no-reply sender {mail.from_addr}")
+    if _LIST_LOCAL.search(mail.from_addr.split("@", 1)[0]):
+        return Verdict(Kind.LIST, f"list sender {mail.from_addr}")
+    return None
+
+
+# --- Pattern tables ---------------------------------------------------------------------
 
 _DAEMON_LOCAL = re.compile(
-    r"^(?:mailer[-_ ]?daemon|post[-_]?master|poostmaster|mdaemon|mail[-_]?delivery[-_]?"
-    r"(?:system|subsystem)?|mail[-_]?administrator)$"
+    r"(?:mailer[-_ ]?daemon|post[-_]?master|poostmaster|mdaemon|mail[-_]?administrator"
+    r"|mail[-_]?delivery(?:[-_]?(?:sub)?system)?)$"
 )
 _DAEMON_NAME = re.compile(
-    r"\b(?:mailer[- ]?daemon|mail delivery (?:sub)?system|post[-_ ]?master|mail deliver system)\b"
+    r"\b(?:mailer[- ]?daemon|mail deliver(?:y)? (?:sub)?system|post[-_ ]?master)\b"
 )
+_NOREPLY_LOCAL = re.compile(r"(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|bounces?)(?:[-+_.].*)?$")
+_LIST_LOCAL = re.compile(r"^owner-|-(?:owner|request|bounces?)(?:\+.*)?$")
+_REPLY_PREFIX = re.compile(r"(?i)\s*(?:re|aw|sv|vs|antw|odp|r|ref|rif|res|回复|答复|返信)\s*:")
 
 _BOUNCE_SUBJECT = re.compile(
     r"(?i)\b(?:undeliver(?:ed|able)|non[- ]?deliver(?:ed|able)|returned mail|mail returned"
-    r"|(?:mail |message )?delivery (?:status notification|failure|failed|has failed|problem"
-    r"|notification: (?:error|failed|failure|warning|delayed)|report)"
-    r"|delivery status$|failure notice|failure delivery|failed delivery|permanent delivery failure"
+    r"|delivery (?:status notification|failure|failed|has failed|problem|report"
+    r"|notification: (?:error|failed|failure|warning|delayed))"
+    r"|delivery status$|failure notice|failure delivery|failed delivery"
     r"|mail (?:delivery )?failed|mail failure|mail system error|message delivery has failed"
-    r"|could not be delivered|couldn't be delivered|not delivered|was not delivered"
+    r"|could not be delivered|couldn't be delivered|(?:was )?not delivered"
     r"|see transcript for details|postmaster notify|notice: mail delivery status"
-    r"|delayed mail|warning: (?:message .* delayed|could not send message)"
+    r"|delayed mail|warning: (?:message \S+ delayed|could not send message)"
     r"|message you sent blocked|error sending your mail|returned to sender"
-    r"|non remis|non recapitabile|unzustellbar|nicht zustellbar|onbestelbaar|no se puede entregar"
-    r"|imposible entregar|olevererbar|kan inte levereras|kunne ikke leveres|não (?:é possível )?entreg"
-    r")"
+    r"|non remis|non recapitabile|unzustellbar|nicht zustellbar|onbestelbaar"
+    r"|no se puede entregar|imposible entregar|olevererbar|kan inte levereras"
+    r"|kunne ikke leveres|não (?:é possível )?entreg)"
     r"|недоставлен|не доставлен|не удалось доставить|配信(?:不能|エラー|失敗)|送信エラー"
     r"|退信|投递失败|未送达|배달 실패|전달 실패|メールエラー|エラー通知"
 )
 
-# Sentences that mail servers write when they return a message. Only counted next to a
-# machine-like sender, subject or return path: a member may paste one into a reply.
+# Sentences mail servers write when they return a message. Only counted next to a machine-like
+# sender, subject or return path: a member may paste one into a reply.
 _BOUNCE_BODY = re.compile(
     r"(?im)this is the qmail-send program|i'm afraid i wasn't able to deliver"
     r"|created automatically by mail delivery software|this is the mail system at host"
@@ -572,168 +769,37 @@ _BOUNCE_BODY = re.compile(
 
 _DELAY_SUBJECT = re.compile(
     r"(?i)\bdelay(?:ed)?\b|still being retried|warning: could not send message for past"
-    r"|delivery status notification \(delay\)|notification: (?:warning|delayed)"
+    r"|notification: warning"
 )
 _SOFT_WORDS = re.compile(
     r"(?i)temporar|try again|will (?:be )?retr|still (?:being )?(?:trying|retried)|deferred"
     r"|delayed|not yet been delivered"
 )
+# Version numbers and IP addresses look like codes: "Postfix 2.10.1", "10.5.1.1".
+_ENHANCED_STATUS = re.compile(r"(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?!\.?\d)")
+_REPLY_CODE = re.compile(r"(?<![\d.#-])([45])[0-5]\d(?=[ -]\S|$)", re.M)
 
-
-def _has_null_return_path_header(mail: _Mail) -> bool:
-    return any(v.strip().strip("<>").strip() == "" for v in mail.headers.get("return-path", []))
-
-
-def _is_daemon(mail: _Mail) -> bool:
-    local = mail.from_addr.split("@", 1)[0]
-    return bool(_DAEMON_LOCAL.match(local) or _DAEMON_NAME.search(mail.from_raw))
-
-
-def _bounce_verdict(mail: _Mail, null_return_path: bool) -> Verdict | None:
-    subject_hit = _BOUNCE_SUBJECT.search(mail.subject)
-    body_hit = _BOUNCE_BODY.search(mail.notice)
-    failed_header = mail.headers.get("x-failed-recipients")
-    daemon = _is_daemon(mail)
-    if failed_header:
-        reason = "X-Failed-Recipients header"
-    elif daemon and (subject_hit or body_hit):
-        reason = f"sender {mail.from_addr}; " + (
-            f'subject "{subject_hit.group(0)}"' if subject_hit else f'body "{body_hit.group(0)}"'  # type: ignore[union-attr]
-        )
-    elif _is_oof_subject(mail.subject):
-        # An out-of-office also has a null return path and may say "not delivered to me".
-        return None
-    elif (null_return_path or _is_noreply(mail)) and (subject_hit or body_hit):
-        reason = ("null return path; " if null_return_path else f"sender {mail.from_addr}; ") + (
-            f'subject "{subject_hit.group(0)}"' if subject_hit else f'body "{body_hit.group(0)}"'  # type: ignore[union-attr]
-        )
-    elif subject_hit and body_hit and not _is_reply_subject(mail.subject):
-        # A bounce relayed by a gateway or forwarded by hand ("Fwd: Returned mail").
-        reason = f'subject "{subject_hit.group(0)}"; body "{body_hit.group(0)}"'
-    elif subject_hit and _starts_with(subject_hit, mail.subject) and _has_dsn_fields(mail):
-        reason = f'subject "{subject_hit.group(0)}"; DSN fields in text'
-    else:
-        return None
-    delayed = bool(_DELAY_SUBJECT.search(mail.subject)) and not _has_dsn_failure(mail)
-    recipients = _text_recipients(mail, delayed)
-    if delayed:
-        return Verdict(Kind.DELIVERY_REPORT, f"delayed delivery warning; {reason}", recipients)
-    return Verdict(Kind.BOUNCE, reason, recipients)
-
-
-_REPLY_PREFIX = re.compile(r"(?i)^\s*(?:re|aw|sv|vs|antw|odp|r|ref|rif|res|回复|答复|返信)\s*:")
-
-
-def _is_reply_subject(subject: str) -> bool:
-    return bool(_REPLY_PREFIX.match(subject))
-
-
-def _starts_with(match: re.Match[str], subject: str) -> bool:
-    return not subject[: match.start()].strip(" -:[]()")
-
-
-def _has_dsn_fields(mail: _Mail) -> bool:
-    return bool(re.search(r"(?im)^\s*final-recipient\s*:", mail.notice))
-
-
-def _has_dsn_failure(mail: _Mail) -> bool:
-    return bool(re.search(r"(?im)^\s*action\s*:\s*failed", mail.notice))
-
-
-def _text_recipients(mail: _Mail, delayed: bool) -> tuple[Recipient, ...]:
-    """Failed recipients of a plain-text bounce, best effort, most reliable source first."""
-    action = "delayed" if delayed else "failed"
-    # 1. DSN fields pasted into the text (AmazonWorkMail, forwarded DSNs).
-    blocks = [r for r in map(_dsn_recipient, _text_field_blocks(mail.notice)) if r and r.address]
-    if blocks:
-        return tuple(blocks)
-    # 2. Exim names them in a header.
-    failed = [a for v in mail.headers.get("x-failed-recipients", []) for a in _ADDR_RE.findall(v)]
-    found = [(a.lower(), "") for a in failed]
-    # 3. The notice text, 4. the To of the returned original.
-    found = found or _notice_addresses(mail) or [(a, "") for a in mail.original_to]
-    recipients = []
-    for address, diagnostic in dict(found).items():
-        diagnostic = diagnostic or _diagnostic_near(mail.notice, address)
-        status = _status_in(diagnostic) or _status_in(mail.notice)
-        if delayed and not status.startswith("4"):
-            status = ""
-        hard = False if delayed else _is_hard(status, "failed", diagnostic)
-        recipients.append(Recipient(address, status, action, diagnostic, hard))
-    return tuple(recipients)
-
-
-# An address on a line of its own ("  kijitora@example.jp", "<a@b>:", "a@b on 1/2/2010"),
-# or introduced by the words bounce notices use. Both shapes beat a bare mention.
+# An address alone on its line ("  kijitora@example.jp", "<a@b>: reason", "a@b on 1/2/2010"),
+# the shape nearly every bounce format uses for the failed recipient.
 _ADDRESS_LINE = re.compile(
-    rf"(?im)^[ \t]*(?:RCPT TO:?|Recipient:|Failed recipient:|Address:)?[ \t]*<?({_ADDR})>?"
-    r"[ \t]*(?::[ \t]*(.*)|[ \t]+on[ \t].*|[ \t]*\(.*\)|[ \t]*,)?[ \t]*$"
+    rf"(?im)^[ \t]*+(?:RCPT TO:?|Recipient:|Failed recipient:|Address:)?[ \t]*+<?({_ADDR})>?"
+    r"[ \t]*+(?::[ \t]*+(.*)|[ \t]+on[ \t].*|\(.*\)|,)?[ \t]*$"
 )
+# An address introduced by the words bounce notices use.
 _ADDRESS_PHRASE = re.compile(
-    rf"(?i)(?:delivered to|deliver (?:your message |the mail )?to|message to|mail to|recipient"
-    rf"|recipients?:|address(?:ee)?:?|reach|user|mailbox)\b[ \t:]*\(?<?({_ADDR})>?"
+    r"(?i)(?:delivered to|deliver (?:your message |the mail )?to|message to|mail to|recipient"
+    r"|recipients?:|address(?:ee)?:?|reach|user|mailbox)\b[ \t:]*+\(?<?"
+    rf"({_ADDR})"
 )
 
-
-def _notice_addresses(mail: _Mail) -> list[tuple[str, str]]:
-    text = mail.notice
-    found: list[tuple[str, str]] = []
-    for pattern in (_ADDRESS_LINE, _ADDRESS_PHRASE):
-        for match in pattern.finditer(text):
-            rest = match.group(2) if pattern is _ADDRESS_LINE else None
-            found.append((match.group(1).lower(), (rest or "").strip()))
-        if any(_is_candidate(a, mail) for a, _ in found):
-            break
-    else:
-        found = [(a.lower(), "") for a in _ADDR_RE.findall(text)]
-    candidates = [(a, d) for a, d in found if _is_candidate(a, mail)]
-    # "postmaster@" is usually who to contact, not who failed; unless nobody else is named.
-    people = [(a, d) for a, d in candidates if not _DAEMON_LOCAL.match(a.split("@", 1)[0])]
-    if people or candidates or mail.original_to:
-        return people or candidates
-    # Someone who bounced mail to themselves: the failed address is also the notice's To.
-    return [(m.group(1).lower(), (m.group(2) or "").strip()) for m in _ADDRESS_LINE.finditer(text)]
-
-
-def _is_candidate(address: str, mail: _Mail) -> bool:
-    return address not in mail.own_addresses
-
-
-def _diagnostic_near(text: str, address: str) -> str:
-    """The few lines after the address: where every bounce format puts its reason."""
-    at = text.lower().find(address)
-    if at < 0:
-        return ""
-    lines = text[at + len(address) :].splitlines()[:8]
-    kept: list[str] = []
-    for line in lines:
-        if kept and not line.strip():
-            break
-        if line.strip():
-            kept.append(line.strip(" <>:\t"))
-    return " ".join(kept)[:500]
-
-
-_ENHANCED_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
-_REPLY_CODE = re.compile(r"(?<![\d.#-])([245])[0-5]\d(?=[ -]\S|$)")
-
-
-def _status_in(text: str) -> str:
-    """The RFC 3463 status in a diagnostic; "5.0.0" when only the SMTP code "550" is there."""
-    for match in _ENHANCED_STATUS.finditer(text):
-        if match.group(1) in "45" or text.lower().lstrip().startswith(match.group(0)):
-            return match.group(0)
-    match = _REPLY_CODE.search(text)
-    return f"{match.group(1)}.0.0" if match and match.group(1) in "45" else ""
-
-
-# --- Challenge-response ---
-
-_CHALLENGE_HEADER = re.compile(r"challenge|^x-boxbe|^x-spamarrest|^x-tmda|^x-mailblocks|^x-choicemail")
+_CHALLENGE_HEADER = re.compile(
+    r"challenge|^x-boxbe|^x-spamarrest|^x-tmda|^x-mailblocks|^x-choicemail"
+)
 _CHALLENGE_SUBJECT = re.compile(
     r"(?i)please confirm your (?:message|e-?mail|request)|confirm your (?:message|e-?mail)"
     r"|verify your (?:message|e-?mail)|sender verification|verification required"
-    r"|(?:message|e-?mail) (?:is )?(?:awaiting|pending|held for) (?:your )?(?:confirmation|verification)"
+    r"|(?:message|e-?mail) (?:is )?(?:awaiting|pending|held for) (?:your )?"
+    r"(?:confirmation|verification)"
     r"|spam ?arrest|boxbe|mailblocks|choicemail|request to join .{0,80}guest list"
     r"|challenge[- ]response"
 )
@@ -742,32 +808,13 @@ _CHALLENGE_BODY = re.compile(
     r"|verify (?:that )?you are (?:a )?(?:human|real person|not a (?:robot|spammer|machine))"
     r"|(?:to|so) (?:have|get|let) your (?:message|e-?mail) (?:be )?delivered"
     r"|added to (?:my|the|our) (?:approved|allowed|white|safe)[ -]?(?:sender)?s?[ -]?list"
-    r"|please confirm (?:that )?you (?:are|sent|really)|protect(?:ing)? (?:myself|me) from (?:spam|junk)"
+    r"|please confirm (?:that )?you (?:are|sent|really)"
+    r"|protect(?:ing)? (?:myself|me) from (?:spam|junk)"
     r"|one[- ]time (?:verification|confirmation)"
 )
+_CONFIRM_LINK = re.compile(r"(?i)https?://[^\s]{0,300}?(?:confirm|verif|challenge|auth)")
 
-
-def _challenge_verdict(mail: _Mail) -> Verdict | None:
-    for name in mail.headers:
-        if _CHALLENGE_HEADER.search(name):
-            return Verdict(Kind.CHALLENGE, f"{name} header")
-    subject_hit = _CHALLENGE_SUBJECT.search(mail.subject)
-    if subject_hit and not _is_reply_subject(mail.subject):
-        return Verdict(Kind.CHALLENGE, f'subject "{subject_hit.group(0)}"')
-    body = _unquoted(mail.notice)
-    body_hit = _CHALLENGE_BODY.search(body)
-    if body_hit and (subject_hit or re.search(r"(?i)https?://\S*(?:confirm|verif|challenge|auth)", body)):
-        return Verdict(Kind.CHALLENGE, f'body "{body_hit.group(0)}" with a confirmation link')
-    return None
-
-
-def _unquoted(text: str) -> str:
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
-
-
-# --- Auto-replies and list mail, from headers and subject ---
-
-_AUTO_HEADERS = (
+_AUTO_REPLY_HEADERS = (
     "x-autoreply",
     "x-autorespond",
     "x-auto-reply",
@@ -778,12 +825,14 @@ _AUTO_HEADERS = (
     "x-mail-autoreply",
     "x-fc-machinegenerated",
     "x-vacation",
-    # Exchange stamps these on mail its agents generate (OOF and inbox-rule replies).
+    # Exchange stamps these on mail its agents generate (OOF, inbox-rule replies, forwards).
     "x-ms-exchange-generated-message-source",
     "x-ms-exchange-inbox-rules-loop",
 )
-# Header *names* that mean "a program wrote this" (Discourse's list). X-Auto-Response-Suppress
-# is excluded: it is a request not to auto-reply that ordinary Outlook mail carries too.
+# Other header *names* that mean "a program wrote this" (after Discourse). Those with a value
+# read above are left out ("Auto-Submitted: no"), and so is X-Auto-Response-Suppress: it asks
+# others not to auto-reply, and everyday Outlook mail carries it.
+_NOT_AUTO_REPLY_NAMES = {"auto-submitted", "x-auto-response-suppress", *_AUTO_REPLY_HEADERS}
 _AUTO_HEADER_NAME = re.compile(
     r"auto[-_]?(?:response|submitted|replied|reply|generated|respond)|holidayreply"
     r"|machinegenerated"
@@ -801,92 +850,26 @@ _LIST_HEADERS = (
     "x-mlserver",
     "x-ml-name",
 )
+# Out-of-office subject prefixes in the languages members write in (Discourse's list, the
+# Exchange/Outlook localizations, and common vacation responders).
 _OOF_SUBJECT = re.compile(
-    r"(?i)^\s*(?:\[[^\]]*\]\s*)?(?:"
-    r"out of (?:the )?office|out-of-office|\booo\b|away from (?:the |my )?office|on vacation"
+    r"(?i)\s*(?:\[[^\]]{0,40}\]\s*)?(?:"
+    r"out of (?:the )?office|out-of-office|ooo\b|away from (?:the |my )?office|on vacation"
     r"|vacation (?:reply|message|notice|response)|i am (?:currently )?(?:out|away)\b"
-    r"|auto(?:matic|matisch|matisk|matique)?[- ]?(?:reply|response|answer|responder|antwort|svar)"
-    r"|auto\s*:|autoreply|autoresponse|autosvar|automatisk svar|automatisch antwoord"
-    r"|afwezig|abwesenheitsnotiz|abwesend|automatische antwort|ich bin (?:nicht im büro|abwesend)"
-    r"|au(?:ss|ß)er haus|réponse automatique|reponse automatique|absente? du bureau"
+    r"|auto(?:matic)?[- ]?(?:reply|response|answer|responder)|auto\s*:|autoreply|autoresponse"
+    r"|autosvar|automatiskt? svar|automatisch antwoord|afwezig|abwesenheitsnotiz|abwesend"
+    r"|automatische antwort|ich bin (?:nicht im büro|abwesend)|au(?:ss|ß)er haus"
+    r"|réponse automatique|reponse automatique|absente? du bureau"
     r"|respuesta automática|respuesta automatica|fuera de la oficina"
     r"|risposta automatica|risposta non al computer|fuori sede|fuori ufficio"
     r"|frånvaro|frånvarande|fravær|automaattinen vastaus|poissa toimistolta"
     r"|resposta automática|resposta automatica|ausência|fora do escritório"
     r"|odpowiedź automatyczna|automatyczna odpowiedź|poza biurem|automatická odpověď"
-    r"|automatikus válasz|otomatik yanıt|автоматический ответ|автоответ|αυτόματη απάντηση"
-    r"|自動応答|自動返信|不在|自动回复|自動回覆|자동 회신|자동 응답"
+    r"|automatikus válasz|otomatik yan\u0131t|автоматический ответ|автоответ"
+    r"|αυτόματη απάντηση|自動応答|自動返信|不在|自动回复|自動回覆|자동 회신|자동 응답"
     r")"
 )
 _OOF_SUFFIX = re.compile(
     r"(?i)[\[(]\s*(?:auto[- ]?reply|auto[- ]?response|automatic reply|out of (?:the )?office"
     r"|ooo|abwesenheitsnotiz|absence|autosvar)\s*[\])]"
 )
-
-
-def _header_verdict(mail: _Mail) -> Verdict | None:
-    headers = mail.headers
-    auto_submitted = _first_word(headers.get("auto-submitted"))
-    if auto_submitted and auto_submitted != "no":
-        return Verdict(Kind.AUTO_REPLY, f"Auto-Submitted: {auto_submitted}")
-    for name in _AUTO_HEADERS:
-        value = _first_word(headers.get(name))
-        if name in headers and value not in ("no", "false", "0"):
-            return Verdict(Kind.AUTO_REPLY, f"{_title(name)}: {value}".rstrip(": "))
-    for name in headers:
-        if name != "x-auto-response-suppress" and _AUTO_HEADER_NAME.search(name):
-            return Verdict(Kind.AUTO_REPLY, f"{_title(name)} header")
-    for name in ("precedence", "x-precedence"):
-        value = _first_word(headers.get(name))
-        if value == "auto_reply":
-            return Verdict(Kind.AUTO_REPLY, f"{_title(name)}: {value}")
-    subject_hit = _is_oof_subject(mail.subject)
-    if subject_hit:
-        return Verdict(Kind.AUTO_REPLY, f'out-of-office subject "{subject_hit.group(0).strip()}"')
-    for name in ("precedence", "x-precedence"):
-        value = _first_word(headers.get(name))
-        if value in ("bulk", "junk", "list"):
-            return Verdict(Kind.LIST, f"{_title(name)}: {value}")
-    for name in _LIST_HEADERS:
-        if name in headers:
-            return Verdict(Kind.LIST, f"{_title(name)} header")
-    loop = _first_word(headers.get("x-loop"))
-    if loop in ("yes", "true"):
-        return Verdict(Kind.AUTO_REPLY, f"X-Loop: {loop}")
-    return None
-
-
-def _is_oof_subject(subject: str) -> re.Match[str] | None:
-    return _OOF_SUBJECT.search(subject) or _OOF_SUFFIX.search(subject)
-
-
-def _first_word(values: list[str] | None) -> str:
-    if not values:
-        return ""
-    words = values[0].replace(";", " ").replace("(", " ").split()
-    return words[0].lower() if words else ""
-
-
-def _title(name: str) -> str:
-    return "-".join(word.capitalize() if word not in ("ms", "fc") else word.upper() for word in name.split("-"))
-
-
-_NOREPLY_LOCAL = re.compile(r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|noreply|bounces?)(?:[-+_.].*)?$")
-_LIST_LOCAL = re.compile(r"^owner-|-(?:owner|request|bounces?)(?:\+.*)?$")
-
-
-def _is_noreply(mail: _Mail) -> bool:
-    return bool(_NOREPLY_LOCAL.match(mail.from_addr.split("@", 1)[0]))
-
-
-def _sender_verdict(mail: _Mail, null_return_path: bool) -> Verdict | None:
-    local = mail.from_addr.split("@", 1)[0]
-    if _is_daemon(mail):
-        return Verdict(Kind.BOUNCE, f"sender {mail.from_addr}", _text_recipients(mail, False))
-    if null_return_path:
-        return Verdict(Kind.AUTO_REPLY, "null return path <>")
-    if _is_noreply(mail):
-        return Verdict(Kind.LIST, f"no-reply sender {mail.from_addr}")
-    if _LIST_LOCAL.search(local):
-        return Verdict(Kind.LIST, f"list sender {mail.from_addr}")
-    return None

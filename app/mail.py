@@ -30,11 +30,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import OutboundMessage, OutboundStatus, Packet, utcnow
+from app.models import Member, OutboundMessage, OutboundStatus, Packet, UpdateRequest, utcnow
 from app.settings import Settings
 
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
-NO_REPLY_KINDS = frozenset({"packet", "receipt", "notice", "digest", "bounce_notice", "held_notice"})
+NO_REPLY_KINDS = frozenset({"packet", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice"})
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,23 @@ def reply_address(settings: Settings, token: str) -> str:
     return f"reply+{token}@{settings.inbound_domain}"
 
 
+def unsubscribe_url(settings: Settings, token: str) -> str:
+    """A signed one-click link that stops this cycle's reminders for one member (RFC 8058)."""
+    from itsdangerous import URLSafeSerializer
+
+    signed = URLSafeSerializer(settings.secret_key, salt="unsubscribe").dumps(token)
+    return f"{settings.base_url}/unsubscribe/{signed}"
+
+
+def read_unsubscribe_token(settings: Settings, signed: str) -> str | None:
+    from itsdangerous import BadSignature, URLSafeSerializer
+
+    try:
+        return str(URLSafeSerializer(settings.secret_key, salt="unsubscribe").loads(signed))
+    except BadSignature:
+        return None
+
+
 def queue_email(
     session: Session,
     settings: Settings,
@@ -153,6 +170,12 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
     if row is None or row.status != OutboundStatus.QUEUED:
         session.rollback()
         return False
+    reason = no_longer_wanted(session, row)
+    if reason is not None:
+        row.status = OutboundStatus.CANCELLED
+        row.last_error = reason
+        session.commit()
+        return False
     rendered = render(row.kind, row.context)
     if row.kind == "packet":
         packet = session.get(Packet, row.context["packet_id"])
@@ -178,6 +201,27 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
     return True
 
 
+def no_longer_wanted(session: Session, row: OutboundMessage) -> str | None:
+    """Why a queued email should not go out after all, decided at send time; None to send.
+
+    A reminder queued at 09:00 must not reach a member whose reply arrived at 09:01.
+    """
+    if row.kind not in ("reminder", "update_request") or row.member_id is None:
+        return None
+    member = session.get(Member, row.member_id)
+    if member is not None and member.bounced_at is not None:
+        return "the member's address is bouncing"
+    if row.kind == "reminder":
+        request = session.scalar(
+            select(UpdateRequest).where(UpdateRequest.cycle_id == row.cycle_id, UpdateRequest.member_id == row.member_id)
+        )
+        if request is not None and request.replied_at is not None:
+            return "the member replied before the reminder went out"
+        if request is not None and request.excused_at is not None:
+            return "the member is excused this month"
+    return None
+
+
 # --- transports ----------------------------------------------------------------------------
 
 
@@ -195,6 +239,9 @@ def extra_headers(row: OutboundMessage) -> dict[str, str]:
         headers["References"] = row.in_reply_to
     if row.kind in NO_REPLY_KINDS:
         headers["Auto-Submitted"] = "auto-generated"
+    if row.context.get("unsubscribe_url"):
+        headers["List-Unsubscribe"] = f"<{row.context['unsubscribe_url']}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     return headers
 
 

@@ -85,6 +85,7 @@ class OutboundStatus(StrEnum):
     FAILED = "failed"
     BOUNCED = "bounced"
     DROPPED = "dropped"
+    CANCELLED = "cancelled"  # no longer wanted when its turn came (a reminder after a reply)
 
 
 class Group(Base):
@@ -169,6 +170,10 @@ class Cycle(Base):
     request_at: Mapped[datetime]
     deadline_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(20), default=CycleStatus.SCHEDULED)
+    # What the tick has done, so an idle tick touches no member rows.
+    requests_sent_at: Mapped[datetime | None]
+    reminder_index_sent: Mapped[int | None]  # the latest reminder queued (0-based)
+    digest_sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     group: Mapped[Group] = relationship(back_populates="cycles")
@@ -276,6 +281,38 @@ class OutboundMessage(Base):
     __table_args__ = (
         Index("ix_outbound_pending", "created_at", postgresql_where=text("status = 'queued'")),
     )
+
+
+class DeliveryEvent(Base):
+    """One SendGrid event about an email we sent; stored once per sg_event_id."""
+
+    __tablename__ = "delivery_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sg_event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    outbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("outbound_messages.id"), index=True)
+    event: Mapped[str] = mapped_column(String(30))
+    email: Mapped[str] = mapped_column(String(320))
+    occurred_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StoredAttachment(Base):
+    """A file a member attached to a reply, kept under a safe name (up to the size cap)."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("update_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    update_id: Mapped[int] = mapped_column(ForeignKey("updates.id"))
+    position: Mapped[int]
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int]
+    data: Mapped[bytes | None]  # None when over the cap: listed, not kept
+
+    update: Mapped[Update] = relationship()
 
 
 class Packet(Base):

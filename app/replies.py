@@ -31,6 +31,7 @@ from app.models import (
     Member,
     MemberAddress,
     OutboundMessage,
+    StoredAttachment,
     Update,
     UpdateRequest,
 )
@@ -52,6 +53,11 @@ class Attachment:
     content_type: str
     size: int
     is_too_large: bool = False
+    data: bytes = field(default=b"", repr=False)  # empty when over the cap
+
+    def listing(self) -> dict[str, Any]:
+        return {"filename": self.filename, "content_type": self.content_type, "size": self.size,
+                "is_too_large": self.is_too_large}
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class Reading:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["attachments"] = [a.listing() for a in self.attachments]
         data["token"] = self.tokens[0] if self.tokens else None
         return data
 
@@ -122,15 +129,17 @@ def _attachments(parsed: mailparser.MailParser | None) -> list[Attachment]:
             continue
         payload = item.get("payload") or ""
         try:
-            size = len(base64.b64decode(payload)) if item.get("binary") else len(payload.encode())
+            data = base64.b64decode(payload) if item.get("binary") else payload.encode()
         except (binascii.Error, ValueError):
-            size = len(payload)
+            data = payload.encode("utf-8", "replace")
+        too_large = len(data) > MAX_ATTACHMENT_BYTES
         listed.append(
             Attachment(
                 filename=safe_filename(item.get("filename") or "attachment"),
                 content_type=item.get("mail_content_type") or "application/octet-stream",
-                size=size,
-                is_too_large=size > MAX_ATTACHMENT_BYTES,
+                size=len(data),
+                is_too_large=too_large,
+                data=b"" if too_large else data,
             )
         )
     return listed
@@ -230,7 +239,7 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
         return outcome
     update = save_update(session, request, row, reading, now)
     row.status = InboundStatus.ACCEPTED
-    row.reason = "excused: member replied SKIP" if update.is_skip else None
+    row.reason = "excused: the member replied SKIP" if update.is_skip else f"update version {update.version}"
     receipt = _queue_receipt(session, settings, request, update)
     if receipt is not None:
         outcome.outbound_ids.append(receipt.id)
@@ -322,11 +331,22 @@ def save_update(
         version=version,
         text=reading.text,
         sections=reading.sections,
-        attachments={"files": [asdict(a) for a in reading.attachments]},
+        attachments={"files": [a.listing() for a in reading.attachments]},
         is_skip=is_skip,
         created_at=now,
     )
     session.add(update)
+    for position, attachment in enumerate(reading.attachments):
+        session.add(
+            StoredAttachment(
+                update=update,
+                position=position,
+                filename=attachment.filename,
+                content_type=attachment.content_type[:255],
+                size=attachment.size,
+                data=None if attachment.is_too_large else attachment.data,
+            )
+        )
     if is_skip:
         excuse(session, request, now)
     elif request.replied_at is None:

@@ -141,7 +141,7 @@ _TAIL_SEPARATOR = re.compile(r"\s*:|\s*[–—]|\s+-+(?=\s|$)|\s*\.$")
 _OWN_WORDS: frozenset[str] = frozenset(
     {_squash(m) for s in SECTIONS for m in re.findall(r"\((.*)\)", s.title)}
     | {_squash(s.hint) for s in SECTIONS}
-    | {_squash("1 to 10"), ""}
+    | {_squash("1 to 10")}
 )
 
 _RATING_LABEL_LINE = re.compile(
@@ -170,6 +170,17 @@ def _strip_prefix(line: str) -> tuple[str, bool]:
         if m.group().startswith(("**", "__")):
             is_bold = True
         position = m.end()
+
+
+# Decorations in front of a ratings line: quoting, markdown, emphasis, a bullet. Not numbering,
+# which would eat the score of a line that reads "8.".
+_RATING_PREFIX = re.compile(r"(?:>+|#{1,6}(?!\w)|[*_]{1,3}|[-•–](?=\s)|\s+)*")
+
+
+def _strip_rating_prefix(line: str) -> str:
+    text = line.strip()
+    m = _RATING_PREFIX.match(text)
+    return text[m.end() :] if m else text
 
 
 def match_heading(line: str) -> HeadingMatch | None:
@@ -209,7 +220,7 @@ def match_heading(line: str) -> HeadingMatch | None:
         return None
     if kept_paren and rest and not has_separator:
         return None
-    if _squash(rest) in _OWN_WORDS:
+    if rest and _squash(rest) in _OWN_WORDS:
         # Our own hint quoted back after the title ("WINS - What went well...") is no answer.
         rest = ""
     if kept_paren:
@@ -219,8 +230,7 @@ def match_heading(line: str) -> HeadingMatch | None:
 
 def is_rating_label(line: str) -> bool:
     """True for a bare "Business:" / "Personal:" / "Family:" label line of our request."""
-    text, _ = _strip_prefix(line.strip())
-    return _RATING_LABEL_LINE.fullmatch(text) is not None
+    return _RATING_LABEL_LINE.fullmatch(_strip_rating_prefix(line)) is not None
 
 
 def is_heading(line: str) -> bool:
@@ -289,7 +299,7 @@ def _parse_rating_line(line: str, *, strict: bool) -> tuple[dict[str, int], bool
     `strict` is for lines outside the ratings section: only full labels ("Business 7, personal 6")
     and only when the line is nothing else, so prose like "family 2 kids" is never read as a score.
     """
-    text, _ = _strip_prefix(line.strip())
+    text = _strip_rating_prefix(line)
     pairs = list(_RATING_PAIR.finditer(text))
     if strict:
         pairs = [p for p in pairs if len(p.group("label")) > 1]
@@ -310,26 +320,67 @@ def _parse_rating_line(line: str, *, strict: bool) -> tuple[dict[str, int], bool
         return found, is_whole
     if strict:
         return None
-    numbers = list(_BARE_NUMBER.finditer(text))
-    # "7, 6, 8" or "7/10 6/10 8/10": the request's order, business, personal, family.
-    if len(numbers) == len(RATING_KEYS) and _pairs_cover_line(text, numbers):
-        values = [_rating_value(n) for n in numbers]
-        if all(v is not None for v in values):
-            return {k: v for k, v in zip(RATING_KEYS, values) if v is not None}, True
-        return {}, False
-    return None
+    values = _number_list(text)
+    if values is None:
+        return None
+    if len(values) == len(RATING_KEYS) and all(1 <= v <= 10 for v in values):
+        return dict(zip(RATING_KEYS, values)), True
+    return {}, False
+
+
+def _number_list(text: str) -> list[int] | None:
+    """The integers of a line that is only numbers ("7, 6, 8", "7/10 6/10 8/10", "7/6/8").
+
+    The separators must all be alike, so a decimal comma ("7,5, 6") is not read as two scores.
+    """
+    text = re.sub(r"\s*/\s*10\b", " ", text.strip().rstrip(".!"))
+    text = re.sub(r"\s*\band\b\s*", ", ", text, flags=re.IGNORECASE).strip()
+    if not re.fullmatch(r"\d+(?:\s*[,;|/]?\s*\d+)*", text):
+        return None
+    separators = {re.sub(r"\s+", " ", sep) for sep in re.findall(r"(?<=\d)\D+(?=\d)", text)}
+    if len(separators) > 1:
+        return None
+    return [int(number) for number in re.findall(r"\d+", text)]
+
+
+def _score_runs(lines: list[str]) -> set[int]:
+    """Indexes of adjacent lines that each give one labelled score ("Business: 7" / "Family: 8").
+
+    Two or more together are unmistakable even without a ratings heading; one alone is not.
+    """
+    indexes: set[int] = set()
+    run: list[int] = []
+    keys: set[str] = set()
+    for index, line in enumerate([*lines, ""]):
+        text = _strip_rating_prefix(line)
+        pairs = list(_RATING_PAIR.finditer(text))
+        is_score = (
+            len(pairs) == 1
+            and len(pairs[0].group("label")) > 1
+            and _pairs_cover_line(text, pairs)
+            and _rating_value(pairs[0]) is not None
+        )
+        key = _RATING_LABELS[pairs[0].group("label").lower()] if is_score else ""
+        if is_score and key not in keys:
+            run.append(index)
+            keys.add(key)
+            continue
+        if len(run) >= 2:
+            indexes.update(run)
+        run, keys = ([index], {key}) if is_score else ([], set())
+    return indexes
 
 
 def _bare_number(line: str) -> re.Match[str] | None:
     """The number when a line is nothing but one ("7", "7/10"): the value under a bare label."""
-    text, _ = _strip_prefix(line.strip())
+    text = _strip_rating_prefix(line)
     m = _BARE_NUMBER.match(text)
     return m if m is not None and _only_filler(text[m.end() :]) else None
 
 
 def _bare_label(line: str) -> str | None:
     """The rating key of a bare "Business:" label line, else None."""
-    m = _RATING_LABEL_LINE.fullmatch(_strip_prefix(line.strip())[0])
+    m = _RATING_LABEL_LINE.fullmatch(_strip_rating_prefix(line))
     return None if m is None else _RATING_LABELS[m.group("label").lower()]
 
 
@@ -341,6 +392,7 @@ def _take_ratings(lines: list[str], *, strict: bool) -> tuple[dict[str, int], li
     """
     ratings: dict[str, int] = {}
     kept: list[str] = []
+    relaxed = _score_runs(lines) if strict else set()
     content = [line for line in lines if line.strip()]
     if not strict and len(content) == len(RATING_KEYS):
         # "7" / "6" / "8" on three lines under the heading: the request's order, as "7, 6, 8".
@@ -372,7 +424,7 @@ def _take_ratings(lines: list[str], *, strict: bool) -> tuple[dict[str, int], li
             kept.append(line)  # context for what follows ("Family:" / "12" or a comment)
             index += 1
             continue
-        parsed = _parse_rating_line(line, strict=strict)
+        parsed = _parse_rating_line(line, strict=strict and index not in relaxed)
         if parsed is None:
             kept.append(line)
         else:
@@ -412,6 +464,7 @@ def _topic_priority(text: str) -> str | None:
 
 _SKIP_LINE = re.compile(
     r"\W*(?:(?:please|pls|kindly)\s+)?"
+    r"(?:(?:can|could|may)\s+(?:i|we)\s+)?"
     r"(?:(?:i(?:'ll|\s+will|\s+need\s+to|\s+have\s+to|\s+must|'d\s+like\s+to|\s+want\s+to"
     r"|'m\s+going\s+to|\s+am\s+going\s+to)|i'm|i\s+am|we're|we\s+are|will)\s+)?"
     r"(?:skipping|skip)\b(?:\s+(?:me|us|it|this\s+one))?"
@@ -421,13 +474,15 @@ _SKIP_LINE = re.compile(
     re.IGNORECASE,
 )
 _SKIP_REASON = re.compile(r"\s*[-–—:,;.!(]")
-_SALUTATION = re.compile(r"\W*(?:hi|hello|hey|dear)\b", re.IGNORECASE)
+_SALUTATION = re.compile(r"\W*(?:hi|hello|hey|dear)\b[^,\n]{0,30},?\s*", re.IGNORECASE)
 _MAX_REASON_WORDS = 12
 _MAX_SIGN_OFF_LINES = 3
 _MAX_SIGN_OFF_WORDS = 5
 
 # The bare marker ("CORRECTION", "Update:") carries no words of the member's: it becomes the flag.
-_CORRECTION_MARKER = re.compile(r"\W*(?:corrections?|updated?)\s*(?:[:–—-]+\s*|$)", re.IGNORECASE)
+_CORRECTION_MARKER = re.compile(
+    r"\W*(?:corrections?|updated?)[*_]*\s*(?:[:–—-]+[*_]*\s*|$)", re.IGNORECASE
+)
 _CORRECTION_START = re.compile(
     r"\W*(?:corrections?\b|(?:please\s+)?correct\s+(?:my|the|our)\b|updated?\s*(?:[:–—-]|$))",
     re.IGNORECASE,
@@ -442,8 +497,11 @@ def is_skip_reply(text: str) -> bool:
     """True when the whole reply asks to skip this month ("SKIP", "Skip - travelling", "Please
     skip me this month"), allowing a greeting and a short sign-off; "skip" in a sentence is not."""
     lines = [line for line in _normalize_apostrophes(text).splitlines() if line.strip()]
-    if lines and _SALUTATION.match(lines[0]) and len(lines[0].split()) <= 4 and len(lines) > 1:
-        lines = lines[1:]
+    greeting = _SALUTATION.match(lines[0]) if lines else None
+    if greeting is not None and greeting.end() == len(lines[0]):
+        lines = lines[1:]  # "Hi Sam," on its own line
+    elif greeting is not None and lines[0][greeting.end() - 1 : greeting.end()].isspace():
+        lines = [lines[0][greeting.end() :], *lines[1:]]  # "Hi Sam, skip this month"
     if not lines or len(lines) > 1 + _MAX_SIGN_OFF_LINES:
         return False
     m = _SKIP_LINE.fullmatch(lines[0].strip())
@@ -507,12 +565,18 @@ class Sections:
             raise ValueError("sections ratings must map business/personal/family to 1-10")
         if priority not in (None, "A", "B", "C"):
             raise ValueError("sections topic_priority must be A, B, C or null")
+        is_skip = data.get("is_skip", False)
+        is_correction = data.get("is_correction", False)
+        if not isinstance(is_skip, bool) or not isinstance(is_correction, bool):
+            raise ValueError("sections is_skip and is_correction must be booleans")
+        # A jsonb column does not keep key order; the packet reads texts in SECTIONS order.
+        order = {key: index for index, key in enumerate((*SECTION_KEYS, OTHER))}
         return cls(
-            texts=dict(texts),
-            ratings=dict(ratings),
+            texts=dict(sorted(texts.items(), key=lambda item: order.get(item[0], len(order)))),
+            ratings={key: ratings[key] for key in RATING_KEYS if key in ratings},
             topic_priority=priority,
-            is_skip=bool(data.get("is_skip", False)),
-            is_correction=bool(data.get("is_correction", False)),
+            is_skip=is_skip,
+            is_correction=is_correction,
         )
 
 

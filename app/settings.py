@@ -33,6 +33,8 @@ class Settings:
     secret_key: str = field(default="dev-insecure-secret", repr=False)
     base_url: str = "http://localhost:8000"
     max_inbound_bytes: int = 40 * 1024 * 1024
+    sendgrid_webhook_public_key: str | None = None
+    event_max_age_s: int = 600
 
     @property
     def jobs_inline(self) -> bool:
@@ -98,6 +100,8 @@ class Settings:
             inbound_password=password,
             secret_key=secret_key,
             base_url=base_url,
+            sendgrid_webhook_public_key=get("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+            event_max_age_s=int(_positive_float(env, "EVENT_MAX_AGE_S", defaults.event_max_age_s)),
             max_inbound_bytes=int(
                 _positive_float(env, "MAX_INBOUND_MB", defaults.max_inbound_bytes / 2**20) * 2**20
             ),

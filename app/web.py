@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
-from sqlalchemy import text
+from flask import Flask, Response, jsonify, request
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import db, jobs
+from app import db, jobs, mail
+from app.cycles import excuse
+from app.delivery import blueprint as delivery_blueprint
 from app.inbound import blueprint as inbound_blueprint
+from app.models import UpdateRequest, utcnow
 from app.settings import Settings, configure, current_settings
 
 
@@ -28,6 +31,28 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         MAX_FORM_PARTS=10_000,
     )
     app.register_blueprint(inbound_blueprint)
+    app.register_blueprint(delivery_blueprint)
+
+    @app.route("/unsubscribe/<signed>", methods=["GET", "POST"])
+    def unsubscribe(signed: str) -> tuple[str, int]:
+        """RFC 8058 one-click (POST) and a confirm page (GET): no more reminders this cycle."""
+        token = mail.read_unsubscribe_token(settings, signed)
+        if token is None:
+            return "This link is not valid.", 404
+        if request.method == "GET":
+            return (
+                "<!doctype html><meta charset=utf-8><title>Roundtable</title>"
+                "<form method=post><p>Stop this month's reminders?</p>"
+                "<button type=submit>Yes, no more reminders this month</button></form>",
+                200,
+            )
+        with app.config["ROUNDTABLE_SESSIONS"]() as session:
+            update_request = session.scalar(select(UpdateRequest).where(UpdateRequest.token == token))
+            if update_request is None:
+                return "This link is no longer valid.", 404
+            excuse(session, update_request, utcnow())
+            session.commit()
+        return "Done: no more reminders this month. Your facilitator will see you as excused.", 200
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:

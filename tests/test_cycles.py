@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from app.cycles import CycleState, due_actions, local_at, schedule_for, schedule_meeting, tick, CycleError
+from app.cycles import CycleError, CycleState, Due, due_actions, local_at, schedule_for, schedule_meeting, tick
 from app.models import OutboundMessage, UpdateRequest
 
 UTC = timezone.utc
@@ -55,15 +55,25 @@ def test_kolkata_half_hour_offset() -> None:
 
 def test_due_actions() -> None:
     schedule = schedule_for(datetime(2026, 12, 3, 13, 30, tzinfo=UTC), "America/New_York")
-    state = CycleState(1, "scheduled", schedule, has_packet=False)
-    assert due_actions(state, schedule.request_at - timedelta(minutes=1)).requests is False
-    assert due_actions(state, schedule.request_at).requests is True
-    assert due_actions(state, schedule.reminder_ats[0]).reminder_index == 0
+    fresh = CycleState(schedule)
+    assert due_actions(fresh, schedule.request_at - timedelta(minutes=1)) == Due()
+    assert due_actions(fresh, schedule.request_at) == Due(requests=True)
+    sent = CycleState(schedule, requests_sent=True)
+    assert due_actions(sent, schedule.request_at + timedelta(days=1)) == Due()
+    assert due_actions(sent, schedule.reminder_ats[0]).reminder_index == 0
+    first_done = CycleState(schedule, requests_sent=True, reminder_index_sent=0)
+    assert due_actions(first_done, schedule.reminder_ats[0] + timedelta(hours=2)) == Due()
     # After downtime past both reminders, only the latest is due: one reminder, not two at once.
-    assert due_actions(state, schedule.reminder_ats[1] + timedelta(hours=1)).reminder_index == 1
-    at_deadline = due_actions(state, schedule.deadline_at)
-    assert at_deadline.compile and at_deadline.reminder_index is None
-    assert not due_actions(CycleState(1, "compiled", schedule, has_packet=True), schedule.deadline_at).compile
+    assert due_actions(sent, schedule.reminder_ats[1] + timedelta(hours=1)).reminder_index == 1
+    # The digest comes with (or after) the last reminder, once.
+    assert due_actions(first_done, schedule.reminder_ats[1]) == Due(reminder_index=1, digest=True)
+    assert not due_actions(CycleState(schedule, True, 1, digest_sent=True), schedule.reminder_ats[1]).digest
+    # Requests that go out late make the passed reminders moot.
+    late = due_actions(fresh, schedule.reminder_ats[0] + timedelta(hours=1))
+    assert (late.requests, late.reminder_index, late.digest, late.reminders_moot_upto) == (True, None, False, 0)
+    at_deadline = due_actions(CycleState(schedule, True, 1, True), schedule.deadline_at)
+    assert at_deadline == Due(compile=True)
+    assert due_actions(CycleState(schedule, True, 1, True, has_packet=True), schedule.deadline_at) == Due()
 
 
 def test_schedule_meeting_twice_is_refused(session, group) -> None:  # type: ignore[no-untyped-def]

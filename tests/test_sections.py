@@ -237,6 +237,10 @@ def test_heading_with_answer_on_same_line() -> None:
     }
 
 
+def test_answer_without_letters_is_kept() -> None:
+    assert split_sections("Wins: 🎉🎉").texts == {"wins": "🎉🎉"}
+
+
 def test_headings_out_of_order() -> None:
     reply = "ASKS\nA banker.\n\nWINS\nBig deal.\n\nRATINGS\nBusiness: 9\n\nCHALLENGES\nNone."
     result = split_sections(reply)
@@ -323,6 +327,8 @@ def test_crlf_line_endings() -> None:
         "Ratings:\nB: 7\nP: 6\nF: 8",
         "Ratings: 7, 6, 8",
         "Ratings: 7/10, 6/10, 8/10",
+        "Ratings: 7,6,8",
+        "Ratings: 7/6/8",
         "RATINGS (1-10)\n7\n6\n8",
         "Scores\nBusiness - 7, Personal - 6, Family - 8",
         "Ratings\nB7 P6 F8",
@@ -334,6 +340,12 @@ def test_ratings_forms(block: str) -> None:
     result = split_sections(block)
     assert result.ratings == {"business": 7, "personal": 6, "family": 8}
     assert "ratings" not in result.texts
+
+
+def test_labelled_score_lines_together_in_free_prose() -> None:
+    result = split_sections("Business: 7\nPersonal: 6\nFamily: 8\nA quiet month otherwise.")
+    assert result.ratings == {"business": 7, "personal": 6, "family": 8}
+    assert result.texts == {OTHER: "A quiet month otherwise."}
 
 
 def test_unmistakable_ratings_line_in_free_prose() -> None:
@@ -349,6 +361,7 @@ def test_unmistakable_ratings_line_in_free_prose() -> None:
         "We had 7, 6 and 8 new clients in the three regions.",
         "B: 7",  # abbreviations only count under a ratings heading
         "Business 7",  # one bare score in prose could be anything
+        "Business: 7\nBusiness: 6",  # the same label twice is not the ratings block
     ],
 )
 def test_ratings_are_not_guessed_from_prose(prose: str) -> None:
@@ -367,6 +380,7 @@ def test_ratings_are_not_guessed_from_prose(prose: str) -> None:
         ("Ratings\nBusiness:\n15\nFamily: 8", {"family": 8}, "Business:\n15"),
         ("Ratings\nBusiness: good\nFamily: 8", {"family": 8}, "Business: good"),
         ("Ratings: 7, 6", {}, "7, 6"),
+        ("Ratings: 7,5, 6", {}, "7,5, 6"),  # a decimal comma, not two scores
         ("Ratings: 8", {}, "8"),
     ],
 )
@@ -376,6 +390,12 @@ def test_out_of_range_or_unparseable_ratings_stay_as_text(
     result = split_sections(block)
     assert result.ratings == ratings
     assert text in result.texts["ratings"]
+
+
+def test_bulleted_ratings() -> None:
+    result = split_sections("RATINGS\n- Business: 7\n- Personal: 6\n* Family: 8.")
+    assert result.ratings == {"business": 7, "personal": 6, "family": 8}
+    assert result.texts == {}
 
 
 def test_rating_with_comment_keeps_the_comment() -> None:
@@ -452,7 +472,9 @@ def test_topic_priority_text_is_kept() -> None:
         "Skipping this one 🙏",
         "  skip  \n\nThanks,\nJane",
         "Hi Sam,\nSKIP\nBest,\nJane Doe",
+        "Hi Sam, skip this month please",
         "skip\nTravelling all month",
+        "Can we skip this month?",
     ],
 )
 def test_skip(reply: str) -> None:
@@ -465,11 +487,13 @@ def test_skip(reply: str) -> None:
     "reply",
     [
         "I had to skip the board meeting but here is my update.",
+        "Hi Sam, I had to skip the board meeting.",
         "Skip the small talk: we closed Acme.",
         "We decided to skip the Series B and stay profitable.",
         "WINS\nWe skip standups on Fridays now.",
         "skip\nWINS\nClosed Acme.\nCHALLENGES\nHiring.\nASKS\nA lawyer.",
         "skipper",
+        "Can I skip the CFO topic and discuss hiring instead?",
     ],
 )
 def test_not_skip(reply: str) -> None:
@@ -512,6 +536,12 @@ def test_correction_marker_then_section_on_same_line() -> None:
     assert result.texts == {"wins": "closed Acme, not Apex"}
 
 
+def test_bold_correction_marker() -> None:
+    result = split_sections("**Correction:** Wins: Acme")
+    assert result.is_correction
+    assert result.texts == {"wins": "Acme"}
+
+
 def test_correction_of_ratings() -> None:
     result = split_sections("CORRECTION\nRatings: 5, 6, 7")
     assert result.is_correction
@@ -529,6 +559,12 @@ def test_json_round_trip() -> None:
     assert stored["texts"] is not result.texts  # a copy, not a view of the frozen value
 
 
+def test_from_json_restores_section_order() -> None:
+    # jsonb stores object keys in its own order.
+    stored = {"texts": {OTHER: "hi", "asks": "a banker", "wins": "Acme"}, "ratings": {}}
+    assert list(Sections.from_json(stored).texts) == ["wins", "asks", OTHER]
+
+
 def test_json_round_trip_flags() -> None:
     result = Sections(
         texts={OTHER: "skip"}, ratings={}, topic_priority=None, is_skip=True, is_correction=True
@@ -544,6 +580,7 @@ def test_json_round_trip_flags() -> None:
         {"texts": {}, "ratings": {"mood": 5}},
         {"texts": {}, "ratings": {"business": True}},
         {"texts": {}, "ratings": {}, "topic_priority": "D"},
+        {"texts": {}, "ratings": {}, "is_skip": "false"},
     ],
 )
 def test_from_json_rejects_malformed(data: dict[str, object]) -> None:

@@ -1,0 +1,687 @@
+"""Find a member's new words in a reply: drop quoted mail, signatures and mobile footers.
+
+Pure functions over strings: no I/O. Conservative by design (zulip's email gateway: "when in
+doubt, keep the text"): a lost answer costs more than a leaked line of quote, so a line is dropped
+only when it is certainly not the member's: a `>` quote, a quote header, what follows a header that
+starts an unquoted original (Outlook, Apple Mail, Yahoo), a `-- ` signature, a mobile footer.
+Sign-offs ("Best,\\nAnna") stay: they cannot be told apart from a last line of content.
+
+`html_to_text` turns HTML-only mail into the same kind of text, so `new_words` reads both.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+from app.sections import is_heading, is_rating_label
+
+# --- Line patterns -------------------------------------------------------------------------------
+
+# Our request's own marker line; a reply that keeps it unquoted keeps no answer on it.
+_OUR_MARKER = re.compile(r"[>\s]*-+\s*reply above this line\b.*", re.IGNORECASE)
+
+# `>` quoting, and Supercite's initials ("JD> ..."); "Richard>" is too long to be initials.
+# ">50% recurring" and ">= 3 hires" are the member's words, not a quote.
+_QUOTED = re.compile(r"\s*(?:>(?![\d=])|[A-Z]{1,3}>)")
+_QUOTE_MARKS = re.compile(r"(?:\s*(?:>+|[A-Z]{1,3}>))+")
+
+# The usenet signature delimiter "-- " (often sent without its space).
+_SIG_DELIMITER = re.compile(r"--\s*")
+
+# Outlook's separator line and mailing-list footers; 20+ so a typed "_____" blank is not one.
+_UNDERSCORES = re.compile(r"\s*_{20,}\s*")
+
+# Lines with nothing to read: trackers' invisible marks (Gmail add-ons put "ᐧ" under a reply),
+# zero-width characters, and delimiters made only of punctuation.
+_INVISIBLE = "\u1427\u200b\u200c\u200d\u2060\ufeff"
+_DELIMITER_ONLY = re.compile(r"[\s\-_=*~#+.·•" + _INVISIBLE + r"]*")
+
+# "-----Original Message-----", "---------- Forwarded message ---------", "Begin forwarded
+# message:" and their translations: the original follows, unquoted.
+_ORIGINAL_WORDS = (
+    r"original message|forwarded message|message d['’]origine|message transf[ée]r[ée]"
+    r"|urspr[üu]ngliche nachricht|weitergeleitete nachricht|mensaje original|mensaje reenviado"
+    r"|oorspronkelijk bericht|doorgestuurd bericht|messaggio originale|messaggio inoltrato"
+    r"|mensagem original|mensagem encaminhada|oprindelig meddelelse|videresendt meddelelse"
+    r"|opprinnelig melding|videresendt melding|ursprungligt meddelande|vidarebefordrat meddelande"
+    r"|wiadomo[śs][ćc] oryginalna|przekazana wiadomo[śs][ćc]|oryginalna wiadomo[śs][ćc]"
+    r"|исходное сообщение|пересылаемое сообщение|alkuperäinen viesti|orijinal mesaj"
+    r"|原始邮件|原始郵件|転送されたメッセージ|元のメッセージ"
+)
+_SEPARATOR = re.compile(
+    r"[\s*_]*(?:-{2,}\s*(?:" + _ORIGINAL_WORDS + r")\s*-{2,}"
+    r"|(?:begin forwarded message|anfang der weitergeleiteten nachricht"
+    r"|d[ée]but du message r[ée]exp[ée]di[ée]|inicio del mensaje reenviado"
+    r"|begin doorgestuurd bericht|inizio messaggio inoltrato"
+    r"|in[íi]cio da mensagem reencaminhada|vidarebefordrat (?:mejl|brev))\s*:?)[\s*_]*",
+    re.IGNORECASE,
+)
+
+# Words that open an "On <date>, <name> wrote:" header, by language.
+_ON_WORDS = (
+    r"on|am|le|el|op|il|em|den|dnia|w dniu|på|dne|в|у|el d[íi]a|at|在|於"
+    r"|mon|tue|wed|thu|fri|sat|sun|ons|tis|fre|l[öo]r|s[öo]n|man|tir|tor"
+)
+# "wrote" in the languages of our members; a header ends with it plus an optional name, address
+# or date ("skrev Anna <a@b.se>:", "schrieb am Fr., 28. Apr. 2017 um 11:53 Uhr:").
+_WROTE = (
+    r"(?<![^\W\d_])(?:wrote|schrieb|a\s+[ée]crit|escribi[óo]|schreef|geschreven|ha\s+scritto"
+    r"|scrisse|escreveu|skrev|napisa[łl]\s*\(a\)|napisa[łl]a?|pisze|написал\s*\(а\)|написала?"
+    r"|написав|писав|пише|kirjoitti|yazd[ıi]|napsal\s*\(a\)|napsala?|[íi]rta|a\s+scris|έγραψε)"
+    r"|写道|寫道|書きました|のメッセージ"
+)
+_WROTE_HEADER = re.compile(
+    r"[\s*]*(?:-{2,}\s*)?.{0,250}?(?:" + _WROTE + r")(?P<post>.{0,80}?)\s*(?:[:：]|\s-{2,})[\s*]*",
+    re.IGNORECASE,
+)
+_EMAIL = re.compile(r"@[\w-]+(?:\.[\w-]+)+|mailto:", re.IGNORECASE)
+_TIME = re.compile(r"(?<!\d)\d{1,2}[:.]\d{2}(?!\d)|\bGMT\b|\bUTC\b")
+# Where a header wrapped over several lines may start: "On", a date, or a name and an address.
+_HEADER_START = re.compile(r"[\s*]*(?:-{2,}\s*)?(?:(?:" + _ON_WORDS + r")\b|\d)", re.IGNORECASE)
+# A time and an address closing with a colon, the verbless form of several Gmail locales:
+# "пн, 3 нояб. 2025 г. в 09:00, Anna <a@b.ru>:".
+_ADDRESS_HEADER = re.compile(
+    r".{0,160}?(?<!\d)\d{1,2}[:.]\d{2}(?!\d).{0,120}<\s*\S+@\S+?\s*>+\s*[:：]\s*"
+)
+# Gmail's forms without a verb: "2016-10-24 15:36 GMT+02:00 Anna <a@b.com>:", "2013/7/20 Anna
+# <a@b.com>", "2022年1月1日(金) 9:00 田中太郎 <t@example.com>:".
+_DATE_HEADER = re.compile(
+    r"\s*(?:\d{4}[-/]\d{1,2}[-/]\d{1,2}|\d{4}年\d{1,2}月\d{1,2}日)"
+    r"(?:.{0,200}<\s*\S+@\S+?\s*>+\s*[:：]?|\s+\d{1,2}:\d{2}\s+GMT[+-]\d{1,2}:?\d{2}.{0,120})\s*"
+)
+
+# Outlook's and forwarding clients' header block, localized: "From:/Sent:/To:/Subject:",
+# "Von:/Gesendet:/An:/Betreff:", "Fra:/Sendt:/Til:/Emne:"...  (value: name or address, may be
+# bold "*From:*").
+_FIELDS = {
+    "from": "from|von|de|da|van|fra|från|od|от|від|lähettäjä|kimden|feladó|mittente|remetente"
+    "|expéditeur|absender|afzender|avsändare|nadawca|发件人|寄件者|寄件人|差出人",
+    "date": "sent|date|gesendet|datum|envoyé|enviado|enviada|fecha|inviato|data|verzonden|sendt"
+    "|dato|skickat|wysłano|отправлено|дата|lähetetty|päivämäärä|gönderildi|tarih|elküldve"
+    "|dátum|发送时间|日期|送信日時|日時",
+    "to": "to|an|à|a|para|aan|til|till|do|кому|vastaanottaja|kime|címzett|收件人|宛先",
+    "cc": "cc|kopie|copie|kopia|копия|抄送|副本",
+    "subject": "subject|betreff|objet|sujet|asunto|oggetto|assunto|onderwerp|emne|ämne|temat"
+    "|тема|aihe|konu|tárgy|主题|主旨|件名",
+    "reply-to": "reply-to|antwort an|répondre à|responder a|risposta",
+}
+_FIELD = re.compile(
+    r"\s*[*_]{0,2}(?P<name>"
+    + "|".join(f"(?P<{key.replace('-', '_')}>{names})" for key, names in _FIELDS.items())
+    + r")\s*[*_]{0,2}\s*[:：]",
+    re.IGNORECASE,
+)
+
+# Mobile and webmail footers, whole lines: "Sent from my iPhone", "Get Outlook for iOS",
+# "Envoyé de mon iPhone", "Von meinem iPhone gesendet", "從我的 iPhone 傳送"... The device is at
+# most five words and a comma ends it unless an apology follows, so "Sent from my desk, it is
+# easier" and "Sent via DocuSign to the board for approval." stay.
+_DEVICE = r"[^\s,]+(?:\s+[^\s,]+){0,4}?"
+_FOOTER_PHRASES = (
+    r"sent\s+(?:from|via|with|using)\s+(?:my\s+)?DEVICE",
+    r"get\s+\[?outlook\s+for\s+DEVICE",
+    r"(?:\S+\s+){0,3}?\[?outlook\s+(?:for|für|pour|para|voor|per|för|dla)\s+(?:ios|android)\b.{0,30}",
+    r"from\s+my\s+(?:iphone|ipad|android|mobile|phone|blackberry|galaxy|cell)\S*(?:\s+\S+)?",
+    r"envoy[ée]\s+(?:de|depuis|à\s+partir\s+de)\s+(?:mon|ma)\s+DEVICE",
+    r"enviado\s+(?:desde|de|do|a\s+partir\s+do)\s+(?:mi|meu|o\s+meu)\s+DEVICE",
+    r"inviato\s+da(?:l)?\s+(?:(?:il\s+)?mio\s+)?DEVICE",
+    r"verzonden\s+(?:vanaf|met|van|via)\s+(?:mijn\s+)?DEVICE",
+    r"(?:diese\s+nachricht\s+wurde\s+)?von\s+meinem\s+DEVICE\s+gesendet",
+    r"gesendet\s+(?:von|mit)\s+(?:meinem\s+)?DEVICE",
+    r"sendt\s+fra\s+min\s+DEVICE",
+    r"skickat\s+från\s+min\s+DEVICE",
+    r"wysłane\s+z\s+(?:mojego\s+)?DEVICE",
+    r"отправлено\s+с\s+(?:моего\s+)?DEVICE",
+    r"從我的\s*\S+\s*傳送|从我的\s*\S+\s*发送|[发寄]自我的\s*\S+|\S+\s*から送信",
+    r"<<\s*sent\s+by\s+DEVICE\s*>>|\(\s*sent\s+(?:from|by)\s+DEVICE\s*\)",
+)
+_FOOTER = re.compile(
+    r"[\s(<\[*_]*(?:" + "|".join(_FOOTER_PHRASES).replace("DEVICE", _DEVICE) + r")"
+    r"(?:\s*<[^>\s]*>)?\s*[.!]?(?:,?\s+(?:please\s+)?(?:excuse|pardon|forgive)\b.*)?[\s)>\]*_]*",
+    re.IGNORECASE,
+)
+
+# Closing words of a sign-off, by language; "Thanks, that covers it" is not one (whole line only).
+_CLOSING = re.compile(
+    r"\W*(?:(?:best|kind|warm|many)?\s*(?:regards|wishes)|best|thanks(?:\s+again)?|thank\s+you"
+    r"|many\s+thanks|cheers|sincerely|yours|(?:liebe|viele|beste)\s+gr[üu](?:ß|ss)e|gru(?:ß|ss)"
+    r"|mit\s+freundlichen\s+gr[üu](?:ß|ss)en|lg|vg|cordialement|amitiés|bien\s+à\s+vous|merci"
+    r"|saludos|un\s+saludo|atentamente|gracias|groeten|met\s+vriendelijke\s+groet(?:en)?"
+    r"|saluti|cordiali\s+saluti|grazie|abraços|atenciosamente|obrigad[oa]|mvh|hilsen"
+    r"|(?:med\s+)?venlig\s+hilsen|kh|vh|med\s+v[äa]nlig\s+h[äa]lsning|h[äa]lsningar|tack"
+    r"|pozdrawiam|z\s+powa[żz]aniem|dzi[ęe]kuj[ęe]|с\s+уважением|спасибо)[\s,.!]*"
+    r"|\s*[-–—/~]+\s*[^\W\d_]+(?:\s+[^\W\d_]+)?\s*",
+    re.IGNORECASE,
+)
+
+_MAX_HEADER_LINES = 4  # non-blank lines a wrapped "On ... wrote:" header may span
+_MAX_HEADER_SPAN = 6  # lines it may span with the blank ones Gmail's wrapping leaves
+_MAX_FIELD_GAP = 2  # wrapped lines between two fields of one header block
+_HEADING_LOOKAHEAD = 200  # lines searched below a "--" for our headings
+
+
+def _is_quoted(line: str) -> bool:
+    return _QUOTED.match(line) is not None
+
+
+def _unquote(line: str) -> str:
+    m = _QUOTE_MARKS.match(line)
+    return (line[m.end() :] if m else line).strip()
+
+
+def _is_blank(line: str) -> bool:
+    return not line.strip(" \t" + _INVISIBLE)
+
+
+def _is_filler(line: str) -> bool:
+    """Blank, invisible or delimiter-only: no words of anyone's."""
+    return _DELIMITER_ONLY.fullmatch(line) is not None
+
+
+def _is_footer(line: str) -> bool:
+    return len(line) <= 160 and _FOOTER.fullmatch(line) is not None
+
+
+def _next_content(lines: list[str], start: int) -> int | None:
+    for index in range(start, len(lines)):
+        if not _is_filler(lines[index]):
+            return index
+    return None
+
+
+# --- Quote headers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A line (or lines) saying that another message follows; `is_strong` when it names a time or
+    an address, so it can cut an unquoted original off without a `>` to confirm it."""
+
+    span: int
+    is_strong: bool
+
+
+def _header_strength(text: str) -> bool | None:
+    """None when `text` is no "On ... wrote:" style header, else whether it is a strong one."""
+    if _DATE_HEADER.fullmatch(text) or _ADDRESS_HEADER.fullmatch(text):
+        return True
+    m = _WROTE_HEADER.fullmatch(text)
+    if m is None:
+        return None
+    # After the verb only a name, an address or a date may follow: "wrote the following:" is prose.
+    post = m.group("post").strip(" ,")
+    if post and not (_EMAIL.search(post) or re.search(r"\d", post)):
+        return None
+    return bool(_EMAIL.search(text) or _TIME.search(text))
+
+
+def _wrote_header(lines: list[str], index: int) -> _Header | None:
+    """An "On <date>, <name> wrote:" header at `index`, wrapped over up to four lines by clients."""
+    first = lines[index].strip()
+    if not first or len(first) > 300 or _is_quoted(lines[index]):
+        return None
+    strength = _header_strength(first)
+    if strength is not None and first.endswith((":", "：", "-")):
+        return _Header(span=1, is_strong=strength)
+    if _HEADER_START.match(first) or "<" in first or _EMAIL.search(first):
+        joined = _join_header(lines, index)
+        if joined is not None:
+            return joined
+    return None if strength is None else _Header(span=1, is_strong=strength)
+
+
+def _join_header(lines: list[str], index: int) -> _Header | None:
+    """The shortest header that starts at `index` and ends with its colon a few lines down."""
+    parts = [lines[index].strip()]
+    for end in range(index + 1, min(index + _MAX_HEADER_SPAN, len(lines))):
+        if _is_blank(lines[end]):
+            continue
+        # Gmail wraps "<\naddress>"; the tail then starts a line like a quote: "> wrote:".
+        part = re.sub(r"^\s*>\s*(?=[^\s>])", "> ", lines[end]).strip()
+        if len(part) > 120 or len(parts) == _MAX_HEADER_LINES:
+            return None
+        parts.append(part)
+        text = re.sub(r"<\s+", "<", re.sub(r"\s+>", ">", " ".join(parts)))
+        strength = _header_strength(text)
+        if strength is not None and text.endswith((":", "：", "-")):
+            return _Header(span=end - index + 1, is_strong=strength)
+    return None
+
+
+def _field_kind(line: str) -> str | None:
+    m = _FIELD.match(line)
+    if m is None:
+        return None
+    return next(key for key in _FIELDS if m.group(key.replace("-", "_")))
+
+
+def _header_block(lines: list[str], index: int) -> _Header | None:
+    """An Outlook-style "From:/Sent:/To:/Subject:" block at `index` (three fields or more)."""
+    if _field_kind(lines[index]) != "from":
+        return None
+    kinds = {"from"}
+    last = index
+    end = index + 1
+    while end < len(lines) and not _is_blank(lines[end]) and end - last <= _MAX_FIELD_GAP:
+        kind = _field_kind(lines[end])
+        if kind is not None:
+            kinds.add(kind)
+            last = end
+        end += 1
+    if len(kinds) < 3:
+        return None
+    return _Header(span=last - index + 1, is_strong=True)
+
+
+def _quote_header(lines: list[str], index: int) -> _Header | None:
+    """Any line that announces a quoted or forwarded original at `index`."""
+    line = lines[index]
+    if _is_quoted(line):
+        return None
+    if _SEPARATOR.fullmatch(line):
+        return _Header(span=1, is_strong=True)
+    return _header_block(lines, index) or _wrote_header(lines, index)
+
+
+# --- new_words -----------------------------------------------------------------------------------
+
+
+def new_words(text: str) -> str:
+    """The member's new words from a plain-text body: quotes, quote headers, the quoted or
+    forwarded original, `-- ` signatures and mobile footers removed. "" when nothing is left.
+
+    Inline replies keep every answer line; a quoted heading of our request stays (unquoted) right
+    above the answers under it, so the section splitter can place them.
+    """
+    lines = [
+        line.rstrip()
+        for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if _OUR_MARKER.fullmatch(line) is None
+    ]
+    kept: list[str] = []
+    has_content = False
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if _is_footer(line):
+            index += 1
+            continue
+        if _SIG_DELIMITER.fullmatch(line) or _UNDERSCORES.fullmatch(line):
+            if _headings_follow(lines, index + 1):
+                index += 1  # the member's own separator between sections: no signature has those
+                continue
+            if _SIG_DELIMITER.fullmatch(line) or has_content:
+                break  # a signature, Outlook's separator or a mailing-list footer follows
+            index += 1
+            continue
+        header = _quote_header(lines, index)
+        if header is not None:
+            after = _next_content(lines, index + header.span)
+            if after is not None and _is_quoted(lines[after]):
+                # The quote below is dropped line by line, so answers between its lines stay.
+                index += header.span
+                continue
+            if header.is_strong and has_content:
+                break  # the original follows unquoted (Outlook, Apple Mail, Yahoo)
+            if header.is_strong:
+                # Nothing written above it (a forward, a bottom post): the text below is all there is.
+                index += header.span
+                continue
+        kept.append(line)
+        if not _is_quoted(line) and not _is_filler(line):
+            has_content = True
+        index += 1
+    return _tidy(_answers_with_headings(kept))
+
+
+def _is_sign_off(lines: list[str]) -> bool:
+    """True for a short closing, "Best," over a name or "-Anna" (for headings only: it stays)."""
+    words = [line.strip() for line in lines if not _is_filler(line)]
+    if not words or len(words) > 3 or any(len(line.split()) > 4 for line in words):
+        return False
+    return _CLOSING.fullmatch(words[0]) is not None
+
+
+def _headings_follow(lines: list[str], start: int) -> bool:
+    """True when one of our section headings stands unquoted below `start`, before any quote."""
+    for index in range(start, min(start + _HEADING_LOOKAHEAD, len(lines))):
+        line = lines[index]
+        if _is_quoted(line) or _quote_header(lines, index) is not None:
+            return False
+        if is_heading(line) and not is_rating_label(line):
+            return True
+    return False
+
+
+def _answers_with_headings(lines: list[str]) -> list[str]:
+    """Drop quoted lines, except our quoted headings that have the member's answers under them.
+
+    Read bottom-up: a section heading keeps if an answer (or a kept rating label) follows before
+    the next quoted section heading; a rating label ("Business:") only if its value is next. A
+    sign-off under the whole quote answers nothing, so it keeps no heading.
+    """
+    is_quoted = [_is_quoted(line) for line in lines]
+    last_quote = max((i for i, quoted in enumerate(is_quoted) if quoted), default=len(lines))
+    answers_end = last_quote if _is_sign_off(lines[last_quote + 1 :]) else len(lines)
+    result: list[str | None] = [None if quoted else line for line, quoted in zip(lines, is_quoted)]
+    answer_below = False
+    answer_next = False
+    for index in range(len(lines) - 1, -1, -1):
+        if not is_quoted[index]:
+            if index < answers_end and not _is_filler(lines[index]):
+                answer_below = answer_next = True
+            continue
+        body = _unquote(lines[index])
+        if not body:
+            continue
+        if is_rating_label(body):
+            if answer_next:
+                result[index] = body
+        elif is_heading(body):
+            if answer_below:
+                result[index] = body
+            answer_below = False
+        answer_next = False
+    return [line for line in result if line is not None]
+
+
+def _tidy(lines: list[str]) -> str:
+    """Join lines: one blank line at most in a row, no delimiter lines or blanks at either end."""
+    result: list[str] = []
+    for line in lines:
+        if _is_blank(line):
+            if result and result[-1]:
+                result.append("")
+        else:
+            result.append(line)
+    while result and _is_filler(result[-1]):
+        result.pop()
+    while result and _is_blank(result[0]):
+        result.pop(0)
+    return "\n".join(result)
+
+
+# --- html_to_text --------------------------------------------------------------------------------
+
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param"}
+    | {"source", "track", "wbr"}
+)
+_SKIPPED = frozenset({"head", "style", "script", "title", "template", "noscript"})
+_LINE_BLOCKS = frozenset(
+    {"address", "article", "aside", "caption", "center", "dd", "div", "dl", "dt", "fieldset"}
+    | {"figcaption", "figure", "footer", "form", "header", "li", "main", "nav", "section", "tr"}
+)
+_PARAGRAPHS = frozenset(
+    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "pre", "blockquote", "hr"}
+)
+# Tags whose start closes an open one of their kind ("<li>a<li>b") unless a scope tag is nearer.
+_IMPLIED_END_SCOPES = {
+    "p": frozenset({"div", "blockquote", "td", "th", "li", "body", "section", "article"}),
+    "li": frozenset({"ul", "ol"}),
+    "dt": frozenset({"dl"}),
+    "dd": frozenset({"dl"}),
+    "tr": frozenset({"table", "tbody", "thead", "tfoot"}),
+    "td": frozenset({"tr", "table"}),
+    "th": frozenset({"tr", "table"}),
+    "option": frozenset({"select"}),
+}
+
+# Where client markup marks the quoted original.
+_QUOTE_CLASSES = re.compile(r"\b(?:gmail_quote\w*|gmail_extra|yahoo_quoted\w*|moz-cite-prefix)\b")
+_CUT_IDS = re.compile(r"^(?:x_)?divRplyFwdMsg$|^mail-editor-reference-message-container$")
+_SIGNATURE = re.compile(r"signature", re.IGNORECASE)
+_SPACES = re.compile(r"[ \t\n\r\f]+")
+_ATTRIBUTION = re.compile(r"\b(?:gmail_attr|moz-cite-prefix)\b")
+
+
+@dataclass
+class _Node:
+    tag: str
+    attrs: dict[str, str]
+    children: list[_Node | str] = field(default_factory=list)
+
+    def has_class(self, pattern: re.Pattern[str]) -> bool:
+        return pattern.search(self.attrs.get("class", "")) is not None
+
+
+class _TreeBuilder(HTMLParser):
+    """A forgiving tree of mail HTML: unknown end tags are ignored, open ones closed at the end."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = _Node("root", {})
+        self._stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        scopes = _IMPLIED_END_SCOPES.get(tag, frozenset())
+        for position in range(len(self._stack) - 1, 0, -1) if scopes else ():
+            open_tag = self._stack[position].tag
+            if open_tag == tag:
+                del self._stack[position:]
+                break
+            if open_tag in scopes:
+                break
+        node = _Node(tag, {name: value or "" for name, value in attrs})
+        self._stack[-1].children.append(node)
+        if tag not in _VOID:
+            self._stack.append(node)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID and self._stack[-1].tag == tag:
+            self._stack.pop()
+
+    def handle_endtag(self, tag: str) -> None:
+        for position in range(len(self._stack) - 1, 0, -1):
+            if self._stack[position].tag == tag:
+                del self._stack[position:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self._stack[-1].children.append(data)
+
+
+def _is_quote(node: _Node) -> bool:
+    return (node.tag == "blockquote" and node.attrs.get("type", "").lower() == "cite") or (
+        node.has_class(_QUOTE_CLASSES)
+    )
+
+
+def _is_cut(node: _Node) -> bool:
+    return _CUT_IDS.match(node.attrs.get("id", "")) is not None
+
+
+def _text_of(node: _Node) -> str:
+    return "".join(
+        child if isinstance(child, str) else _text_of(child)
+        for child in node.children
+        if isinstance(child, str) or child.tag not in _SKIPPED
+    )
+
+
+def _has_answers_after_quote(root: _Node) -> bool:
+    """True when the member wrote between or after blockquotes: an inline reply to keep whole."""
+    seen_quote = False
+
+    def walk(node: _Node) -> bool | None:
+        # None: keep walking; True: an answer after a quote; False: stop (the cut is reached).
+        nonlocal seen_quote
+        for child in node.children:
+            if isinstance(child, str):
+                words = child.strip(" \t\n\r\f\xa0" + _INVISIBLE)
+                if seen_quote and words and not _SIG_DELIMITER.fullmatch(words):
+                    return True
+                continue
+            if child.tag in _SKIPPED:
+                continue
+            if _is_cut(child):
+                return False
+            if child.tag == "blockquote":
+                seen_quote = True
+                continue
+            if child.has_class(_SIGNATURE) or child.attrs.get("id", "").lower() == "signature":
+                continue
+            if child.has_class(_ATTRIBUTION):
+                continue
+            found = walk(child)
+            if found is not None:
+                return found
+        return None
+
+    return walk(root) is True
+
+
+class _Writer:
+    """Text out of HTML blocks: asks for line breaks lazily so nested blocks do not stack them."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self._pending = 0  # newlines the next text needs before it
+        self._prefixes: list[str] = []  # "> " per open blockquote, "  " per open list item
+        self._marker = ""  # "- " or "1. " waiting for the list item's first line
+        self._at_line_start = True
+
+    def _trailing_newlines(self) -> int:
+        count = 0
+        for chunk in reversed(self.out):
+            stripped = chunk.rstrip("\n")
+            count += len(chunk) - len(stripped)
+            if stripped:
+                break
+        return count
+
+    def block(self, newlines: int) -> None:
+        self._pending = max(self._pending, newlines)
+
+    def newline(self) -> None:
+        self._flush()
+        self.out.append("\n")
+        self._at_line_start = True
+
+    def _flush(self) -> None:
+        if self._pending and self.out:
+            needed = self._pending - self._trailing_newlines()
+            if needed > 0:
+                self.out.append("\n" * needed)
+                self._at_line_start = True
+        self._pending = 0
+
+    def write(self, text: str) -> None:
+        for number, piece in enumerate(text.split("\n")):
+            if number:
+                self.out.append("\n")
+                self._at_line_start = True
+            if not piece.strip(" "):
+                # Whitespace between tags: one space inside a line, nothing at its start.
+                is_inside_line = piece and not self._at_line_start and not self._pending
+                if is_inside_line and self.out and not self.out[-1].endswith(" "):
+                    self.out.append(" ")
+                continue
+            self._flush()
+            if self._at_line_start:
+                piece = piece.lstrip(" ")
+                if not piece:
+                    continue
+                self.out.append(self._line_prefix())
+                self._at_line_start = False
+            elif self.out and self.out[-1].endswith(" ") and piece.startswith(" "):
+                piece = piece.lstrip(" ")
+            self.out.append(piece)
+
+    def _line_prefix(self) -> str:
+        prefix = "".join(self._prefixes)
+        if self._marker:
+            prefix = prefix[:-2] + self._marker if prefix.endswith("  ") else prefix + self._marker
+            self._marker = ""
+        return prefix
+
+    def push(self, prefix: str, marker: str = "") -> None:
+        self._prefixes.append(prefix)
+        self._marker = marker
+
+    def pop(self) -> None:
+        self._prefixes.pop()
+        self._marker = ""
+
+    def text(self) -> str:
+        lines = "".join(self.out).replace("\xa0", " ").split("\n")
+        return "\n".join(line.rstrip() for line in lines)
+
+
+def _link_text(node: _Node) -> str:
+    text = " ".join(_text_of(node).split())
+    href = node.attrs.get("href", "").strip()
+    if not text:
+        return ""
+    if href.lower().startswith("mailto:"):
+        href = href[len("mailto:") :].split("?", 1)[0]
+    elif not href.lower().startswith(("http://", "https://")):
+        return text
+    bare = re.sub(r"^https?://", "", href, flags=re.IGNORECASE).rstrip("/")
+    if text.rstrip("/") in (href.rstrip("/"), bare):
+        return text
+    return f"{text} ({href})"
+
+
+def _render(node: _Node, writer: _Writer, *, drop_quotes: bool, is_pre: bool = False) -> bool:
+    """Write `node`'s children; False once the cut (Outlook's reply header) is reached."""
+    list_number = 0
+    for child in node.children:
+        if isinstance(child, str):
+            # Outside <pre> whitespace collapses; inside, no-break spaces survive line stripping.
+            writer.write(child.replace(" ", "\xa0") if is_pre else _SPACES.sub(" ", child))
+            continue
+        tag = child.tag
+        if tag in _SKIPPED or tag == "img":
+            continue
+        if _is_cut(child):
+            return False
+        if drop_quotes and _is_quote(child):
+            continue
+        if tag == "br":
+            writer.newline()
+            continue
+        if tag == "a":
+            writer.write(_link_text(child))
+            continue
+        if tag == "p" and "Mso" in child.attrs.get("class", ""):
+            gap = 1  # Word's paragraphs have no margins: a new line, not a blank one
+        elif tag in ("ul", "ol") and node.tag == "li":
+            gap = 1  # a nested list continues its item
+        else:
+            gap = 2 if tag in _PARAGRAPHS else 1 if tag in _LINE_BLOCKS else 0
+        if tag in ("td", "th"):
+            writer.write(" ")
+        writer.block(gap)
+        if tag == "li":
+            list_number += 1
+            marker = f"{list_number}. " if node.tag == "ol" else "- "
+            writer.push("  ", marker)
+        elif tag == "blockquote":
+            writer.push("> ")
+        is_open = _render(child, writer, drop_quotes=drop_quotes, is_pre=is_pre or tag == "pre")
+        if tag in ("li", "blockquote"):
+            writer.block(gap)
+            writer.pop()
+        writer.block(gap)
+        if not is_open:
+            return False
+    return True
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML body: paragraphs and line breaks kept, lists as "- item", links as
+    "text (url)", no markup. The quoted original is dropped where the client's markup marks it
+    (Gmail, Apple Mail, Outlook, Yahoo, Thunderbird), unless the member answered between the
+    quotes: then the quotes stay as "> " lines for `new_words` to treat as an inline reply.
+    """
+    builder = _TreeBuilder()
+    builder.feed(html)
+    builder.close()
+    writer = _Writer()
+    _render(builder.root, writer, drop_quotes=not _has_answers_after_quote(builder.root))
+    text = re.sub(r"\n{3,}", "\n\n", writer.text())
+    return text.strip("\n")

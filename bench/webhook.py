@@ -1,0 +1,520 @@
+"""Benchmark the SendGrid webhook under load, and one worker processing what it stored.
+
+    python bench/webhook.py [--seconds 10] [--connections 16]
+
+What it measures:
+  webhook   requests/s and latency p50/p99 of `POST /inbound/sendgrid` on the real app
+            (store the raw message, commit, enqueue an rq job), under wrk;
+  no-op     the same for a Flask app that only reads and splits the same multipart body and
+            answers 200: the ceiling the real webhook is compared with (`webhook_ratio`);
+  worker    replies fully processed per second by one worker, against mail-parser's bare
+            parse rate on the same raw messages (`worker_ratio`).
+
+How:
+  - a fresh PostgreSQL database (`bench_webhook`, dropped again at the end), migrated with
+    `app.db.upgrade`; Redis db 3 flushed before and after;
+  - the demo group (app.demo) with a cycle and queued update requests, so every reply carries a
+    valid reply token;
+  - request bodies are SendGrid raw-mode multipart posts of the demo replies, as five mail clients
+    write them (quoted request included, 2-6 KB); wrk's Lua script gives every request a new
+    Message-ID (run nonce, wrk thread, counter), so no post is a duplicate;
+  - both apps run under gunicorn as `roundtable serve` runs it: 2 sync workers, timeout 60, an
+    access log (to a file here; it also gives the server-side status count). One app, then the
+    other, on a free loopback port;
+  - durability after the real run: stored rows == 2xx answers the server logged, and one queued
+    rq job per row;
+  - worker: `app.jobs.run("workers.jobs.process_inbound", id)` in a loop in this process, on
+    Redis settings (receipts are enqueued, not sent) -- the job's own cost, without rq's
+    fetch/bookkeeping; mail-parser runs `parse_from_bytes` over the same raw bytes.
+
+Prints a table, then one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask import Flask, Response, request
+
+from app.inbound import form_parts
+
+REPO = Path(__file__).resolve().parents[1]
+DATABASE_NAME = "bench_webhook"
+INBOUND_USERNAME, INBOUND_PASSWORD = "sendgrid", "bench-secret"
+MESSAGE_ID_PLACEHOLDER = "BENCH-MESSAGE-ID-PLACEHOLDER"
+WEBHOOK_PATH = "/inbound/sendgrid"
+WRK_THREADS = 2
+WORKER_SAMPLE = 1_000
+GUNICORN_WORKERS = 2
+SERVER = f"gunicorn {GUNICORN_WORKERS} sync workers, timeout 60, access log to a file, 127.0.0.1"
+
+
+# --- the no-op app: gunicorn loads it from here -------------------------------------------------
+
+
+def noop_app() -> Flask:
+    """A Flask app that only reads and splits the webhook's multipart body, then answers 200."""
+    app = Flask("bench_noop")
+    app.config.update(MAX_CONTENT_LENGTH=40 * 2**20, MAX_FORM_MEMORY_SIZE=40 * 2**20, MAX_FORM_PARTS=10_000)
+
+    @app.post(WEBHOOK_PATH)
+    def sendgrid_inbound() -> Response:
+        parts = form_parts(request.get_data(cache=True), request.content_type or "")
+        return Response(json.dumps({"parts": len(parts)}) + "\n", 200, {"Content-Type": "application/json"})
+
+    return app
+
+
+# --- setting up the database, Redis and the demo group -----------------------------------------
+
+
+def database_url(admin_url: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + DATABASE_NAME
+
+
+def recreate_database(admin_url: str) -> None:
+    """Drop and create the benchmark database (never the tests' database)."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE_NAME} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {DATABASE_NAME}")
+
+
+def drop_database(admin_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE_NAME} WITH (FORCE)")
+
+
+def flush_redis(redis_url: str) -> None:
+    from redis import Redis
+
+    with Redis.from_url(redis_url) as connection:
+        connection.flushdb()
+
+
+def server_env(admin_url: str, redis_url: str, folder: Path) -> dict[str, str]:
+    """The environment the real app runs with; the worker builds its Settings from it too."""
+    return {
+        "DATABASE_URL": database_url(admin_url),
+        "REDIS_URL": redis_url,
+        "INBOUND_USERNAME": INBOUND_USERNAME,
+        "INBOUND_PASSWORD": INBOUND_PASSWORD,
+        "INBOUND_DOMAIN": "in.forum.example",
+        "MAIL_FROM": "Roundtable <roundtable@forum.example>",
+        "OUTBOX_DIR": str(folder / "outbox"),
+        "PACKETS_DIR": str(folder / "packets"),
+    }
+
+
+def create_demo_cycle(settings) -> int:  # type: ignore[no-untyped-def]
+    """The demo group, a meeting in ten days and its queued update requests; return the cycle id."""
+    from app import db, roster
+    from app.cycles import queue_requests, schedule_meeting
+    from app.demo import GROUP, MEMBERS
+    from app.models import utcnow
+
+    with db.session_scope(settings.database_url) as session:
+        group = roster.create_group(session, **GROUP)
+        for name, address, company, title in MEMBERS:
+            roster.add_member(session, group, name=name, email=address, company=company, title=title)
+        local_now = utcnow().astimezone(ZoneInfo(group.timezone))
+        cycle = schedule_meeting(session, group, day=(local_now + timedelta(days=10)).date(), start="08:30")
+        queue_requests(session, settings, cycle)
+        session.commit()
+        return cycle.id
+
+
+# --- request bodies -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Template:
+    path: Path
+    content_type: str
+    size: int
+
+
+def write_templates(settings, cycle_id: int, folder: Path) -> list[Template]:  # type: ignore[no-untyped-def]
+    """One raw-mode post per (member who replies, mail client), its Message-ID a placeholder."""
+    from sqlalchemy import select
+
+    from app import db
+    from app.demo import CLIENTS, REPLIES, reply_email
+    from app.models import OutboundMessage, UpdateRequest
+    from tests.mails import raw_mode
+
+    clients = sorted({client for client, _mode in CLIENTS.values()})
+    templates = []
+    with db.session_scope(settings.database_url) as session:
+        requests = session.scalars(select(UpdateRequest).where(UpdateRequest.cycle_id == cycle_id)).all()
+        for update_request in requests:
+            member = update_request.member
+            if member.email not in REPLIES:
+                continue
+            asked = session.scalar(
+                select(OutboundMessage).where(
+                    OutboundMessage.dedupe_key == f"request:{cycle_id}:{member.id}"
+                )
+            )
+            for client in clients:
+                message = reply_email(member, update_request.token, asked, client, settings, cycle_id)
+                del message["Message-ID"]
+                message["Message-ID"] = f"<{MESSAGE_ID_PLACEHOLDER}@mail.{member.email.split('@')[1]}>"
+                body, content_type = raw_mode(message)
+                if body.count(MESSAGE_ID_PLACEHOLDER.encode()) != 1:
+                    raise RuntimeError(f"the Message-ID placeholder is not in the {client} reply once")
+                path = folder / f"body-{len(templates):03d}.bin"
+                path.write_bytes(body)
+                templates.append(Template(path, content_type, len(body)))
+    return templates
+
+
+def _lua_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string of ASCII is a valid Lua string literal
+
+
+def write_wrk_script(templates: list[Template], folder: Path, authorization: str | None) -> Path:
+    """A wrk script cycling through the templates, a new Message-ID per request; prints JSON."""
+    entries = ",\n".join(
+        f"  {{path = {_lua_string(str(t.path))}, ctype = {_lua_string(t.content_type)}}}" for t in templates
+    )
+    auth_line = f'headers["Authorization"] = {_lua_string(authorization)}' if authorization else ""
+    script = f"""
+local templates = {{
+{entries}
+}}
+local run = {_lua_string(secrets.token_hex(4))}
+local placeholder = {_lua_string(MESSAGE_ID_PLACEHOLDER)}
+local threads = {{}}
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("thread_id", #threads)
+end
+
+function init(args)
+  bodies = {{}}
+  sent = 0
+  for i, t in ipairs(templates) do
+    local file = assert(io.open(t.path, "rb"))
+    local data = file:read("*a")
+    file:close()
+    local first, last = string.find(data, placeholder, 1, true)
+    bodies[i] = {{prefix = data:sub(1, first - 1), suffix = data:sub(last + 1), ctype = t.ctype}}
+  end
+end
+
+function request()
+  sent = sent + 1
+  local body = bodies[(sent + thread_id) % #bodies + 1]
+  local headers = {{["Content-Type"] = body.ctype}}
+  {auth_line}
+  local message_id = "bench." .. run .. "." .. thread_id .. "." .. sent
+  return wrk.format("POST", {_lua_string(WEBHOOK_PATH)}, headers, body.prefix .. message_id .. body.suffix)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {{"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
+    '"status": %d, "timeout": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+    path = folder / "webhook.lua"
+    path.write_text(script)
+    return path
+
+
+# --- servers and load ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    access_log: Path
+    error_log: Path
+
+
+def start_server(app_spec: str, env: dict[str, str], folder: Path, name: str) -> Server:
+    """Start gunicorn on a free loopback port and wait until it answers HTTP."""
+    port = free_port()
+    access_log, error_log = folder / f"{name}-access.log", folder / f"{name}-error.log"
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--workers", str(GUNICORN_WORKERS),
+        "--worker-class", "sync",
+        "--timeout", "60",
+        "--bind", f"127.0.0.1:{port}",
+        "--access-logfile", str(access_log),
+        "--access-logformat", "%(s)s",
+        "--error-logfile", str(error_log),
+        "--pythonpath", str(REPO),
+        app_spec,
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env={**os.environ, **env}, cwd=folder)
+    server = Server(process, port, access_log, error_log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} server exited ({process.returncode}): {error_log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+            return server
+        except urllib.error.HTTPError:
+            return server  # it answered HTTP: up (the no-op app has no /healthz)
+        except OSError:
+            time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError(f"{name} server did not answer within 30 s")
+
+
+def stop_server(server: Server) -> None:
+    """Stop the gunicorn master we started (it stops its workers); kill it if it hangs."""
+    if server.process.poll() is not None:
+        return
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=10)
+
+
+def run_wrk(script: Path, port: int, seconds: int, connections: int) -> dict[str, float]:
+    """Run wrk for `seconds` and return its summary (the script's JSON line)."""
+    command = [
+        "wrk", f"-t{min(WRK_THREADS, connections)}", f"-c{connections}", f"-d{seconds}s",
+        "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
+    ]  # fmt: skip
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    for line in finished.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return json.loads(line.removeprefix("WRK_JSON "))
+    raise RuntimeError(f"wrk printed no summary:\n{finished.stdout}\n{finished.stderr}")
+
+
+@dataclass(frozen=True)
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    server_2xx: int
+
+
+def load_server(app_spec: str, env: dict[str, str], folder: Path, name: str, script: Path, args) -> Load:  # type: ignore[no-untyped-def]
+    """Start the app, put it under wrk for `args.seconds`, stop it; return what wrk saw."""
+    server = start_server(app_spec, env, folder, name)
+    try:
+        summary = run_wrk(script, server.port, args.seconds, args.connections)
+    finally:
+        stop_server(server)
+    statuses = server.access_log.read_text().split()
+    return Load(
+        rps=summary["requests"] / (summary["duration_us"] / 1e6),
+        p50_ms=summary["p50_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        requests=int(summary["requests"]),
+        non_2xx=int(summary["status"]),  # wrk counts every status >= 400; nothing answers 1xx/3xx
+        socket_errors=int(summary["connect"] + summary["read"] + summary["write"] + summary["timeout"]),
+        server_2xx=sum(1 for status in statuses if status.startswith("2")),
+    )
+
+
+# --- durability and the worker ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Durability:
+    stored_rows: int
+    queued_jobs: int
+
+
+def check_durability(settings) -> Durability:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from app import db, jobs
+    from app.models import InboundMessage
+
+    with db.session_scope(settings.database_url) as session:
+        stored = session.scalar(select(func.count()).select_from(InboundMessage)) or 0
+    return Durability(stored_rows=stored, queued_jobs=jobs.queue(settings).count)
+
+
+def sample_inbound(settings, limit: int) -> list[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from app import db
+    from app.models import InboundMessage
+
+    with db.session_scope(settings.database_url) as session:
+        rows = session.execute(select(InboundMessage.id, InboundMessage.raw).order_by(InboundMessage.id).limit(limit))
+        return [(row.id, row.raw) for row in rows]
+
+
+def time_worker(ids: list[int]) -> float:
+    """Process each stored reply fully with the real job, one after another; return replies/s."""
+    from app import jobs
+
+    started = time.perf_counter()
+    for inbound_id in ids:
+        jobs.run("workers.jobs.process_inbound", inbound_id)
+    return len(ids) / (time.perf_counter() - started)
+
+
+def time_mailparser(raws: list[bytes]) -> float:
+    import mailparser
+
+    started = time.perf_counter()
+    for raw in raws:
+        mailparser.parse_from_bytes(raw)
+    return len(raws) / (time.perf_counter() - started)
+
+
+def count_statuses(settings, ids: list[int]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from app import db
+    from app.models import InboundMessage
+
+    with db.session_scope(settings.database_url) as session:
+        rows = session.execute(
+            select(InboundMessage.status, func.count()).where(InboundMessage.id.in_(ids)).group_by(InboundMessage.status)
+        )
+        return {status: count for status, count in rows}
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per app")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="a PostgreSQL URL allowed to create databases")  # fmt: skip
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO))  # tests.mails builds the multipart bodies
+    from app import db
+    from app.settings import Settings, configure
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
+    env = server_env(args.admin_url, args.redis_url, folder)
+    settings = Settings.from_env(env)
+    configure(settings)
+    recreate_database(args.admin_url)
+    flush_redis(args.redis_url)
+    try:
+        db.upgrade(settings.database_url)
+        cycle_id = create_demo_cycle(settings)
+        templates = write_templates(settings, cycle_id, folder)
+        authorization = "Basic " + b64encode(f"{INBOUND_USERNAME}:{INBOUND_PASSWORD}".encode()).decode()
+        webhook_script = write_wrk_script(templates, folder, authorization)
+
+        webhook = load_server("app.web:create_app()", env, folder, "webhook", webhook_script, args)
+        durability = check_durability(settings)
+        noop = load_server("bench.webhook:noop_app()", {}, folder, "noop", webhook_script, args)
+
+        sample = sample_inbound(settings, WORKER_SAMPLE)
+        parses_per_s = time_mailparser([raw for _id, raw in sample])
+        replies_per_s = time_worker([inbound_id for inbound_id, _raw in sample])
+        outcomes = count_statuses(settings, [inbound_id for inbound_id, _raw in sample])
+    finally:
+        db.engine_for(settings.database_url).dispose()
+        flush_redis(args.redis_url)
+        if not args.keep:
+            drop_database(args.admin_url)
+
+    sizes = [t.size for t in templates]
+    result = {
+        "webhook_rps": round(webhook.rps, 1),
+        "noop_rps": round(noop.rps, 1),
+        "webhook_ratio": round(webhook.rps / noop.rps, 3),
+        "p50_ms": round(webhook.p50_ms, 2),
+        "p99_ms": round(webhook.p99_ms, 2),
+        "noop_p50_ms": round(noop.p50_ms, 2),
+        "noop_p99_ms": round(noop.p99_ms, 2),
+        "non_2xx": webhook.non_2xx + noop.non_2xx,
+        "socket_errors": webhook.socket_errors + noop.socket_errors,
+        "webhook_2xx_wrk": webhook.requests - webhook.non_2xx,
+        "webhook_2xx_server": webhook.server_2xx,
+        "stored_rows": durability.stored_rows,
+        "queued_jobs": durability.queued_jobs,
+        "durable": durability.stored_rows == webhook.server_2xx == durability.queued_jobs,
+        "worker_sample": len(sample),
+        "worker_outcomes": outcomes,
+        "worker_replies_per_s": round(replies_per_s, 1),
+        "mailparser_parses_per_s": round(parses_per_s, 1),
+        "worker_ratio": round(replies_per_s / parses_per_s, 3),
+        "body_bytes_median": int(statistics.median(sizes)),
+        "server": SERVER,
+        "worker": "app.jobs.run('workers.jobs.process_inbound', id) in a loop, one process",
+        "connections": args.connections,
+        "seconds": args.seconds,
+    }
+    print_table(result, webhook, noop, len(templates), min(sizes), max(sizes))
+    print(json.dumps(result))
+    return 0 if result["durable"] and result["non_2xx"] == 0 else 1
+
+
+def print_table(result: dict, webhook: Load, noop: Load, templates: int, smallest: int, largest: int) -> None:  # type: ignore[type-arg]
+    print(f"Server: {result['server']}; wrk {WRK_THREADS} threads, {result['connections']} connections, "
+          f"{result['seconds']} s per app")  # fmt: skip
+    print(f"Bodies: {templates} raw-mode reply posts, {smallest}-{largest} bytes, a new Message-ID per request")
+    print()
+    print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'non-2xx':>9}{'sock err':>9}")
+    for name, load in (("webhook (durable)", webhook), ("no-op (parse only)", noop)):
+        print(f"{name:22}{load.rps:>10.1f}{load.p50_ms:>10.2f}{load.p99_ms:>10.2f}"
+              f"{load.requests:>10}{load.non_2xx:>9}{load.socket_errors:>9}")  # fmt: skip
+    print(f"{'ratio':22}{result['webhook_ratio']:>10.3f}")
+    print()
+    print(f"Durability: {result['stored_rows']} rows stored, {result['webhook_2xx_server']} 2xx logged by the "
+          f"server ({result['webhook_2xx_wrk']} seen by wrk before it stopped), {result['queued_jobs']} jobs "
+          f"queued: {'OK' if result['durable'] else 'MISMATCH'}")  # fmt: skip
+    print()
+    print(f"Worker ({result['worker_sample']} replies, {result['worker']}):")
+    print(f"  {result['worker_replies_per_s']:.1f} replies/s fully processed, outcomes {result['worker_outcomes']}")
+    print(f"  {result['mailparser_parses_per_s']:.1f} mail-parser parses/s on the same bytes; "
+          f"ratio {result['worker_ratio']:.3f}")  # fmt: skip
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

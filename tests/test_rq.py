@@ -1,0 +1,234 @@
+"""Jobs end to end on real Redis with a real rq worker in burst mode.
+
+Needs REDIS_URL (CI always sets it; the `redis_settings` fixture skips without it). The worker
+is rq's SimpleWorker: jobs run in this process, so they see the settings the test configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask.testing import FlaskClient
+from rq import Retry, SimpleWorker
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from app import db, jobs
+from app.cycles import queue_requests
+from app.models import (
+    Cycle,
+    Group,
+    InboundMessage,
+    Member,
+    OutboundMessage,
+    Update,
+    UpdateRequest,
+    utcnow,
+)
+from app.settings import Settings, configure
+from app.web import create_app
+from tests.conftest import AUTH, make_cycle
+from tests.mails import raw_mode, reply
+
+PROCESS_JOB = "workers.jobs.process_inbound"
+ALICE = "alice@northwind.example"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def web(redis_settings: Settings) -> FlaskClient:
+    """The webhook app on Redis settings (the `client` fixture is bound to in-process jobs)."""
+    return create_app(redis_settings).test_client()
+
+
+def run_worker(settings: Settings) -> list[str]:
+    """Run every queued job, and any job they enqueue, in one burst; return the failed job ids."""
+    queue = jobs.queue(settings)
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    return queue.failed_job_registry.get_job_ids()
+
+
+def post_reply(client: FlaskClient, token: str, body: str, message_id: str | None = None) -> Any:
+    data, content_type = raw_mode(reply(token, body, message_id=message_id))
+    return client.post("/inbound/sendgrid", data=data, headers={**AUTH, "Content-Type": content_type})
+
+
+def fetch(settings: Settings, statement: Any) -> list[Any]:
+    """Rows as committed, read in a fresh session (the worker wrote them in its own)."""
+    with db.session_scope(settings.database_url) as session:
+        return list(session.scalars(statement))
+
+
+def inbound_status(settings: Settings, inbound_id: int) -> str:
+    [status] = fetch(settings, select(InboundMessage.status).where(InboundMessage.id == inbound_id))
+    return status
+
+
+def outbox_files(settings: Settings) -> list[Path]:
+    return sorted(Path(settings.outbox_dir).glob("*.eml"))
+
+
+def token_of(settings: Settings, email: str) -> str:
+    [token] = fetch(settings, select(UpdateRequest.token).join(UpdateRequest.member).where(Member.email == email))
+    return token
+
+
+def requests_queued(session: Session, settings: Settings, cycle: Cycle) -> None:
+    queue_requests(session, settings, cycle)
+    session.commit()
+
+
+def after_grace() -> datetime:
+    return utcnow() + jobs.SWEEP_GRACE + timedelta(minutes=1)
+
+
+def cycle_due_now(session: Session, group: Group) -> Cycle:
+    """A meeting a week ahead on the real clock: its requests are due, its deadline is not."""
+    today = utcnow().astimezone(ZoneInfo(group.timezone)).date()
+    cycle = make_cycle(session, group, day=today + timedelta(days=7))
+    session.commit()
+    return cycle
+
+
+# --- the whole loop --------------------------------------------------------------------------------
+
+
+def test_tick_sends_requests_and_the_worker_processes_a_reply(
+    redis_settings: Settings, session: Session, group: Group, web: FlaskClient
+) -> None:
+    cycle_due_now(session, group)
+    queue = jobs.queue(redis_settings)
+
+    jobs.run("workers.jobs.tick")
+    assert queue.count == 3  # one send job per member, nothing sent yet
+    assert outbox_files(redis_settings) == []
+
+    assert run_worker(redis_settings) == []
+    assert len(outbox_files(redis_settings)) == 3
+    assert fetch(redis_settings, select(OutboundMessage.status)) == ["sent"] * 3
+
+    response = post_reply(web, token_of(redis_settings, ALICE), "WINS\nClosed the Series A.")
+    assert response.status_code == 200
+    inbound_id = response.get_json()["id"]
+    # Stored and nudged, not processed: the webhook only stores.
+    assert queue.job_ids == [f"inbound-{inbound_id}"]
+    assert inbound_status(redis_settings, inbound_id) == "received"
+    assert fetch(redis_settings, select(Update)) == []
+
+    assert run_worker(redis_settings) == []
+    assert inbound_status(redis_settings, inbound_id) == "accepted"
+    [update] = fetch(redis_settings, select(Update))
+    assert update.sections["texts"]["wins"] == "Closed the Series A."
+    [receipt] = fetch(redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "receipt"))
+    assert (receipt.status, receipt.to_email) == ("sent", ALICE)
+    files = outbox_files(redis_settings)
+    assert len(files) == 4
+    assert any(path.name == receipt.provider_message_id for path in files)
+
+    # Run it twice: no new rows, no second send.
+    jobs.run("workers.jobs.tick")
+    assert run_worker(redis_settings) == []
+    assert outbox_files(redis_settings) == files
+    assert len(fetch(redis_settings, select(OutboundMessage))) == 4
+
+
+def test_webhook_stores_while_redis_is_down_and_the_sweep_enqueues_later(
+    redis_settings: Settings, session: Session, cycle: Cycle
+) -> None:
+    requests_queued(session, redis_settings, cycle)
+    redis_down = dataclasses.replace(redis_settings, redis_url="redis://127.0.0.1:1/0")
+    client = create_app(redis_down).test_client()  # configures redis_down for enqueue()
+
+    response = post_reply(client, token_of(redis_settings, ALICE), "WINS\nShipped version 2.")
+
+    assert response.status_code == 200  # stored: SendGrid must not drop or retry it
+    inbound_id = response.get_json()["id"]
+    assert inbound_status(redis_settings, inbound_id) == "received"
+
+    configure(redis_settings)  # Redis is back
+    queue = jobs.queue(redis_settings)
+    assert queue.count == 0
+    # The reply, and the three requests that were queued above without a nudge.
+    assert jobs.sweep(redis_settings, now=after_grace()) == (1, 3)
+    assert f"inbound-{inbound_id}" in queue.job_ids
+
+    assert run_worker(redis_settings) == []
+    assert inbound_status(redis_settings, inbound_id) == "accepted"
+    [update] = fetch(redis_settings, select(Update))
+    assert update.sections["texts"]["wins"] == "Shipped version 2."
+
+
+def test_sweep_leaves_young_rows_to_their_own_jobs(
+    redis_settings: Settings, session: Session, cycle: Cycle
+) -> None:
+    requests_queued(session, redis_settings, cycle)
+    assert jobs.sweep(redis_settings, now=utcnow()) == (0, 0)
+    assert jobs.queue(redis_settings).count == 0
+
+
+def test_duplicate_nudges_process_the_reply_once(
+    redis_settings: Settings, session: Session, cycle: Cycle, web: FlaskClient
+) -> None:
+    requests_queued(session, redis_settings, cycle)
+    token = token_of(redis_settings, ALICE)
+    queue = jobs.queue(redis_settings)
+
+    first = post_reply(web, token, "WINS\nOpened the Ohio plant.", message_id="<dup@mail.example>")
+    again = post_reply(web, token, "WINS\nOpened the Ohio plant.", message_id="<dup@mail.example>")
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.get_json() == {"id": first.get_json()["id"], "duplicate": True}
+    inbound_id = first.get_json()["id"]
+    # The same job id again, an anonymous nudge (a second job for the same row), and the sweep.
+    assert jobs.enqueue(PROCESS_JOB, inbound_id, job_id=f"inbound-{inbound_id}")
+    assert jobs.enqueue(PROCESS_JOB, inbound_id)
+    assert jobs.sweep(redis_settings, now=after_grace()) == (1, 3)
+    inbound_jobs = [job for job in queue.get_jobs() if job.func_name == PROCESS_JOB]
+    assert len(inbound_jobs) == 2  # rq collapsed the ones sharing `inbound-N`; two really run
+
+    assert run_worker(redis_settings) == []
+
+    assert inbound_status(redis_settings, inbound_id) == "accepted"
+    assert len(fetch(redis_settings, select(Update))) == 1
+    [receipt] = fetch(redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "receipt"))
+    assert receipt.status == "sent"
+    receipts = [path for path in outbox_files(redis_settings) if "-receipt-" in path.name]
+    assert len(receipts) == 1
+    assert jobs.sweep(redis_settings, now=after_grace()) == (0, 0)
+
+
+def test_sweep_re_enqueues_a_row_whose_job_gave_up(
+    redis_settings: Settings,
+    session: Session,
+    cycle: Cycle,
+    web: FlaskClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job that failed for good keeps its id in Redis for `failure_ttl`; the sweep must still
+    be able to nudge the row again once the cause is fixed."""
+    requests_queued(session, redis_settings, cycle)
+    monkeypatch.setattr("app.jobs.DEFAULT_RETRY", Retry(max=1))  # retry at once, then give up
+
+    def database_down(*args: Any) -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr("workers.jobs._process_inbound", database_down)
+        response = post_reply(web, token_of(redis_settings, ALICE), "WINS\nHired a CFO.")
+        inbound_id = response.get_json()["id"]
+        assert run_worker(redis_settings) == [f"inbound-{inbound_id}"]
+    assert inbound_status(redis_settings, inbound_id) == "received"
+
+    assert jobs.sweep(redis_settings, now=after_grace())[0] == 1
+    assert f"inbound-{inbound_id}" in jobs.queue(redis_settings).job_ids
+    run_worker(redis_settings)
+
+    assert inbound_status(redis_settings, inbound_id) == "accepted"
+    assert len(fetch(redis_settings, select(Update))) == 1
