@@ -214,6 +214,8 @@ def status(group_slug: str | None) -> None:
 
 
 def _status_text(session: Session, group: Group) -> str:
+    from app.participation import group_standings
+
     now = utcnow()
     tz = group.timezone
     cycle = current_cycle(session, group, now)
@@ -224,6 +226,7 @@ def _status_text(session: Session, group: Group) -> str:
     lines.append(f"  meeting   {local_label(cycle.meeting_starts_at, tz)}  {cycle.location}")
     lines.append(f"  requests  {local_label(cycle.request_at, tz)}   deadline {local_label(cycle.deadline_at, tz)}")
     lines.append(f"  status    {cycle.status}; packet versions: {len(cycle.packets)}")
+    standings = group_standings(session, group, now, upto=cycle)
     requests = {r.member_id: r for r in cycle.requests}
     replied = 0
     for member in group.members:
@@ -237,11 +240,15 @@ def _status_text(session: Session, group: Group) -> str:
             late = " (late)" if request.replied_at > cycle.deadline_at else ""
             versions = len(request.updates)
             state = f"replied {local_label(request.replied_at, tz)}{late}" + (f", {versions} versions" if versions > 1 else "")
+        elif now >= cycle.deadline_at:
+            state = "missing"
         else:
             state = "asked, no reply yet"
+        standing = standings[member.id]
+        record = f"streak {standing.streak}" + (f", missed {standing.missed_in_a_row} in a row" if standing.missed_in_a_row > 1 else "")
         if member.bounced_at is not None:
             state += "  [address bouncing]"
-        lines.append(f"  {member.name:<24} {member.email:<34} {state}")
+        lines.append(f"  {member.name:<24} {member.email:<34} {state:<36} {record}")
     lines.append(f"  {replied} of {len(requests)} asked have replied")
     return "\n".join(lines)
 

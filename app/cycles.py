@@ -199,22 +199,27 @@ def commitment_lines(text: str) -> list[str]:
     return items
 
 
-def open_commitments(session: Session, member: Member, cycle: Cycle) -> list[str]:
-    """The member's next commitments from their latest update in the previous cycle."""
+def open_commitments(session: Session, cycle: Cycle) -> dict[int, list[str]]:
+    """Each member's next commitments from their latest update in the group's previous cycle."""
     previous = session.scalar(
-        select(UpdateRequest)
-        .join(Cycle)
-        .where(
-            UpdateRequest.member_id == member.id,
-            Cycle.group_id == cycle.group_id,
-            Cycle.meeting_starts_at < cycle.meeting_starts_at,
-        )
+        select(Cycle)
+        .where(Cycle.group_id == cycle.group_id, Cycle.meeting_starts_at < cycle.meeting_starts_at)
         .order_by(Cycle.meeting_starts_at.desc())
         .limit(1)
     )
-    if previous is None or previous.latest_update is None:
-        return []
-    return commitment_lines(previous.latest_update.sections.get("texts", {}).get("next_commitments", ""))
+    if previous is None:
+        return {}
+    requests = session.scalars(
+        select(UpdateRequest).where(UpdateRequest.cycle_id == previous.id).options(selectinload(UpdateRequest.updates))
+    )
+    commitments = {}
+    for request in requests:
+        update = request.latest_update
+        if update is not None:
+            lines = commitment_lines(update.sections.get("texts", {}).get("next_commitments", ""))
+            if lines:
+                commitments[request.member_id] = lines
+    return commitments
 
 
 def request_for(session: Session, cycle: Cycle, member: Member) -> UpdateRequest:
@@ -235,7 +240,7 @@ def request_for(session: Session, cycle: Cycle, member: Member) -> UpdateRequest
     return request
 
 
-def request_context(session: Session, cycle: Cycle, member: Member) -> dict[str, object]:
+def request_context(cycle: Cycle, member: Member, commitments: list[str]) -> dict[str, object]:
     """The plain values an update request or a reminder shows one member."""
     group = cycle.group
     return {
@@ -247,42 +252,65 @@ def request_context(session: Session, cycle: Cycle, member: Member) -> dict[str,
         "meeting_label": meeting_label(cycle),
         "location": cycle.location,
         "facilitator_name": group.facilitators[0].name if group.facilitators else "your facilitator",
-        "commitments": open_commitments(session, member, cycle),
+        "commitments": commitments,
         "sections": [{"key": s.key, "title": s.title, "hint": s.hint} for s in SECTIONS],
     }
 
 
 def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[int]:
-    """Queue one update request email per active member; return new outbound ids. Safe twice."""
+    """Queue one update request email per active member; return new outbound ids. Safe twice.
+
+    Works per cycle in a few queries (a Vistage-size month is 45,000 of these). The cycle row is
+    locked by the tick; should another process still race us, the unique keys fail this flush
+    and the next tick retries.
+    """
     group = cycle.group
-    queued: list[int] = []
-    for member in group.members:
-        if not member.is_active or member.bounced_at is not None:
-            continue
-        request = request_for(session, cycle, member)
-        row = mail.queue_email(
-            session,
-            settings,
-            kind="update_request",
-            dedupe_key=f"request:{cycle.id}:{member.id}",
-            to_email=member.email,
-            to_name=member.name,
-            reply_to=mail.reply_address(settings, request.token),
-            group_id=group.id,
-            cycle_id=cycle.id,
-            member_id=member.id,
-            context={
-                **request_context(session, cycle, member),
-                "unsubscribe_url": mail.unsubscribe_url(settings, request.token),
-            },
+    requests = {
+        r.member_id: r for r in session.scalars(select(UpdateRequest).where(UpdateRequest.cycle_id == cycle.id))
+    }
+    queued_keys = set(
+        session.scalars(
+            select(OutboundMessage.dedupe_key).where(
+                OutboundMessage.cycle_id == cycle.id, OutboundMessage.kind == "update_request"
+            )
         )
-        if row is not None:
-            queued.append(row.id)
+    )
+    commitments = open_commitments(session, cycle)
+    new_requests = []
+    for member in group.members:
+        if member.is_active and member.bounced_at is None and member.id not in requests:
+            requests[member.id] = UpdateRequest(cycle_id=cycle.id, member_id=member.id, token=secrets.token_hex(16))
+            new_requests.append(requests[member.id])
+    session.add_all(new_requests)
+    rows = []
+    for member in group.members:
+        key = f"request:{cycle.id}:{member.id}"
+        if member.id not in requests or key in queued_keys or not member.is_active or member.bounced_at is not None:
+            continue
+        token = requests[member.id].token
+        rows.append(
+            mail.new_outbound(
+                settings,
+                kind="update_request",
+                dedupe_key=key,
+                to_email=member.email,
+                to_name=member.name,
+                reply_to=mail.reply_address(settings, token),
+                group_id=group.id,
+                cycle_id=cycle.id,
+                member_id=member.id,
+                context={
+                    **request_context(cycle, member, commitments.get(member.id, [])),
+                    "unsubscribe_url": mail.unsubscribe_url(settings, token),
+                },
+            )
+        )
+    session.add_all(rows)
     if cycle.status == CycleStatus.SCHEDULED:
         cycle.status = CycleStatus.REQUESTED
     session.flush()
     session.expire(cycle, ["requests"])  # made by id above; reload the collection when next read
-    return queued
+    return [row.id for row in rows]
 
 
 def request_message_id(session: Session, request: UpdateRequest) -> str | None:
@@ -376,6 +404,7 @@ def queue_reminders(session: Session, settings: Settings, cycle: Cycle, index: i
             )
         ).all()
     )
+    commitments = open_commitments(session, cycle)
     queued = []
     for request in unanswered(cycle):
         member = request.member
@@ -392,7 +421,7 @@ def queue_reminders(session: Session, settings: Settings, cycle: Cycle, index: i
             cycle_id=cycle.id,
             member_id=member.id,
             context={
-                **request_context(session, cycle, member),
+                **request_context(cycle, member, commitments.get(member.id, [])),
                 "is_last": is_last,
                 "unsubscribe_url": mail.unsubscribe_url(settings, request.token),
             },

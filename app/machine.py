@@ -65,8 +65,7 @@ def classify(raw: bytes, envelope_from: str | None = None) -> Verdict:
         # CR-only line ends (old Mac): the stdlib quoted-printable decoder loses the text
         # after a "=\r" soft break, so convert before parsing.
         raw = raw.replace(b"\r", b"\n")
-    lowered = raw.lower()
-    containers = lowered.count(b"multipart/") + lowered.count(b"message/")
+    containers = len(_CONTAINER_TYPE.findall(raw))
     if containers > _MAX_CONTAINERS or containers * raw.count(b"\n") > _MAX_PARSE_WORK:
         # The stdlib parser passes every line through one generator per open container part:
         # 100 nested levels over 400 KB of lines take 15 s. Such mail is hostile or absurd.
@@ -98,6 +97,7 @@ def _decide_on_headers(
 
 _MAX_PARTS = 200  # plenty for any real bounce; bounds the work on a hostile message
 _MAX_CONTAINERS = 100  # multipart/* and message/* parts
+_CONTAINER_TYPE = re.compile(rb"(?i)content-type:\s*+(?:multipart|message)/")
 _MAX_PARSE_WORK = 4_000_000  # containers x lines: about 3 s of stdlib parsing at worst
 _MAX_TEXT = 100_000  # characters of text worth scanning
 _MAX_HEADER = 2_000
@@ -385,8 +385,10 @@ def _decide(mail: _Mail, null_return_path: bool) -> Verdict:
     return (
         _report_verdict(mail)
         or _ses_notification_verdict(mail)
-        or _bounce_verdict(mail, null_return_path)
+        # Before the bounce wording: a challenge says "your message has not been delivered"
+        # too, and taking it for a bounce would mark a working address dead.
         or _challenge_verdict(mail)
+        or _bounce_verdict(mail, null_return_path)
         or _header_verdict(mail)
         or _sender_verdict(mail, null_return_path)
         or Verdict(Kind.REPLY, "no machine signal")
@@ -551,9 +553,12 @@ def _bounce_verdict(mail: _Mail, null_return_path: bool) -> Verdict | None:
         reason = f"null return path; {evidence}"
     elif _is_noreply(mail) and evidence:
         reason = f"sender {mail.from_addr}; {evidence}"
-    elif subject_hit and body_hit and not _REPLY_PREFIX.match(mail.subject):
-        # A bounce relayed by a gateway under another sender, or forwarded by hand.
-        reason = f'subject "{subject_hit.group(0)}"; body "{body_hit.group(0).strip()}"'
+    elif (strong := _BOUNCE_BODY_STRONG.search(mail.notice)) and _BOUNCE_SUBJECT.match(
+        _FORWARD_PREFIX.sub("", mail.subject)
+    ):
+        # A bounce relayed under another sender, or forwarded by hand. Both the subject and
+        # the body must read like an MTA wrote them: members write about failed deliveries.
+        reason = f'subject "{mail.subject[:60]}"; body "{strong.group(0).strip()}"'
     else:
         return None
     # A "still trying" warning is not a failure yet (RFC 3464 Action: delayed).
@@ -748,8 +753,9 @@ _BOUNCE_SUBJECT = re.compile(
     r"|退信|投递失败|未送达|배달 실패|전달 실패|メールエラー|エラー通知"
 )
 
-# Sentences mail servers write when they return a message. Only counted next to a machine-like
-# sender, subject or return path: a member may paste one into a reply.
+# What mail servers write when they return a message. Only counted next to a machine-like
+# sender, subject or return path: a member may paste one into a reply, or run a business that
+# "was unable to deliver" something.
 _BOUNCE_BODY = re.compile(
     r"(?im)this is the qmail-send program|i'm afraid i wasn't able to deliver"
     r"|created automatically by mail delivery software|this is the mail system at host"
@@ -767,9 +773,20 @@ _BOUNCE_BODY = re.compile(
     r"|\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b"
 )
 
+# Sentences only an MTA writes, or DSN fields pasted into the text.
+_BOUNCE_BODY_STRONG = re.compile(
+    r"(?im)this is the qmail-send program|i'm afraid i wasn't able to deliver"
+    r"|created automatically by mail delivery software|this is the mail system at host"
+    r"|could not be delivered to one or more|the following address(?:es|\(es\))? (?:had|failed)"
+    r"|permanent fatal errors|transcript of session follows"
+    r"|delivery to the following recipients? (?:failed|has been delayed)"
+    r"|did not reach (?:some or all of )?the (?:following|intended) recipient"
+    r"|^\s*(?:final-recipient|diagnostic-code)\s*:|\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b"
+)
+_FORWARD_PREFIX = re.compile(r"(?i)^(?:\s*(?:fwd?|wg|tr|rv|i)\s*:\s*)+")
 _DELAY_SUBJECT = re.compile(
-    r"(?i)\bdelay(?:ed)?\b|still being retried|warning: could not send message for past"
-    r"|notification: warning"
+    r"(?i)\(delay\)|delayed mail|delivery (?:has been |was )?delayed|warning: message \S+ delayed"
+    r"|still being retried|could not send message for past|notification: (?:warning|delayed)"
 )
 _SOFT_WORDS = re.compile(
     r"(?i)temporar|try again|will (?:be )?retr|still (?:being )?(?:trying|retried)|deferred"

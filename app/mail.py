@@ -115,6 +115,16 @@ def read_unsubscribe_token(settings: Settings, signed: str) -> str | None:
         return None
 
 
+def new_outbound(settings: Settings, *, kind: str, context: dict[str, Any], **fields: Any) -> OutboundMessage:
+    """A new outbound row (not yet added to a session) with its Message-ID made once, here."""
+    return OutboundMessage(
+        kind=kind,
+        message_id=new_message_id(settings, kind),
+        context=json.loads(json.dumps(context, default=str)),
+        **fields,
+    )
+
+
 def queue_email(
     session: Session,
     settings: Settings,
@@ -138,13 +148,13 @@ def queue_email(
     exists = session.scalar(select(OutboundMessage.id).where(OutboundMessage.dedupe_key == dedupe_key))
     if exists is not None:
         return None
-    row = OutboundMessage(
+    row = new_outbound(
+        settings,
         kind=kind,
         dedupe_key=dedupe_key,
-        message_id=new_message_id(settings, kind),
         to_email=to_email,
         to_name=to_name,
-        context=json.loads(json.dumps(context, default=str)),
+        context=context,
         reply_to=reply_to,
         in_reply_to=in_reply_to,
         group_id=group_id,
@@ -165,7 +175,10 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
     Commits. Raises TransientSendError after recording the attempt, so the job is retried.
     """
     row = session.scalars(
-        select(OutboundMessage).where(OutboundMessage.id == outbound_id).with_for_update()
+        select(OutboundMessage)
+        .where(OutboundMessage.id == outbound_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one_or_none()
     if row is None or row.status != OutboundStatus.QUEUED:
         session.rollback()
@@ -208,12 +221,14 @@ def no_longer_wanted(session: Session, row: OutboundMessage) -> str | None:
     """
     if row.kind not in ("reminder", "update_request") or row.member_id is None:
         return None
-    member = session.get(Member, row.member_id)
+    member = session.get(Member, row.member_id, populate_existing=True)
     if member is not None and member.bounced_at is not None:
         return "the member's address is bouncing"
     if row.kind == "reminder":
         request = session.scalar(
-            select(UpdateRequest).where(UpdateRequest.cycle_id == row.cycle_id, UpdateRequest.member_id == row.member_id)
+            select(UpdateRequest)
+            .where(UpdateRequest.cycle_id == row.cycle_id, UpdateRequest.member_id == row.member_id)
+            .execution_options(populate_existing=True)  # a reply may have landed a moment ago
         )
         if request is not None and request.replied_at is not None:
             return "the member replied before the reminder went out"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -79,7 +80,8 @@ def packet_context(
         for m in members
         if m.commitments or m.texts.get("commitments")
     ]
-    titles = {s.key: s.title for s in SECTIONS} | {"other": "Other notes"}
+    # The packet is read, not answered: "Topic for the group", not its "(priority A, B or C)".
+    titles = {s.key: re.sub(r"\s*\(.*\)", "", s.title) for s in SECTIONS} | {"other": "Other notes"}
     order = [s.key for s in SECTIONS] + ["other"]
     return {
         "group_name": group_name,
@@ -122,13 +124,14 @@ def packet_context(
 def member_entries(session: Session, cycle: Cycle) -> list[MemberEntry]:
     tz = cycle.group.timezone
     requests = {r.member_id: r for r in cycle.requests}
+    all_commitments = open_commitments(session, cycle)
     entries = []
     for member in cycle.group.members:
         request: UpdateRequest | None = requests.get(member.id)
         if request is None and not member.is_active:
             continue
         update = request.latest_update if request is not None else None
-        commitments = open_commitments(session, member, cycle)
+        commitments = all_commitments.get(member.id, [])
         if request is not None and request.excused_at is not None:
             entries.append(MemberEntry(member.name, member.company, "excused", commitments=commitments))
             continue

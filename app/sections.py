@@ -475,9 +475,9 @@ _SKIP_LINE = re.compile(
 )
 _SKIP_REASON = re.compile(r"\s*[-–—:,;.!(]")
 _SALUTATION = re.compile(r"\W*(?:hi|hello|hey|dear)\b[^,\n]{0,30},?\s*", re.IGNORECASE)
-_MAX_REASON_WORDS = 12
-_MAX_SIGN_OFF_LINES = 3
-_MAX_SIGN_OFF_WORDS = 5
+# Room for a reason and a sign-off ("SKIP - I'm travelling in Asia for the whole month. See you
+# in January! Best, Elena"), not for an update.
+_MAX_SKIP_WORDS = 40
 
 # The bare marker ("CORRECTION", "Update:") carries no words of the member's: it becomes the flag.
 _CORRECTION_MARKER = re.compile(
@@ -495,14 +495,17 @@ def _normalize_apostrophes(text: str) -> str:
 
 def is_skip_reply(text: str) -> bool:
     """True when the whole reply asks to skip this month ("SKIP", "Skip - travelling", "Please
-    skip me this month"), allowing a greeting and a short sign-off; "skip" in a sentence is not."""
+    skip me this month"), allowing a greeting, a short reason and a sign-off.
+
+    "skip" inside a sentence is not a skip, nor is a reply that goes on to answer under headings.
+    """
     lines = [line for line in _normalize_apostrophes(text).splitlines() if line.strip()]
     greeting = _SALUTATION.match(lines[0]) if lines else None
     if greeting is not None and greeting.end() == len(lines[0]):
         lines = lines[1:]  # "Hi Sam," on its own line
     elif greeting is not None and lines[0][greeting.end() - 1 : greeting.end()].isspace():
         lines = [lines[0][greeting.end() :], *lines[1:]]  # "Hi Sam, skip this month"
-    if not lines or len(lines) > 1 + _MAX_SIGN_OFF_LINES:
+    if not lines:
         return False
     m = _SKIP_LINE.fullmatch(lines[0].strip())
     if m is None:
@@ -511,9 +514,11 @@ def is_skip_reply(text: str) -> bool:
     has_words = re.search(r"[^\W_]", rest) is not None
     # A reason may follow a separator ("Skip - travelling"); "Skip the small talk: ..." is a
     # sentence, not a request to be excused.
-    if has_words and (_SKIP_REASON.match(rest) is None or len(rest.split()) > _MAX_REASON_WORDS):
+    if has_words and _SKIP_REASON.match(rest) is None:
         return False
-    return all(len(line.split()) <= _MAX_SIGN_OFF_WORDS for line in lines[1:])
+    if len(rest.split()) + sum(len(line.split()) for line in lines[1:]) > _MAX_SKIP_WORDS:
+        return False
+    return not any(match_heading(line) or is_rating_label(line) for line in lines[1:])
 
 
 def _correction_start(lines: list[str]) -> int | None:
@@ -567,7 +572,7 @@ class Sections:
             raise ValueError("sections topic_priority must be A, B, C or null")
         is_skip = data.get("is_skip", False)
         is_correction = data.get("is_correction", False)
-        if not isinstance(is_skip, bool) or not isinstance(is_correction, bool):
+        if type(is_skip) is not bool or type(is_correction) is not bool:
             raise ValueError("sections is_skip and is_correction must be booleans")
         # A jsonb column does not keep key order; the packet reads texts in SECTIONS order.
         order = {key: index for index, key in enumerate((*SECTION_KEYS, OTHER))}

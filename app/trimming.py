@@ -73,7 +73,7 @@ _WROTE = (
     r"|写道|寫道|書きました|のメッセージ"
 )
 _WROTE_HEADER = re.compile(
-    r"[\s*]*(?:-{2,}\s*)?.{0,250}?(?:" + _WROTE + r")(?P<post>.{0,80}?)\s*(?:[:：]|\s-{2,})[\s*]*",
+    r"[\s*]*.{0,250}?(?:" + _WROTE + r")(?P<post>.{0,80}?)\s*(?:[:：]|\s-{2,})[\s*]*",
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"@[\w-]+(?:\.[\w-]+)+|mailto:", re.IGNORECASE)
@@ -143,18 +143,29 @@ _FOOTER = re.compile(
     re.IGNORECASE,
 )
 
-# Closing words of a sign-off, by language; "Thanks, that covers it" is not one (whole line only).
+# A closing line: "Best,", "Thanks!", "Med venlig hilsen", "Danke und viele Grüße". Whole line
+# only, so "Thanks, that covers item 2 too" is content.
 _CLOSING = re.compile(
-    r"\W*(?:(?:best|kind|warm|many)?\s*(?:regards|wishes)|best|thanks(?:\s+again)?|thank\s+you"
-    r"|many\s+thanks|cheers|sincerely|yours|(?:liebe|viele|beste)\s+gr[üu](?:ß|ss)e|gru(?:ß|ss)"
-    r"|mit\s+freundlichen\s+gr[üu](?:ß|ss)en|lg|vg|cordialement|amitiés|bien\s+à\s+vous|merci"
+    r"\W*(?:(?:best|kind|warm|many)?\s*(?:regards|wishes)|best|all\s+the\s+best|cheers|sincerely"
+    r"|(?:many\s+)?thanks(?:\s+(?:again|all|everyone))?|thank\s+you(?:\s+all)?|yours"
+    r"|(?:danke(?:\s+und)?\s+)?(?:liebe|viele|beste)\s+gr[üu](?:ß|ss)e|gru(?:ß|ss)|danke|lg|vg"
+    r"|mit\s+freundlichen\s+gr[üu](?:ß|ss)en|cordialement|amitiés|bien\s+à\s+vous|merci"
     r"|saludos|un\s+saludo|atentamente|gracias|groeten|met\s+vriendelijke\s+groet(?:en)?"
     r"|saluti|cordiali\s+saluti|grazie|abraços|atenciosamente|obrigad[oa]|mvh|hilsen"
     r"|(?:med\s+)?venlig\s+hilsen|kh|vh|med\s+v[äa]nlig\s+h[äa]lsning|h[äa]lsningar|tack"
-    r"|pozdrawiam|z\s+powa[żz]aniem|dzi[ęe]kuj[ęe]|с\s+уважением|спасибо)[\s,.!]*"
-    r"|\s*[-–—/~]+\s*[^\W\d_]+(?:\s+[^\W\d_]+)?\s*",
+    r"|pozdrawiam|z\s+powa[żz]aniem|dzi[ęe]kuj[ęe]|с\s+уважением|спасибо)[\s,.!]*",
     re.IGNORECASE,
 )
+# "-Anna", "/John", "—Ryan": a name signed with a dash or slash, one or two capitalized words.
+_DASH_NAME = re.compile(r"\s*[-–—/~]+\s*([^\W\d_][\w.'’-]*(?:\s+[^\W\d_][\w.'’-]*)?)\s*")
+# What stands under a closing: contact details, a disclaimer, a name or a title.
+_CONTACT = re.compile(
+    r"\+?\d[\d\s().-]{6,}\d|@[\w-]+\.\w|https?://|www\.|confidential|intended recipient"
+    r"|privileged|vertraulich|confidentiel",
+    re.IGNORECASE,
+)
+_LIST_ITEM = re.compile(r"\s*(?:[-*•–—]|\d{1,2}[.)])")
+_MAX_SIGNATURE_LINES = 8  # lines under a closing that can still be name, title and contact
 
 _MAX_HEADER_LINES = 4  # non-blank lines a wrapped "On ... wrote:" header may span
 _MAX_HEADER_SPAN = 6  # lines it may span with the blank ones Gmail's wrapping leaves
@@ -225,10 +236,14 @@ def _wrote_header(lines: list[str], index: int) -> _Header | None:
     strength = _header_strength(first)
     if strength is not None and first.endswith((":", "：", "-")):
         return _Header(span=1, is_strong=strength)
-    if _HEADER_START.match(first) or "<" in first or _EMAIL.search(first):
-        joined = _join_header(lines, index)
-        if joined is not None:
-            return joined
+    has_address = "<" in first or _EMAIL.search(first) is not None
+    # A sentence that ends on its line is content, not the start of a wrapped header.
+    may_wrap = has_address or (
+        _HEADER_START.match(first) is not None and not first.endswith((".", "!", "?"))
+    )
+    joined = _join_header(lines, index) if may_wrap else None
+    if joined is not None:
+        return joined
     return None if strength is None else _Header(span=1, is_strong=strength)
 
 
@@ -244,9 +259,10 @@ def _join_header(lines: list[str], index: int) -> _Header | None:
             return None
         parts.append(part)
         text = re.sub(r"<\s+", "<", re.sub(r"\s+>", ">", " ".join(parts)))
-        strength = _header_strength(text)
-        if strength is not None and text.endswith((":", "：", "-")):
-            return _Header(span=end - index + 1, is_strong=strength)
+        # Only a strong header may swallow lines above its last one: a weak "... wrote:" under a
+        # line of content ("3 customers left.\nOne wrote:") must not take that line with it.
+        if _header_strength(text) and text.endswith((":", "：", "-")):
+            return _Header(span=end - index + 1, is_strong=True)
     return None
 
 
@@ -295,17 +311,13 @@ def new_words(text: str) -> str:
     Inline replies keep every answer line; a quoted heading of our request stays (unquoted) right
     above the answers under it, so the section splitter can place them.
     """
-    lines = [
-        line.rstrip()
-        for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        if _OUR_MARKER.fullmatch(line) is None
-    ]
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     kept: list[str] = []
     has_content = False
     index = 0
     while index < len(lines):
         line = lines[index]
-        if _is_footer(line):
+        if _is_footer(line) or _OUR_MARKER.fullmatch(line):
             index += 1
             continue
         if _SIG_DELIMITER.fullmatch(line) or _UNDERSCORES.fullmatch(line):
@@ -323,8 +335,10 @@ def new_words(text: str) -> str:
                 # The quote below is dropped line by line, so answers between its lines stay.
                 index += header.span
                 continue
-            if header.is_strong and has_content:
-                break  # the original follows unquoted (Outlook, Apple Mail, Yahoo)
+            if header.is_strong and (has_content or _has_our_marker(lines, index + header.span)):
+                # The original follows unquoted (Outlook, Apple Mail, Yahoo); with nothing written
+                # above, it is still our own request when our marker is in it: an empty reply.
+                break
             if header.is_strong:
                 # Nothing written above it (a forward, a bottom post): the text below is all there is.
                 index += header.span
@@ -333,15 +347,55 @@ def new_words(text: str) -> str:
         if not _is_quoted(line) and not _is_filler(line):
             has_content = True
         index += 1
-    return _tidy(_answers_with_headings(kept))
+    # The sign-off goes first: under the last quote it would keep our last heading as an answer.
+    return _tidy(_answers_with_headings(_without_sign_off(kept)))
 
 
-def _is_sign_off(lines: list[str]) -> bool:
-    """True for a short closing, "Best," over a name or "-Anna" (for headings only: it stays)."""
-    words = [line.strip() for line in lines if not _is_filler(line)]
-    if not words or len(words) > 3 or any(len(line.split()) > 4 for line in words):
+def _has_our_marker(lines: list[str], start: int) -> bool:
+    return any(_OUR_MARKER.fullmatch(line) and not _is_quoted(line) for line in lines[start:])
+
+
+def _is_signature_line(line: str) -> bool:
+    """A name, title or contact line, as under "Best,": "Anna Berg", "CEO | Berg Robotics"."""
+    words = line.split()
+    if _CONTACT.search(line):
+        return True
+    if line.endswith((".", "!", "?", ":", ";")) or _LIST_ITEM.match(line):
         return False
-    return _CLOSING.fullmatch(words[0]) is not None
+    if len(words) <= 6 and re.search(r"[|·•,]", line):
+        return True
+    return len(words) <= 4 and all(word[0].isupper() or not word[0].isalpha() for word in words)
+
+
+def _is_closing(lines: list[str], index: int) -> bool:
+    line = lines[index]
+    if _CLOSING.fullmatch(line):
+        return True
+    name = _DASH_NAME.fullmatch(line)
+    if name is None or not all(word[0].isupper() for word in name.group(1).split()):
+        return False
+    # "-Anna" under a blank line; the last item of a "-item" list is no signature.
+    above = [text for text in lines[:index] if text.strip()]
+    return bool(above) and not lines[index - 1].strip() and not _LIST_ITEM.match(above[-1])
+
+
+def _without_sign_off(lines: list[str]) -> list[str]:
+    """Drop a closing at the very end and the name, title and contact lines under it ("Best," /
+    "Anna"; "Danke und viele Grüße" / name / "CEO | Acme" / phone / disclaimer). It is never part
+    of the update, and left in it would be read as the last section's answer."""
+    below = 0
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
+        if _is_blank(line):
+            continue
+        if _is_quoted(line) or below > _MAX_SIGNATURE_LINES:
+            return lines
+        if _is_closing(lines, index):
+            return lines[:index]
+        if not _is_signature_line(line.strip()):
+            return lines
+        below += 1
+    return lines
 
 
 def _headings_follow(lines: list[str], start: int) -> bool:
@@ -359,18 +413,15 @@ def _answers_with_headings(lines: list[str]) -> list[str]:
     """Drop quoted lines, except our quoted headings that have the member's answers under them.
 
     Read bottom-up: a section heading keeps if an answer (or a kept rating label) follows before
-    the next quoted section heading; a rating label ("Business:") only if its value is next. A
-    sign-off under the whole quote answers nothing, so it keeps no heading.
+    the next quoted section heading; a rating label ("Business:") only if its value is next.
     """
     is_quoted = [_is_quoted(line) for line in lines]
-    last_quote = max((i for i, quoted in enumerate(is_quoted) if quoted), default=len(lines))
-    answers_end = last_quote if _is_sign_off(lines[last_quote + 1 :]) else len(lines)
     result: list[str | None] = [None if quoted else line for line, quoted in zip(lines, is_quoted)]
     answer_below = False
     answer_next = False
     for index in range(len(lines) - 1, -1, -1):
         if not is_quoted[index]:
-            if index < answers_end and not _is_filler(lines[index]):
+            if not _is_filler(lines[index]):
                 answer_below = answer_next = True
             continue
         body = _unquote(lines[index])

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
@@ -112,7 +113,7 @@ def _as_list(value: object) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _rpf_spec(expect: dict, raw_input: str, spec: Spec) -> None:
+def _rpf_spec(expect: dict[str, Any], raw_input: str, spec: Spec) -> None:
     """Turn one reply_parser_family entry's upstream assertions into required/forbidden strings.
 
     Newest reply (alfonsrv `replies.0.body`, github/zapier `parse_reply`, `latest_reply_text`,
@@ -126,16 +127,17 @@ def _rpf_spec(expect: dict, raw_input: str, spec: Spec) -> None:
         spec.forbidden += _as_list(checks.get("not_contains"))
     replies = expect.get("replies", {})
     newest = replies.get("0", {})
-    sign_offs = [
-        s for s in _as_list(newest.get("signatures", {}).get("contains")) if is_sign_off(s)
-    ]
+    signatures = newest.get("signatures", {})
+    sign_offs = {
+        s
+        for s in _as_list(signatures.get("contains")) + _as_list(signatures.get("equals"))
+        if is_sign_off(s)
+    }
     body = newest.get("body", {})
     spec.exact += _as_list(body.get("equals"))
     spec.required += _as_list(body.get("contains"))
     spec.required_regex += ["^" + re.escape(s) for s in _as_list(body.get("startswith"))]
-    spec.forbidden += [
-        s for s in _as_list(body.get("not_contains")) if s not in sign_offs and not is_sign_off(s)
-    ]
+    spec.forbidden += [s for s in _as_list(body.get("not_contains")) if s not in sign_offs]
     for number, reply in replies.items():
         if number == "0":
             continue
@@ -217,7 +219,7 @@ class ReplyEntry:
     spec: Spec
 
 
-def load_reply_entries(corpus_dir: Path, index: list[dict]) -> list[ReplyEntry]:
+def load_reply_entries(corpus_dir: Path, index: list[dict[str, Any]]) -> list[ReplyEntry]:
     """One entry per distinct input; same-input entries of reply_parser_family pool assertions."""
     manifest = json.loads((corpus_dir / "reply_parser_family" / "manifest.json").read_text())
     expectations = {e["id"]: e["upstream_expectations"] for e in manifest["entries"]}
@@ -291,7 +293,7 @@ def as_person_message(body: str, number: int) -> bytes:
 
 
 def score_machine(
-    corpus_dir: Path, index: list[dict], replies: list[ReplyEntry], verbose: bool
+    corpus_dir: Path, index: list[dict[str, Any]], replies: list[ReplyEntry], verbose: bool
 ) -> dict[str, object] | None:
     try:
         from app.machine import classify
@@ -354,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     from app.trimming import new_words
 
     corpus_dir = args.corpus_dir.resolve()
+    if not (corpus_dir / "index.json").is_file():
+        parser.error(f"{corpus_dir} has no index.json: pass the shared corpus folder")
     index = json.loads((corpus_dir / "index.json").read_text())["entries"]
     entries = load_reply_entries(corpus_dir, index)
     replies = score_replies(entries, new_words, args.verbose)
@@ -382,16 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     if args.min_both is not None:
         failures += [
-            f"{corpus} both {row['both_pct']:.1f}% < {args.min_both}%"
+            f"{corpus}: both {row['both_pct']:.1f}% < {args.min_both}%"
             for corpus, row in replies.items()
             if row["both_pct"] < args.min_both
         ]
     machine_limits = (
-        ("machine_as_reply", args.max_machine_as_reply, "machine mail taken for a reply", ">"),
-        ("reply_as_machine", args.max_reply_as_machine, "replies taken for machine mail", ">"),
-        ("bounce_recall_pct", args.min_bounce_recall, "bounce recall %", "<"),
+        ("machine_as_reply", args.max_machine_as_reply, "machine mail taken for a reply", ""),
+        ("reply_as_machine", args.max_reply_as_machine, "replies taken for machine mail", ""),
+        ("bounce_recall_pct", args.min_bounce_recall, "bounce recall", "%"),
     )
-    for key, limit, label, worse in machine_limits:
+    for key, limit, label, unit in machine_limits:
         if limit is None:
             continue
         if machine is None:
@@ -399,12 +403,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         value = machine[key]
         assert isinstance(value, int | float)
-        if (value > limit) if worse == ">" else (value < limit):
-            failures.append(f"{label} {value} {worse} {limit}")
-    if args.json:
-        print(json.dumps({"replies": replies, "machine": machine, "failures": failures}))
+        if unit == "%" and value < limit:
+            failures.append(f"{label} {value:.1f}% < {limit}%")
+        elif unit != "%" and value > limit:
+            failures.append(f"{label}: {value} > {limit}")
     for failure in failures:
         print(f"FAIL: {failure}", file=sys.stderr)
+    if args.json:
+        sys.stderr.flush()
+        print(json.dumps({"replies": replies, "machine": machine, "failures": failures}))
     return 1 if failures else 0
 
 

@@ -41,6 +41,28 @@ REQUEST = {
     "facilitator_name": "Dana Whitfield",
     "commitments": [],
     "sections": [{"key": s.key, "title": s.title, "hint": s.hint} for s in SECTIONS],
+    "unsubscribe_url": "https://roundtable.example/unsubscribe/signed-token",
+}
+REMINDER = {**REQUEST, "first_name": "Ben", "is_last": True}
+DIGEST = {
+    "group_name": GROUP,
+    "facilitator_name": "Dana Whitfield",
+    "month_label": "December",
+    "due_label": "Tue 1 Dec, 17:00 EST",
+    "missing": [
+        {
+            "name": "Carmen Ruiz",
+            "email": "carmen@ruizfoods.example",
+            "streak": 0,
+            "missed_before": 2,
+        }
+    ],
+    "replied": [
+        {"name": "Alice Chen", "email": "alice@northwind.example", "streak": 4, "missed_before": 0}
+    ],
+    "excused": [
+        {"name": "Ben Okafor", "email": "ben@okafor.example", "streak": 0, "missed_before": 0}
+    ],
 }
 RECEIPT = {
     "group_name": GROUP,
@@ -105,7 +127,12 @@ def packet_email_context() -> dict[str, Any]:
             version=2,
         ),
         MemberEntry(name="Ben Okafor", company="Okafor Logistics", status="excused"),
-        MemberEntry(name="Carmen Ruiz", company="Ruiz Foods", status="missing", commitments=["Price the new line"]),
+        MemberEntry(
+            name="Carmen Ruiz",
+            company="Ruiz Foods",
+            status="missing",
+            commitments=["Price the new line"],
+        ),
     ]
     p = packet_context(
         group_name=GROUP,
@@ -134,6 +161,8 @@ GOLDEN_CASES: dict[str, tuple[str, dict[str, Any]]] = {
         "update_request",
         {**REQUEST, "commitments": ["Hire a CFO", "Sign the Ohio lease", "Take a week off"]},
     ),
+    "reminder_last": ("reminder", REMINDER),
+    "digest": ("digest", DIGEST),
     "receipt": ("receipt", RECEIPT),
     "receipt_skip": ("receipt", SKIP_RECEIPT),
     "notice": ("notice", NOTICE),
@@ -149,8 +178,12 @@ def check_golden(path: Path, actual: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(actual.encode("utf-8"))
         return
-    assert path.exists(), f"{path.name} is missing: run with UPDATE_GOLDEN=1 and review the new file"
-    assert actual == path.read_bytes().decode("utf-8"), f"{path.name} changed (UPDATE_GOLDEN=1 to accept)"
+    assert path.exists(), (
+        f"{path.name} is missing: run with UPDATE_GOLDEN=1 and review the new file"
+    )
+    assert actual == path.read_bytes().decode("utf-8"), (
+        f"{path.name} changed (UPDATE_GOLDEN=1 to accept)"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
@@ -228,7 +261,9 @@ def test_outbox_writes_one_email_per_member_with_their_own_reply_address(
         assert message["Message-ID"] == row.message_id
         assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
         assert message["Auto-Submitted"] is None  # a request wants an answer
-        assert message["Subject"] == "Your December update for Hudson Valley CEO Forum — due Tue 1 Dec"
+        assert (
+            message["Subject"] == "Your December update for Hudson Valley CEO Forum — due Tue 1 Dec"
+        )
         text = message.get_body(("plain",))
         html = message.get_body(("html",))
         assert text is not None and html is not None
@@ -240,7 +275,9 @@ def test_outbox_writes_one_email_per_member_with_their_own_reply_address(
     assert len(set(tokens.values())) == 3
 
 
-def test_outbox_delivering_twice_sends_nothing_twice(session: Session, settings: Settings, cycle: Cycle) -> None:
+def test_outbox_delivering_twice_sends_nothing_twice(
+    session: Session, settings: Settings, cycle: Cycle
+) -> None:
     ids = queue_all_requests(session, settings, cycle)
     for outbound_id in ids:
         deliver(settings, outbound_id)
@@ -251,10 +288,14 @@ def test_outbox_delivering_twice_sends_nothing_twice(session: Session, settings:
 
     assert {path: path.read_bytes() for path in outbox_files(settings)} == files
     again = [load(settings, outbound_id) for outbound_id in ids]
-    assert [(r.status, r.attempts, r.sent_at) for r in again] == [(r.status, r.attempts, r.sent_at) for r in sent]
+    assert [(r.status, r.attempts, r.sent_at) for r in again] == [
+        (r.status, r.attempts, r.sent_at) for r in sent
+    ]
 
 
-def test_queue_requests_twice_adds_no_rows(session: Session, settings: Settings, cycle: Cycle) -> None:
+def test_queue_requests_twice_adds_no_rows(
+    session: Session, settings: Settings, cycle: Cycle
+) -> None:
     assert len(queue_all_requests(session, settings, cycle)) == 3
     assert queue_all_requests(session, settings, cycle) == []
     assert session.scalar(select(func.count()).select_from(OutboundMessage)) == 3
@@ -348,7 +389,9 @@ def test_transient_error_keeps_the_row_queued_and_the_retry_reuses_the_message_i
     row = load(sendgrid_settings, outbound_id)
     assert (row.status, row.attempts, row.last_error) == ("sent", 2, None)
     assert row.provider_message_id == "sg-2"
-    assert [call.body["headers"]["Message-ID"] for call in sendgrid_api.calls] == [row.message_id] * 2
+    assert [call.body["headers"]["Message-ID"] for call in sendgrid_api.calls] == [
+        row.message_id
+    ] * 2
 
 
 @pytest.mark.parametrize("status", [400, 401])
@@ -414,10 +457,9 @@ def test_worker_dying_after_the_send_means_a_second_send_with_the_same_message_i
     def die() -> None:
         raise WorkerDied
 
-    with pytest.raises(WorkerDied):
-        with db.session_scope(sendgrid_settings.database_url) as doomed:
-            monkeypatch.setattr(doomed, "commit", die)
-            mail.deliver(doomed, sendgrid_settings, outbound_id)
+    with pytest.raises(WorkerDied), db.session_scope(sendgrid_settings.database_url) as doomed:
+        monkeypatch.setattr(doomed, "commit", die)  # the commit after SendGrid's 202 never happens
+        mail.deliver(doomed, sendgrid_settings, outbound_id)
     assert len(sendgrid_api.calls) == 1  # SendGrid has it ...
     assert load(sendgrid_settings, outbound_id).status == "queued"  # ... our commit never happened
 
@@ -426,7 +468,8 @@ def test_worker_dying_after_the_send_means_a_second_send_with_the_same_message_i
     row = load(sendgrid_settings, outbound_id)
     assert (row.status, row.provider_message_id) == ("sent", "sg-2")
     # Sent twice, never lost; the same Message-ID lets mail clients show it once.
-    assert [call.body["headers"]["Message-ID"] for call in sendgrid_api.calls] == [row.message_id] * 2
+    assert [call.body["headers"]["Message-ID"] for call in sendgrid_api.calls] == [
+        row.message_id
+    ] * 2
     assert deliver(sendgrid_settings, outbound_id) is False
     assert len(sendgrid_api.calls) == 2
-

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from app import db, jobs
 from app.cycles import queue_requests
+from app.inbound import PROCESS_JOB
 from app.models import (
     Cycle,
     Group,
@@ -36,7 +37,6 @@ from app.web import create_app
 from tests.conftest import AUTH, make_cycle
 from tests.mails import raw_mode, reply
 
-PROCESS_JOB = "workers.jobs.process_inbound"
 ALICE = "alice@northwind.example"
 
 
@@ -58,7 +58,9 @@ def run_worker(settings: Settings) -> list[str]:
 
 def post_reply(client: FlaskClient, token: str, body: str, message_id: str | None = None) -> Any:
     data, content_type = raw_mode(reply(token, body, message_id=message_id))
-    return client.post("/inbound/sendgrid", data=data, headers={**AUTH, "Content-Type": content_type})
+    return client.post(
+        "/inbound/sendgrid", data=data, headers={**AUTH, "Content-Type": content_type}
+    )
 
 
 def fetch(settings: Settings, statement: Any) -> list[Any]:
@@ -77,7 +79,10 @@ def outbox_files(settings: Settings) -> list[Path]:
 
 
 def token_of(settings: Settings, email: str) -> str:
-    [token] = fetch(settings, select(UpdateRequest.token).join(UpdateRequest.member).where(Member.email == email))
+    [token] = fetch(
+        settings,
+        select(UpdateRequest.token).join(UpdateRequest.member).where(Member.email == email),
+    )
     return token
 
 
@@ -91,9 +96,10 @@ def after_grace() -> datetime:
 
 
 def cycle_due_now(session: Session, group: Group) -> Cycle:
-    """A meeting a week ahead on the real clock: its requests are due, its deadline is not."""
+    """A meeting ten days ahead on the real clock: its requests are due (14 days before), its
+    first reminder (7 days before) and deadline are not, whatever the time of day."""
     today = utcnow().astimezone(ZoneInfo(group.timezone)).date()
-    cycle = make_cycle(session, group, day=today + timedelta(days=7))
+    cycle = make_cycle(session, group, day=today + timedelta(days=10))
     session.commit()
     return cycle
 
@@ -127,7 +133,9 @@ def test_tick_sends_requests_and_the_worker_processes_a_reply(
     assert inbound_status(redis_settings, inbound_id) == "accepted"
     [update] = fetch(redis_settings, select(Update))
     assert update.sections["texts"]["wins"] == "Closed the Series A."
-    [receipt] = fetch(redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "receipt"))
+    [receipt] = fetch(
+        redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "receipt")
+    )
     assert (receipt.status, receipt.to_email) == ("sent", ALICE)
     files = outbox_files(redis_settings)
     assert len(files) == 4
@@ -197,7 +205,9 @@ def test_duplicate_nudges_process_the_reply_once(
 
     assert inbound_status(redis_settings, inbound_id) == "accepted"
     assert len(fetch(redis_settings, select(Update))) == 1
-    [receipt] = fetch(redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "receipt"))
+    [receipt] = fetch(
+        redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "receipt")
+    )
     assert receipt.status == "sent"
     receipts = [path for path in outbox_files(redis_settings) if "-receipt-" in path.name]
     assert len(receipts) == 1
@@ -228,7 +238,7 @@ def test_sweep_re_enqueues_a_row_whose_job_gave_up(
 
     assert jobs.sweep(redis_settings, now=after_grace())[0] == 1
     assert f"inbound-{inbound_id}" in jobs.queue(redis_settings).job_ids
-    run_worker(redis_settings)
+    assert run_worker(redis_settings) == []  # the failed job was replaced, not kept beside
 
     assert inbound_status(redis_settings, inbound_id) == "accepted"
     assert len(fetch(redis_settings, select(Update))) == 1

@@ -474,6 +474,8 @@ def test_topic_priority_text_is_kept() -> None:
         "Hi Sam,\nSKIP\nBest,\nJane Doe",
         "Hi Sam, skip this month please",
         "skip\nTravelling all month",
+        "SKIP - I'm travelling in Asia for the whole month. See you in January!",
+        "SKIP\nI'm travelling in Asia for the whole month. See you in January!\n\nBest,\nElena",
         "Can we skip this month?",
     ],
 )
@@ -492,6 +494,7 @@ def test_skip(reply: str) -> None:
         "We decided to skip the Series B and stay profitable.",
         "WINS\nWe skip standups on Fridays now.",
         "skip\nWINS\nClosed Acme.\nCHALLENGES\nHiring.\nASKS\nA lawyer.",
+        "Skip: " + "we closed Acme and then hired a CFO, " * 8,
         "skipper",
         "Can I skip the CFO topic and discuss hiring instead?",
     ],

@@ -340,6 +340,23 @@ def test_only_a_footer_leaves_nothing() -> None:
     assert new_words("\n\nSent from my iPhone\n") == ""
 
 
+def test_outlook_reply_with_nothing_written_leaves_nothing_of_our_request() -> None:
+    # "See attached" without the words: Outlook sends our request back, unquoted.
+    body = (
+        "\n\n"
+        f"From: Roundtable <{TOKEN_ADDRESS}>\n"
+        "Sent: Monday, November 3, 2025 9:00 AM\n"
+        "To: Anna Berg <anna@example.com>\n"
+        "Subject: Your November update\n\n"
+        "Hi Anna,\n\n"
+        "Your November update for the Tuesday group is due Friday 7 November.\n\n"
+        "-- Reply above this line or answer under the headings below --\n\n"
+        "RATINGS (1-10)\nBusiness:\nPersonal:\nFamily:\n\nWINS\n"
+    )
+
+    assert new_words(body) == ""
+
+
 # --- HTML ----------------------------------------------------------------------------------------
 
 GMAIL_TOP_POST = f"""\
@@ -365,7 +382,7 @@ APPLE_MAIL = f"""\
 </blockquote></div><blockquote type="cite"><div><h2>Wins</h2><p>What went well</p></div>
 </blockquote></body></html>"""
 
-THUNDERBIRD = f"""\
+THUNDERBIRD = """\
 <html><body><p>Burn rate down 20%.</p>
 <div class="moz-cite-prefix">On 03/11/2025 09:00, Roundtable wrote:<br></div>
 <blockquote type="cite" cite="mid:abc@roundtable.example"><h2>Wins</h2></blockquote>
