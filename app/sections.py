@@ -18,6 +18,11 @@ class Section:
     title: str
     hint: str
 
+    @property
+    def label(self) -> str:
+        """The title without its parenthesis ("Last month's commitments"): for packet headings."""
+        return re.sub(r"\s*\(.*\)", "", self.title)
+
 
 # The single source of truth for section keys, titles and order. Text templates upper-case the
 # title; the parser recognizes the title in any case, with or without its parenthesis.
@@ -48,7 +53,7 @@ RATING_KEYS: tuple[str, ...] = ("business", "personal", "family")
 # matching ("last months commitments"). Longer phrases win, so "issue for the group" is a topic
 # while "issues" is a challenge.
 _HEADING_PHRASES: dict[str, tuple[str, ...]] = {
-    "ratings": ("ratings", "rating", "scores", "score", "ratings 1-10", "ratings 1 to 10"),
+    "ratings": ("ratings", "rating", "scores", "ratings 1-10", "ratings 1 to 10"),
     "wins": ("wins", "win", "highlights", "successes", "wins since we last met"),
     "challenges": ("challenges", "challenge", "problems", "issues", "struggles", "lowlights"),
     "commitments": (
@@ -177,8 +182,16 @@ def _strip_prefix(line: str) -> tuple[str, bool]:
 _RATING_PREFIX = re.compile(r"(?:>+|#{1,6}(?!\w)|[*_]{1,3}|[-•–](?=\s)|\s+)*")
 
 
+# A ratings line is short; longer ones are prose, and scanning them (a 700 KB one-line
+# HTML-to-text body) would cost time for nothing.
+_MAX_RATING_LINE = 200
+
+
 def _strip_rating_prefix(line: str) -> str:
+    """The line without leading decoration; "" for a line too long to be a ratings line."""
     text = line.strip()
+    if len(text) > _MAX_RATING_LINE:
+        return ""
     m = _RATING_PREFIX.match(text)
     return text[m.end() :] if m else text
 

@@ -1,10 +1,11 @@
 """Find a member's new words in a reply: drop quoted mail, signatures and mobile footers.
 
 Pure functions over strings: no I/O. Conservative by design (zulip's email gateway: "when in
-doubt, keep the text"): a lost answer costs more than a leaked line of quote, so a line is dropped
-only when it is certainly not the member's: a `>` quote, a quote header, what follows a header that
-starts an unquoted original (Outlook, Apple Mail, Yahoo), a `-- ` signature, a mobile footer.
-Sign-offs ("Best,\\nAnna") stay: they cannot be told apart from a last line of content.
+doubt, keep the text"): a lost answer costs more than a leaked line of quote, so a line goes only
+when it is certainly not the member's update: a `>` quote, a quote header, the original under a
+header that starts it unquoted (Outlook, Apple Mail, Yahoo), a `-- ` signature, a mobile footer,
+and at the very end a closing ("Best," over a name, title, phone) or a disclaimer. "Thanks, that
+covers it" inside the text, hyphen lists and a name that is no closing's stay.
 
 `html_to_text` turns HTML-only mail into the same kind of text, so `new_words` reads both.
 """
@@ -61,7 +62,7 @@ _SEPARATOR = re.compile(
 
 # Words that open an "On <date>, <name> wrote:" header, by language.
 _ON_WORDS = (
-    r"on|am|le|el|op|il|em|den|dnia|w dniu|på|dne|в|у|el d[íi]a|at|在|於"
+    r"on|am|le|el|op|il|em|den|dnia|w dniu|på|dne|в|у|el d[íi]a|在|於"
     r"|mon|tue|wed|thu|fri|sat|sun|ons|tis|fre|l[öo]r|s[öo]n|man|tir|tor"
 )
 # "wrote" in the languages of our members; a header ends with it plus an optional name, address
@@ -158,14 +159,25 @@ _CLOSING = re.compile(
 )
 # "-Anna", "/John", "—Ryan": a name signed with a dash or slash, one or two capitalized words.
 _DASH_NAME = re.compile(r"\s*[-–—/~]+\s*([^\W\d_][\w.'’-]*(?:\s+[^\W\d_][\w.'’-]*)?)\s*")
-# What stands under a closing: contact details, a disclaimer, a name or a title.
-_CONTACT = re.compile(
-    r"\+?\d[\d\s().-]{6,}\d|@[\w-]+\.\w|https?://|www\.|confidential|intended recipient"
-    r"|privileged|vertraulich|confidentiel",
+# What stands under a closing or a signed name: contact details, a disclaimer, a name or a title.
+_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+_ADDRESS_OR_LINK = re.compile(r"[\w.+-]+@[\w-]+\.\w|https?://|www\.", re.IGNORECASE)
+_DISCLAIMER = re.compile(
+    r"confidential|privileged|intended\s+recipient|vertraulich|confidentiel", re.IGNORECASE
+)
+# "This email and any attachments are confidential...", "... the intended recipient ...".
+_DISCLAIMER_START = re.compile(
+    r"\W*(?:(?:this|the)\s+(?:e-?mail|message|communication)|confidentiality|disclaimer"
+    r"|diese\s+(?:e-?mail|nachricht))\b",
+    re.IGNORECASE,
+)
+_DISCLAIMER_TERMS = re.compile(
+    r"intended\s+recipient|privileged|attachments?\b.*\bconfidential|confidential.*\battachments?\b",
     re.IGNORECASE,
 )
 _LIST_ITEM = re.compile(r"\s*(?:[-*•–—]|\d{1,2}[.)])")
 _MAX_SIGNATURE_LINES = 8  # lines under a closing that can still be name, title and contact
+_MAX_SIGN_OFFS = 3  # closings stacked at the end, removed one after the other
 
 _MAX_HEADER_LINES = 4  # non-blank lines a wrapped "On ... wrote:" header may span
 _MAX_HEADER_SPAN = 6  # lines it may span with the blank ones Gmail's wrapping leaves
@@ -216,7 +228,11 @@ class _Header:
 
 def _header_strength(text: str) -> bool | None:
     """None when `text` is no "On ... wrote:" style header, else whether it is a strong one."""
-    if _DATE_HEADER.fullmatch(text) or _ADDRESS_HEADER.fullmatch(text):
+    if _DATE_HEADER.fullmatch(text):
+        return True
+    if not text.rstrip(" *").endswith((":", "：", "-")):
+        return None  # every other form ends with its colon (or Zoho's "----"); skip the regexes
+    if _ADDRESS_HEADER.fullmatch(text):
         return True
     m = _WROTE_HEADER.fullmatch(text)
     if m is None:
@@ -236,9 +252,8 @@ def _wrote_header(lines: list[str], index: int) -> _Header | None:
     strength = _header_strength(first)
     if strength is not None and first.endswith((":", "：", "-")):
         return _Header(span=1, is_strong=strength)
-    has_address = "<" in first or _EMAIL.search(first) is not None
-    # A sentence that ends on its line is content, not the start of a wrapped header.
-    may_wrap = has_address or (
+    # "On <date>", a date, or "Name <address>" may wrap; a sentence ending on its line is content.
+    may_wrap = "<" in first or (
         _HEADER_START.match(first) is not None and not first.endswith((".", "!", "?"))
     )
     joined = _join_header(lines, index) if may_wrap else None
@@ -253,17 +268,23 @@ def _join_header(lines: list[str], index: int) -> _Header | None:
     for end in range(index + 1, min(index + _MAX_HEADER_SPAN, len(lines))):
         if _is_blank(lines[end]):
             continue
-        # Gmail wraps "<\naddress>"; the tail then starts a line like a quote: "> wrote:".
-        part = re.sub(r"^\s*>\s*(?=[^\s>])", "> ", lines[end]).strip()
+        part = lines[end].strip()  # may look quoted: Gmail wraps "<" / "address" / "> wrote:"
         if len(part) > 120 or len(parts) == _MAX_HEADER_LINES:
             return None
         parts.append(part)
-        text = re.sub(r"<\s+", "<", re.sub(r"\s+>", ">", " ".join(parts)))
         # Only a strong header may swallow lines above its last one: a weak "... wrote:" under a
         # line of content ("3 customers left.\nOne wrote:") must not take that line with it.
-        if _header_strength(text) and text.endswith((":", "：", "-")):
+        if _header_strength(_joined(parts)) and parts[-1].endswith((":", "：", "-")):
+            # "3 new hires" over "On Mon, 3 Nov 2025 ... wrote:": the header starts below.
+            if _HEADER_START.match(parts[1]) and _header_strength(_joined(parts[1:])) is not None:
+                return None
             return _Header(span=end - index + 1, is_strong=True)
     return None
+
+
+def _joined(parts: list[str]) -> str:
+    """One header line out of wrapped parts, the address closed up again ("< a@b.c >")."""
+    return re.sub(r"<\s+", "<", re.sub(r"\s+>", ">", " ".join(parts)))
 
 
 def _field_kind(line: str) -> str | None:
@@ -306,12 +327,18 @@ def _quote_header(lines: list[str], index: int) -> _Header | None:
 
 def new_words(text: str) -> str:
     """The member's new words from a plain-text body: quotes, quote headers, the quoted or
-    forwarded original, `-- ` signatures and mobile footers removed. "" when nothing is left.
+    forwarded original, `-- ` signatures, mobile footers and a closing or signature block at the
+    end removed. "" when nothing is left (an empty reply, only a quote, only a footer).
 
     Inline replies keep every answer line; a quoted heading of our request stays (unquoted) right
     above the answers under it, so the section splitter can place them.
     """
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    # Below a header with nothing written above, our own unquoted marker means our request.
+    last_marker = max(
+        (i for i, line in enumerate(lines) if _OUR_MARKER.fullmatch(line) and not _is_quoted(line)),
+        default=-1,
+    )
     kept: list[str] = []
     has_content = False
     index = 0
@@ -335,7 +362,7 @@ def new_words(text: str) -> str:
                 # The quote below is dropped line by line, so answers between its lines stay.
                 index += header.span
                 continue
-            if header.is_strong and (has_content or _has_our_marker(lines, index + header.span)):
+            if header.is_strong and (has_content or last_marker >= index + header.span):
                 # The original follows unquoted (Outlook, Apple Mail, Yahoo); with nothing written
                 # above, it is still our own request when our marker is in it: an empty reply.
                 break
@@ -351,14 +378,10 @@ def new_words(text: str) -> str:
     return _tidy(_answers_with_headings(_without_sign_off(kept)))
 
 
-def _has_our_marker(lines: list[str], start: int) -> bool:
-    return any(_OUR_MARKER.fullmatch(line) and not _is_quoted(line) for line in lines[start:])
-
-
 def _is_signature_line(line: str) -> bool:
     """A name, title or contact line, as under "Best,": "Anna Berg", "CEO | Berg Robotics"."""
     words = line.split()
-    if _CONTACT.search(line):
+    if _PHONE.search(line) or _ADDRESS_OR_LINK.search(line) or _DISCLAIMER.search(line):
         return True
     if line.endswith((".", "!", "?", ":", ";")) or _LIST_ITEM.match(line):
         return False
@@ -379,21 +402,62 @@ def _is_closing(lines: list[str], index: int) -> bool:
     return bool(above) and not lines[index - 1].strip() and not _LIST_ITEM.match(above[-1])
 
 
+def _is_name(line: str) -> bool:
+    """Two to four capitalized words of letters: how a signature block starts ("Ben Okafor")."""
+    words = line.split()
+    return 2 <= len(words) <= 4 and all(
+        word[0].isupper() and word.replace("-", "").replace("'", "").isalpha() for word in words
+    )
+
+
+def _is_signature_block(paragraph: list[str]) -> bool:
+    """A last paragraph that is a disclaimer, or a name over a title and a phone or an address:
+    a signature without "-- " (Outlook's, typed once in the settings)."""
+    text = " ".join(paragraph)
+    if _DISCLAIMER_START.match(text) and _DISCLAIMER_TERMS.search(text):
+        return True
+    # Name, title and a phone or an address at least: "Call Bo Lind" over a number is an answer.
+    return (
+        3 <= len(paragraph) <= _MAX_SIGNATURE_LINES
+        and _is_name(paragraph[0])
+        and all(_is_signature_line(line) for line in paragraph[1:])
+        and any(_PHONE.search(line) or _EMAIL.search(line) for line in paragraph[1:])
+    )
+
+
 def _without_sign_off(lines: list[str]) -> list[str]:
-    """Drop a closing at the very end and the name, title and contact lines under it ("Best," /
-    "Anna"; "Danke und viele Grüße" / name / "CEO | Acme" / phone / disclaimer). It is never part
-    of the update, and left in it would be read as the last section's answer."""
+    """Drop what closes the member's text (above a quote at the end, if any): a closing line and
+    the name, title and contact lines under it ("Best," / "Anna"; "Danke und viele Grüße" / name
+    / "CEO | Acme" / phone), a disclaimer, a name over a title and a phone number. It is no part
+    of the update, and left in it would be read as the answer of the last section."""
+    for _ in range(_MAX_SIGN_OFFS):  # "Thanks!" over "Best regards," over "//Jef"
+        shorter = _without_last_sign_off(lines)
+        if len(shorter) == len(lines):
+            break
+        lines = shorter
+    return lines
+
+
+def _without_last_sign_off(lines: list[str]) -> list[str]:
+    end = len(lines)
+    while end and (_is_blank(lines[end - 1]) or _is_quoted(lines[end - 1])):
+        end -= 1
+    start = end
+    while start and not _is_blank(lines[start - 1]) and not _is_quoted(lines[start - 1]):
+        start -= 1
+    if start < end and _is_signature_block([line.strip() for line in lines[start:end]]):
+        return lines[:start] + lines[end:]
     below = 0
-    for index in range(len(lines) - 1, -1, -1):
+    for index in range(end - 1, -1, -1):
         line = lines[index]
         if _is_blank(line):
             continue
         if _is_quoted(line) or below > _MAX_SIGNATURE_LINES:
-            return lines
+            break
         if _is_closing(lines, index):
-            return lines[:index]
+            return lines[:index] + lines[end:]
         if not _is_signature_line(line.strip()):
-            return lines
+            break
         below += 1
     return lines
 
@@ -480,6 +544,8 @@ _IMPLIED_END_SCOPES = {
     "option": frozenset({"select"}),
 }
 
+_MAX_DEPTH = 150  # element nesting kept; rendering recurses once per level
+
 # Where client markup marks the quoted original.
 _QUOTE_CLASSES = re.compile(r"\b(?:gmail_quote\w*|gmail_extra|yahoo_quoted\w*|moz-cite-prefix)\b")
 _CUT_IDS = re.compile(r"^(?:x_)?divRplyFwdMsg$|^mail-editor-reference-message-container$")
@@ -507,6 +573,8 @@ class _TreeBuilder(HTMLParser):
         self._stack = [self.root]
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if len(self._stack) > _MAX_DEPTH:
+            return  # hostile nesting: deeper tags are ignored, their text joins the parent
         scopes = _IMPLIED_END_SCOPES.get(tag, frozenset())
         for position in range(len(self._stack) - 1, 0, -1) if scopes else ():
             open_tag = self._stack[position].tag

@@ -9,10 +9,10 @@ Reply corpora (email_reply_trimmer, reply_parser_family), per entry:
 Lines compare whitespace-normalized. Ignored on both sides, because the corpora disagree on them:
 blank and delimiter-only lines, mobile footers. Quoted (">") lines of an expected text are not
 required: Discourse keeps the quote of a bottom-posted or inline reply, we keep only the answers.
+Sign-offs ("Best regards," over a name) are neither required nor forbidden: Discourse's expected
+texts keep them, mail-parser-reply's and GitHub's assertions say they are no part of the reply.
 reply_parser_family entries carry their authors' assertions instead of a text; each becomes a
-required or forbidden string (see `_rpf_spec`). A sign-off that mail-parser-reply labels as the
-newest reply's signature ("Med venlig hilsen\\nAnders") is not held against us: Discourse's
-expected texts keep sign-offs and so do we.
+required or forbidden string (see `_rpf_spec`).
 
 Machine mail: sisimai messages classified "reply" (machine mail that would enter a packet), bounce
 recall, and reply-corpus bodies wrapped as a person's message classified as machine mail (a lost
@@ -72,6 +72,15 @@ def _has_words(text: str) -> bool:
 
 def significant_lines(text: str) -> list[str]:
     return [norm(line) for line in text.splitlines() if not is_ignored(line)]
+
+
+def sign_off_tail(text: str) -> set[str]:
+    """The lines of a closing that ends `text` ("Best regards," / "Anna"), else an empty set."""
+    lines = significant_lines(text)
+    for size in range(min(4, len(lines)), 0, -1):
+        if is_sign_off("\n".join(lines[-size:])):
+            return set(lines[-size:])
+    return set()
 
 
 def is_sign_off(text: str) -> bool:
@@ -181,7 +190,12 @@ def score(spec: Spec, output: str, seconds: float) -> tuple[bool, bool, list[str
     out_set = set(out_lines)
     out_text = _normalized_text(output)
     for expected in dict.fromkeys(spec.exact):
-        wanted = [line for line in significant_lines(expected) if not line.startswith(">")]
+        optional = sign_off_tail(expected)
+        wanted = [
+            line
+            for line in significant_lines(expected)
+            if not line.startswith(">") and line not in optional
+        ]
         reasons += [f"lost: {line!r}" for line in wanted if line not in out_set]
         allowed = set(significant_lines(expected))
         reasons += [f"leaked: {line!r}" for line in out_lines if line not in allowed]

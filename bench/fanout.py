@@ -383,30 +383,47 @@ def sent_total(url: str) -> int:
 
 
 class StatementCounter:
-    """Counts SQL statements by shape (literals and bind names collapsed) while active."""
+    """Counts SQL statements, and the seconds spent in them (cursor.execute, i.e. round trip and
+    server time), by shape (bind names collapsed) while active."""
 
     def __init__(self, engine: Any) -> None:
         from sqlalchemy import event
 
         self.engine = engine
         self.counts: collections.Counter[str] = collections.Counter()
+        self.seconds: collections.Counter[str] = collections.Counter()
         self._event = event
-        event.listen(engine, "before_cursor_execute", self._count)
+        self._started = 0.0
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
 
-    def _count(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         self.counts[statement] += 1
+        self._started = time.perf_counter()
+
+    def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        self.seconds[statement] += time.perf_counter() - self._started
 
     def close(self) -> None:
-        self._event.remove(self.engine, "before_cursor_execute", self._count)
+        self._event.remove(self.engine, "before_cursor_execute", self._before)
+        self._event.remove(self.engine, "after_cursor_execute", self._after)
 
-    def summary(self, top: int = 12) -> list[tuple[int, str]]:
-        shapes: collections.Counter[str] = collections.Counter()
+    def summary(self, top: int = 12) -> list[tuple[int, float, str]]:
+        """(count, seconds, shape), the slowest shapes first."""
+        counts: collections.Counter[str] = collections.Counter()
+        seconds: collections.Counter[str] = collections.Counter()
         for statement, count in self.counts.items():
             shape = re.sub(r"\s+", " ", statement)
             shape = re.sub(r"%\(\w+\)s", "?", shape)
             shape = re.sub(r"\(\?(, \?)*\)", "(?…)", shape)
-            shapes[shape[:150]] += count
-        return [(count, shape) for shape, count in shapes.most_common(top)]
+            shape = re.sub(r"p\d+::", "p::", shape)
+            counts[shape[:150]] += count
+            seconds[shape[:150]] += self.seconds[statement]
+        return [(counts[shape], sec, shape) for shape, sec in seconds.most_common(top)]
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
 
     @property
     def total(self) -> int:
@@ -599,11 +616,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         counter = StatementCounter(engine)
         spy = PySpy(os.getpid(), profile_dir / "tick.txt") if profile_dir else None
         with db.session_scope(url) as session:
+            cpu_started = time.process_time()
             started = time.perf_counter()
             result = tick(session, settings, now)
             ticked = time.perf_counter()
             session.commit()
             committed = time.perf_counter()
+            cpu_used = time.process_time() - cpu_started
         if spy:
             spy.stop()
         counter.close()
@@ -612,90 +631,98 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["tick_commit_s"] = round(committed - ticked, 3)
         out["tick_statements"] = counter.total
         out["tick_statements_per_member"] = round(counter.total / members, 2)
+        out["tick_sql_s"] = round(counter.total_seconds, 3)
+        out["tick_cpu_s"] = round(cpu_used, 3)
         counts = table_counts(url)
         print(f"busy tick: {out['tick_s']:.2f} s ({members / out['tick_s']:,.0f} members/s, commit {out['tick_commit_s']:.2f} s), "
-              f"{len(outbound_ids):,} outbound ids, {counter.total:,} SQL statements "
-              f"({out['tick_statements_per_member']} per member)", flush=True)
-        for count, shape in counter.summary(10):
-            print(f"    {count:>8,}  {shape}")
+              f"{len(outbound_ids):,} outbound ids; {counter.total:,} SQL statements "
+              f"({out['tick_statements_per_member']} per member) taking {out['tick_sql_s']:.2f} s in cursor.execute; "
+              f"this process's CPU {out['tick_cpu_s']:.2f} s", flush=True)
+        for count, seconds, shape in counter.summary(10):
+            print(f"    {count:>7,} {seconds:8.2f} s  {shape}")
         if len(outbound_ids) != members or counts["outbound_messages"] != members or counts["update_requests"] != members:
             raise RuntimeError(f"tick made {counts} for {members} members ({len(outbound_ids)} ids)")
 
         # --- enqueue, as workers.jobs.tick does
+        spy = PySpy(os.getpid(), profile_dir / "enqueue.txt") if profile_dir else None
         started = time.perf_counter()
         for outbound_id in outbound_ids:
             if not jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}"):
                 raise RuntimeError("enqueue failed: Redis unreachable")
         out["enqueue_s"] = round(time.perf_counter() - started, 3)
+        if spy:
+            spy.stop()
         queued = len(jobs.queue(settings))
         print(f"enqueue: {out['enqueue_s']:.2f} s for {len(outbound_ids):,} jobs "
               f"({len(outbound_ids) / out['enqueue_s']:,.0f}/s, app.jobs.enqueue one at a time); queue length {queued:,}",
               flush=True)
 
-        # --- send phases
-        env = worker_env(url, stand_in.url, folder)
-        phases = []
+        phases: list[dict[str, Any]] = []
+        out["checks_ok"] = True
+        if not args.tick_only:
+            # --- send phases
+            env = worker_env(url, stand_in.url, folder)
 
-        def phase(name: str, workers: int, worker_class: str, max_jobs: int | None, profile: bool = False) -> dict[str, Any]:
-            figures = run_phase(name, url, env, folder, workers=workers, worker_class=worker_class, max_jobs=max_jobs,
-                                profile_to=profile_dir / f"worker-{name}.txt" if profile and profile_dir else None)
-            phases.append(figures)
-            steady = f"{figures['steady_emails_per_s']:,.1f}" if figures["steady_emails_per_s"] else "-"
-            print(f"send {name}: {figures['sent']:,} sent by {workers} x {worker_class.rsplit('.', 1)[1]} in "
-                  f"{figures['wall_s']:.1f} s = {figures['emails_per_s']:,.1f} emails/s (steady {steady}/s, "
-                  f"first send {figures['startup_s'] or 0:.1f} s after start), exit codes {figures['exit_codes']}",
-                  flush=True)
-            return figures
+            def phase(name: str, workers: int, worker_class: str, max_jobs: int | None, profile: bool = False) -> dict[str, Any]:
+                figures = run_phase(name, url, env, folder, workers=workers, worker_class=worker_class, max_jobs=max_jobs,
+                                    profile_to=profile_dir / f"worker-{name}.txt" if profile and profile_dir else None)
+                phases.append(figures)
+                steady = f"{figures['steady_emails_per_s']:,.1f}" if figures["steady_emails_per_s"] else "-"
+                print(f"send {name}: {figures['sent']:,} sent by {workers} x {worker_class.rsplit('.', 1)[1]} in "
+                      f"{figures['wall_s']:.1f} s = {figures['emails_per_s']:,.1f} emails/s (steady {steady}/s, "
+                      f"first send {figures['startup_s'] or 0:.1f} s after start), exit codes {figures['exit_codes']}",
+                      flush=True)
+                return figures
 
-        one = phase("1-simple", 1, SIMPLE_WORKER, sample, profile=True)
-        fork = phase("1-fork", 1, FORK_WORKER, fork_sample) if fork_sample else None
-        two = phase("2-simple", 2, SIMPLE_WORKER, sample // 2)
-        rest = phase("2-simple-rest", 2, SIMPLE_WORKER, None)
-        out["worker_class"] = SIMPLE_WORKER
-        out["sample_jobs"] = sample
-        out["emails_per_s_1_worker"] = round(one["emails_per_s"], 1)
-        out["emails_per_s_2_workers"] = round(two["emails_per_s"], 1)
-        out["ratio_2_vs_1"] = round(two["emails_per_s"] / one["emails_per_s"], 2)
-        out["steady_emails_per_s_1_worker"] = round(one["steady_emails_per_s"] or 0, 1)
-        out["steady_emails_per_s_2_workers"] = round(two["steady_emails_per_s"] or 0, 1)
-        out["emails_per_s_2_workers_rest"] = round(rest["emails_per_s"], 1)
-        if fork:
-            out["fork_sample_jobs"] = fork_sample
-            out["emails_per_s_1_worker_fork"] = round(fork["emails_per_s"], 1)
-        two_sent = two["sent"] + rest["sent"]
-        two_rate = two_sent / (two["wall_s"] + rest["wall_s"])
-        out["month_minutes"] = round((out["tick_s"] + out["enqueue_s"] + members / two_rate) / 60, 2)
-        out["month_minutes_basis"] = (
-            f"extrapolated: tick + enqueue + {members} / {two_rate:.1f} emails/s, the 2-SimpleWorker rate "
-            f"measured over {two_sent} of {members} emails (phases 2-simple and 2-simple-rest)"
-        )
-        out["month_minutes_measured_mixed"] = round(
-            (out["tick_s"] + out["enqueue_s"] + sum(p["wall_s"] for p in phases)) / 60, 2)
+            one = phase("1-simple", 1, SIMPLE_WORKER, sample, profile=True)
+            fork = phase("1-fork", 1, FORK_WORKER, fork_sample) if fork_sample else None
+            two = phase("2-simple", 2, SIMPLE_WORKER, sample // 2)
+            rest = phase("2-simple-rest", 2, SIMPLE_WORKER, None)
+            out["worker_class"] = SIMPLE_WORKER
+            out["sample_jobs"] = sample
+            out["emails_per_s_1_worker"] = round(one["emails_per_s"], 1)
+            out["emails_per_s_2_workers"] = round(two["emails_per_s"], 1)
+            out["ratio_2_vs_1"] = round(two["emails_per_s"] / one["emails_per_s"], 2)
+            out["steady_emails_per_s_1_worker"] = round(one["steady_emails_per_s"] or 0, 1)
+            out["steady_emails_per_s_2_workers"] = round(two["steady_emails_per_s"] or 0, 1)
+            out["emails_per_s_2_workers_rest"] = round(rest["emails_per_s"], 1)
+            if fork:
+                out["fork_sample_jobs"] = fork_sample
+                out["emails_per_s_1_worker_fork"] = round(fork["emails_per_s"], 1)
+            two_sent = two["sent"] + rest["sent"]
+            two_rate = two_sent / (two["wall_s"] + rest["wall_s"])
+            out["month_minutes"] = round((out["tick_s"] + out["enqueue_s"] + members / two_rate) / 60, 2)
+            out["month_minutes_basis"] = (
+                f"extrapolated: tick + enqueue + {members} / {two_rate:.1f} emails/s, the 2-SimpleWorker rate "
+                f"measured over {two_sent} of {members} emails (phases 2-simple and 2-simple-rest)"
+            )
+            out["month_minutes_measured_mixed"] = round(
+                (out["tick_s"] + out["enqueue_s"] + sum(p["wall_s"] for p in phases)) / 60, 2)
 
-        # --- checks
-        stats = stand_in.stats()
-        with db.session_scope(url) as session:
-            statuses = dict(session.execute(
-                select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)).all())
-            provider_ids = session.scalar(select(func.count(func.distinct(OutboundMessage.provider_message_id))))
-            attempts = session.scalar(select(func.sum(OutboundMessage.attempts)))
-        failed = failed_jobs()
-        left = len(jobs.queue(settings))
-        checks = {
-            "outbound_rows_eq_members": sum(statuses.values()) == members,
-            "all_sent": statuses.get("sent", 0) == members,
-            "standin_requests_eq_sent": stats["requests"] == statuses.get("sent", 0),
-            "no_duplicate_message_ids": stats["duplicates"] == 0 and stats["no_message_id"] == 0
-            and stats["unique_message_ids"] == stats["requests"],
-            "provider_ids_distinct": provider_ids == members,
-            "one_attempt_each": attempts == members,
-            "no_failed_jobs": failed == 0,
-            "queue_empty": left == 0,
-        }
-        out["checks_ok"] = all(checks.values())
-        print(f"checks: statuses {statuses}; stand-in {stats}; failed/scheduled jobs {failed}; queue {left}")
-        for name, ok in checks.items():
-            print(f"    {'ok  ' if ok else 'FAIL'} {name}")
+            # --- checks
+            stats = stand_in.stats()
+            with db.session_scope(url) as session:
+                statuses = dict(session.execute(
+                    select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)).all())
+                provider_ids = session.scalar(select(func.count(func.distinct(OutboundMessage.provider_message_id))))
+                attempts = session.scalar(select(func.sum(OutboundMessage.attempts)))
+            failed = failed_jobs()
+            left = len(jobs.queue(settings))
+            checks = {
+                "outbound_rows_eq_members": sum(statuses.values()) == members,
+                "all_sent": statuses.get("sent", 0) == members,
+                "standin_requests_eq_sent": stats["requests"] == statuses.get("sent", 0),
+                "no_duplicate_message_ids": stats["duplicates"] == 0 and stats["no_message_id"] == 0
+                and stats["unique_message_ids"] == stats["requests"],
+                "provider_ids_distinct": provider_ids == members,
+                "one_attempt_each": attempts == members,
+                "no_failed_jobs": failed == 0,
+                "queue_empty": left == 0,
+            }
+            out["checks_ok"] = all(checks.values())
+            print(f"checks: statuses {statuses}; stand-in {stats}; failed/scheduled jobs {failed}; queue {left}")
+            for name, ok in checks.items():
+                print(f"    {'ok  ' if ok else 'FAIL'} {name}")
 
         # --- idle tick
         before = table_counts(url)
@@ -748,10 +775,13 @@ def print_table(out: dict[str, Any], phases: list[dict[str, Any]], capacity: dic
     for p in phases:
         steady = f", steady {p['steady_emails_per_s']:.1f}/s" if p["steady_emails_per_s"] else ""
         rows.append((f"send {p['phase']} ({p['sent']:,} jobs)", f"{p['emails_per_s']:.1f} emails/s{steady}"))
+    if phases:
+        rows += [
+            ("2 vs 1 SimpleWorker", f"{out['ratio_2_vs_1']:.2f}x"),
+            ("month, 2 workers (extrapolated)", f"{out['month_minutes']:.2f} min  (target < 10)"),
+            ("month as run (mixed phases)", f"{out['month_minutes_measured_mixed']:.2f} min"),
+        ]
     rows += [
-        ("2 vs 1 SimpleWorker", f"{out['ratio_2_vs_1']:.2f}x"),
-        ("month, 2 workers (extrapolated)", f"{out['month_minutes']:.2f} min  (target < 10)"),
-        ("month as run (mixed phases)", f"{out['month_minutes_measured_mixed']:.2f} min"),
         ("idle tick (best of 3)", f"{out['idle_tick_s']:.3f} s  (target < 5)"),
         ("checks", "ok" if out["checks_ok"] else "FAILED"),
         ("load average start / end", f"{out['load_average_start']} / {out['load_average_end']} (2 cores)"),
@@ -772,6 +802,8 @@ def main() -> None:
                         help="jobs sent in the 1-worker phase and again in the 2-worker phase (default 6000 x scale)")
     parser.add_argument("--fork-sample", type=int, default=None,
                         help="jobs sent by one forking rq.Worker for comparison (default 1000 x scale; 0 skips)")
+    parser.add_argument("--tick-only", action="store_true",
+                        help="setup, busy tick, enqueue and idle tick only: no workers, no sends")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the busy tick and the 1-worker phase into DIR")
     args = parser.parse_args()
     out = run(args)

@@ -309,6 +309,15 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     access_log: Path
+    ready: Path  # one file per booted worker, named by its pid
+
+    def worker_cpu_seconds(self) -> float:
+        """User + system CPU the workers have used: a cost the neighbours' load barely moves."""
+        total = 0
+        for pid in os.listdir(self.ready):
+            fields = Path("/proc", pid, "stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(
@@ -328,9 +337,9 @@ def start_server(
         app_spec,
     ]
     process = subprocess.Popen(command, env={**os.environ, **env}, cwd=folder)
-    server = Server(process, port, folder / f"{name}-access.log")
+    server = Server(process, port, folder / f"{name}-access.log", folder / f"{name}-ready")
     deadline = time.monotonic() + 60
-    while len(list((folder / f"{name}-ready").iterdir())) < GUNICORN_WORKERS:
+    while len(os.listdir(server.ready)) < GUNICORN_WORKERS:
         if process.poll() is not None:
             error_log = (folder / f"{name}-error.log").read_text()[-2000:]
             raise RuntimeError(f"the {name} server exited ({process.returncode}): {error_log}")
@@ -379,6 +388,7 @@ class Load:
     socket_errors: int
     server_posts_2xx: int  # warm-up included
     load_average: float
+    cpu_ms_per_request: float  # the gunicorn workers' own CPU, not PostgreSQL's or Redis's
 
 
 def load_server(
@@ -389,7 +399,9 @@ def load_server(
     try:
         run_wrk(script, server.port, WARM_UP_SECONDS, args.connections)
         load_average = os.getloadavg()[0]
+        cpu_before = server.worker_cpu_seconds()
         summary = run_wrk(script, server.port, args.seconds, args.connections)
+        cpu_seconds = server.worker_cpu_seconds() - cpu_before
     finally:
         stop_server(server)
     logged = [line.split() for line in server.access_log.read_text().splitlines()]
@@ -406,6 +418,7 @@ def load_server(
             1 for method, path, status in logged if method == "POST" and status.startswith("2")
         ),
         load_average=load_average,
+        cpu_ms_per_request=1000 * cpu_seconds / max(summary["requests"], 1),
     )
 
 
@@ -544,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         "noop_p99_ms": round(noop.p99_ms, 2),
         "non_2xx": webhook.non_2xx + noop.non_2xx,
         "socket_errors": webhook.socket_errors + noop.socket_errors,
+        "webhook_cpu_ms": round(webhook.cpu_ms_per_request, 2),
+        "noop_cpu_ms": round(noop.cpu_ms_per_request, 2),
         "webhook_requests": webhook.requests,
         "server_posts_2xx": webhook.server_posts_2xx,
         "stored_rows": durability.stored_rows,
@@ -572,25 +587,46 @@ def print_table(result: dict[str, Any], webhook: Load, noop: Load) -> None:
     print(f"Server: {result['server']}")
     print(f"Load:   {result['load']}, {result['seconds']} s per app")
     print(
-        f"Bodies: raw-mode reply posts of {smallest}-{largest} bytes (median {median}), a new Message-ID each"
+        f"Bodies: raw-mode reply posts, {smallest}-{largest} bytes (median {median}), new Message-IDs"
     )
     print()
-    print(
-        f"{'':20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'requests':>10}{'non-2xx':>9}{'sock err':>9}{'load 1m':>9}"
+    columns = (
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "requests",
+        "non-2xx",
+        "sock err",
+        "cpu ms/req",
+        "load 1m",
     )
+    print(f"{'':20}" + "".join(f"{column:>11}" for column in columns))
     for name, load in (("webhook (durable)", webhook), ("no-op (parse only)", noop)):
-        print(f"{name:20}{load.rps:>9.1f}{load.p50_ms:>9.2f}{load.p99_ms:>9.2f}{load.requests:>10}"
-              f"{load.non_2xx:>9}{load.socket_errors:>9}{load.load_average:>9.2f}")  # fmt: skip
-    print(f"{'ratio':20}{result['webhook_ratio']:>9.3f}")
+        values = (
+            f"{load.rps:.1f}",
+            f"{load.p50_ms:.2f}",
+            f"{load.p99_ms:.2f}",
+            load.requests,
+            load.non_2xx,
+            load.socket_errors,
+            f"{load.cpu_ms_per_request:.2f}",
+            f"{load.load_average:.2f}",
+        )
+        print(f"{name:20}" + "".join(f"{value:>11}" for value in values))
+    print(f"{'ratio':20}{result['webhook_ratio']:>11.3f}")
     print()
     verdict = "OK" if result["durable"] else "MISMATCH"
-    print(f"Durability: {result['stored_rows']} rows stored, {result['server_posts_2xx']} POSTs answered 2xx by "
-          f"the server (warm-up and in flight at wrk's stop included), {result['queued_jobs']} jobs queued: "
-          f"{verdict}")  # fmt: skip
+    print(
+        f"Durability: {result['stored_rows']} rows stored, {result['server_posts_2xx']} POSTs answered"
+    )
+    print(
+        f"  2xx by the server (warm-up and in flight at wrk's stop included), {result['queued_jobs']}"
+    )
+    print(f"  jobs queued: {verdict}")
     print()
     print(f"Worker: {result['worker']}, {result['worker_sample']} stored replies")
     print(
-        f"  {result['worker_replies_per_s']:>8.1f} replies/s fully processed   outcomes {result['worker_outcomes']}"
+        f"  {result['worker_replies_per_s']:>8.1f} replies/s fully processed, {result['worker_outcomes']}"
     )
     print(
         f"  {result['mailparser_parses_per_s']:>8.1f} mailparser.parse_from_bytes/s on the same bytes"

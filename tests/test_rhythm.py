@@ -120,7 +120,7 @@ def test_one_click_unsubscribe_excuses_the_member(client, session, settings, cyc
 def test_two_ticks_at_once_send_nothing_twice(session, settings, group) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     from app import db
 
@@ -138,8 +138,8 @@ def test_two_ticks_at_once_send_nothing_twice(session, settings, group) -> None:
                     own.commit()
                     queued.extend(result.outbound_ids)
                     return
-            except OperationalError:
-                continue
+            except (OperationalError, IntegrityError):
+                continue  # lost the race (SQLite has no row locks): the unique keys refused the copy
 
     threads = [threading.Thread(target=one_tick) for _ in range(2)]
     for thread in threads:

@@ -50,10 +50,11 @@ def web(redis_settings: Settings) -> FlaskClient:
 
 
 def run_worker(settings: Settings) -> list[str]:
-    """Run every queued job, and any job they enqueue, in one burst; return the failed job ids."""
+    """Run every queued job, and any job they enqueue, in one burst; return the ids of jobs that
+    raised (failed for good, or scheduled for a retry: a burst worker does not wait for those)."""
     queue = jobs.queue(settings)
     SimpleWorker([queue], connection=queue.connection).work(burst=True)
-    return queue.failed_job_registry.get_job_ids()
+    return queue.failed_job_registry.get_job_ids() + queue.scheduled_job_registry.get_job_ids()
 
 
 def post_reply(client: FlaskClient, token: str, body: str, message_id: str | None = None) -> Any:

@@ -34,6 +34,15 @@ def test_sections_constant_has_the_request_order() -> None:
     assert RATING_KEYS == ("business", "personal", "family")
 
 
+def test_labels_drop_the_parenthesis() -> None:
+    assert [s.label for s in SECTIONS][:4] == [
+        "Ratings",
+        "Wins",
+        "Challenges",
+        "Last month's commitments",
+    ]
+
+
 @pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.key)
 def test_every_title_as_we_send_it_is_a_heading(section) -> None:
     assert match_heading(section.title.upper()) == match_heading(section.title)
@@ -99,6 +108,7 @@ def test_is_heading_true(line: str) -> None:
         "Progress was slow",
         "The wins",
         "Business is booming",
+        "Score: 39.0",
         "Family 8",
         "Gewinne",
         "勝利",

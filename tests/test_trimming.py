@@ -237,7 +237,7 @@ def test_dash_dash_between_the_members_sections_is_no_signature() -> None:
 # --- Content that must stay ----------------------------------------------------------------------
 
 
-def test_thanks_inside_the_content_stays() -> None:
+def test_thanks_inside_the_content_stays_and_the_sign_off_goes() -> None:
     body = (
         "Item 1: approve budget.\n"
         "Thanks, that covers item 2 too: yes.\n\n"
@@ -246,9 +246,64 @@ def test_thanks_inside_the_content_stays() -> None:
         f"{QUOTED_REQUEST}"
     )
 
-    assert new_words(body) == (
-        "Item 1: approve budget.\nThanks, that covers item 2 too: yes.\n\nThanks,\nAnna"
-    )
+    assert new_words(body) == "Item 1: approve budget.\nThanks, that covers item 2 too: yes."
+
+
+@pytest.mark.parametrize(
+    "sign_off",
+    [
+        "Best,\nAnna",
+        "Thanks again!",
+        "Kind regards,\n\nAnna Berg\nCEO | Berg Robotics\n+46 70 000 00 00\nwww.berg.example",
+        (
+            "Danke und viele Grüße\n\nFrank Müller\nCEO, Müller Precision\n\n"
+            "This email and any attachments are confidential."
+        ),
+        "Med venlig hilsen\nAnders Andersen",
+        "-Anna",
+    ],
+)
+def test_a_closing_and_the_signature_under_it_are_removed(sign_off: str) -> None:
+    body = f"NEXT COMMITMENTS\nHire a VP Sales by March.\n\n{sign_off}\n"
+
+    assert new_words(body) == "NEXT COMMITMENTS\nHire a VP Sales by March."
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "Ben Okafor\nFounder & CEO | Okafor Logistics\nM: +1 650 555 0199",
+        (
+            "This email and any attachments are confidential. If you are not the intended"
+            "\nrecipient, please delete it."
+        ),
+        (
+            "Ben Okafor\nFounder & CEO | Okafor Logistics\nben@okafor.example\n\n"
+            "This message may contain privileged information."
+        ),
+    ],
+)
+def test_a_signature_block_without_dashes_is_removed(signature: str) -> None:
+    body = f"Build a 13-week cash forecast.\n\n{signature}\n\n{QUOTED_REQUEST}"
+
+    assert new_words(body) == "Build a 13-week cash forecast."
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        "Best\nBuy the building next door.",  # a closing word, then content
+        "Anna Berg | Berg Robotics",  # a signature without a closing: kept, it may be content
+        "Thanks to Bo for the intro.",
+        "Call Bo Lind\n+46 70 123 45 67",
+        "Board Deck\nhttps://example.com/deck",
+        "This email is confidential: we are selling the company.",
+    ],
+)
+def test_endings_that_are_no_sign_off_stay(ending: str) -> None:
+    body = f"Hire a VP Sales by March.\n\n{ending}"
+
+    assert new_words(body) == body
 
 
 def test_hyphen_lists_stay() -> None:
@@ -317,8 +372,7 @@ Anna
         "Answers inline.\n\n"
         "RATINGS (1-10)\nBusiness:\n7\nPersonal:\n6\n"
         "WINS\nClosed the seed round.\n- two new enterprise customers\n"
-        "ASKS\nAn intro to a good CFO.\n\n"
-        "Best,\nAnna"
+        "ASKS\nAn intro to a good CFO."
     )
 
 
@@ -398,7 +452,7 @@ GMT+1, Roundtable wrote:</div><div><div><h2>Wins</h2></div></div></div></body></
 @pytest.mark.parametrize(
     ("html", "expected"),
     [
-        (GMAIL_TOP_POST, "Closed the seed round & hired a CFO.\n\nThanks,\nAnna"),
+        (GMAIL_TOP_POST, "Closed the seed round & hired a CFO."),
         (OUTLOOK_WEB, "Revenue is up 12%."),
         (APPLE_MAIL, "Two pilots signed."),
         (THUNDERBIRD, "Burn rate down 20%."),
@@ -498,3 +552,18 @@ Roundtable &lt;reply@roundtable.example&gt;<br><b>Sent:</b> Monday, November 3, 
 </div></body></html>"""
 
     assert new_words(html_to_text(html)) == "Line one\nLine two – done"
+
+
+# --- Hostile input -------------------------------------------------------------------------------
+
+
+def test_deeply_nested_html_neither_crashes_nor_loses_the_text() -> None:
+    html = "<div>" * 5000 + "Still here." + "</div>" * 5000
+
+    assert html_to_text(html) == "Still here."
+
+
+def test_thousands_of_closings_are_no_crash_and_the_text_above_stays() -> None:
+    body = "Revenue up.\n\n" + "Thanks,\n" * 5000
+
+    assert new_words(body).startswith("Revenue up.\n\nThanks,")
