@@ -31,7 +31,7 @@ class Kind(StrEnum):
     AUTO_REPLY = "auto_reply"
     CHALLENGE = "challenge"
     FEEDBACK = "feedback"  # ARF abuse/complaint report
-    DELIVERY_REPORT = "delivery_report"  # success or delayed DSN, read receipt (MDN)
+    DELIVERY_REPORT = "delivery_report"  # success DSN, read receipt (MDN); delays are soft bounces
     LIST = "list"  # bulk or mailing-list mail
 
 
@@ -413,6 +413,9 @@ def _report_verdict(mail: _Mail) -> Verdict | None:
             recipients = tuple(replace(r, address=mail.original_to[0]) for r in recipients)
         if any(_is_failure(r) for r in recipients):
             return Verdict(Kind.BOUNCE, reason, recipients)
+        if any(r.action == "delayed" for r in recipients):
+            # A soft bounce: recorded as a bounce, but is_hard=False never marks the address.
+            return Verdict(Kind.BOUNCE, f"{reason} (delayed: soft bounce)", recipients)
         actions = ", ".join(sorted({r.action or "no action" for r in recipients}))
         return Verdict(Kind.DELIVERY_REPORT, f"{reason} ({actions})", recipients)
     if "disposition-notification" in types:
@@ -567,7 +570,8 @@ def _bounce_verdict(mail: _Mail, null_return_path: bool) -> Verdict | None:
     )
     recipients = _text_recipients(mail, delayed)
     if delayed:
-        return Verdict(Kind.DELIVERY_REPORT, f"delayed delivery warning; {reason}", recipients)
+        # A soft bounce: recorded as a bounce, but is_hard=False never marks the address.
+        return Verdict(Kind.BOUNCE, f"delayed delivery warning (soft bounce); {reason}", recipients)
     return Verdict(Kind.BOUNCE, reason, recipients)
 
 

@@ -552,6 +552,8 @@ _CUT_IDS = re.compile(r"^(?:x_)?divRplyFwdMsg$|^mail-editor-reference-message-co
 _SIGNATURE = re.compile(r"signature", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\n\r\f]+")
 _ATTRIBUTION = re.compile(r"\b(?:gmail_attr|moz-cite-prefix)\b")
+# Word (desktop Outlook) draws list bullets as a "·" glyph and no-break spaces.
+_GLYPH_BULLET = re.compile(r"^( *)[·•▪] +", re.MULTILINE)
 
 
 @dataclass
@@ -802,5 +804,5 @@ def html_to_text(html: str) -> str:
     builder.close()
     writer = _Writer()
     _render(builder.root, writer, drop_quotes=not _has_answers_after_quote(builder.root))
-    text = re.sub(r"\n{3,}", "\n\n", writer.text())
+    text = _GLYPH_BULLET.sub(r"\1- ", re.sub(r"\n{3,}", "\n\n", writer.text()))
     return text.strip("\n")

@@ -379,6 +379,50 @@ def sent_total(url: str) -> int:
         return connection.scalar(text("SELECT count(*) FROM outbound_messages WHERE status = 'sent'"))
 
 
+def calibrate(url: str, rounds: int = 300) -> dict[str, float]:
+    """Median round trip of `SELECT 1` and of a Redis PING: how busy the machine is right now."""
+    from sqlalchemy import text
+
+    from app import db
+    from app.jobs import redis_connection
+
+    def median_ms(call: Any) -> float:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return 1000 * sorted(times)[len(times) // 2]
+
+    with db.engine_for(url).connect() as connection:
+        pg = median_ms(lambda: connection.execute(text("SELECT 1")).scalar())
+    return {"pg_roundtrip_ms": round(pg, 3), "redis_roundtrip_ms": round(median_ms(redis_connection(REDIS_URL).ping), 3)}
+
+
+def enqueue_pipelined(ids: list[int], batch: int = 1_000) -> float:
+    """Seconds to enqueue the same jobs with `Queue.enqueue_many`, one pipeline per `batch`, into
+    a scratch queue that is emptied again (an alternative for the lead to weigh; not unique)."""
+    from rq import Queue
+
+    from app.jobs import DEFAULT_RETRY, redis_connection
+
+    scratch = Queue("bench-scratch", connection=redis_connection(REDIS_URL))
+    started = time.perf_counter()
+    for start in range(0, len(ids), batch):
+        scratch.enqueue_many([
+            Queue.prepare_data(SEND_JOB, args=(i,), job_id=f"scratch-send-{i}", timeout=180, retry=DEFAULT_RETRY,
+                               failure_ttl=30 * 24 * 3600)
+            for i in ids[start:start + batch]
+        ])
+    elapsed = time.perf_counter() - started
+    count = len(scratch)
+    scratch.empty()
+    scratch.delete(delete_jobs=True)
+    if count != len(ids):
+        raise RuntimeError(f"enqueue_many queued {count} of {len(ids)} jobs")
+    return elapsed
+
+
 # --- statement counting and py-spy ----------------------------------------------------------------
 
 
@@ -566,6 +610,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from app import db, jobs
     from app.cycles import tick
+    from rq.job import Job
+
     from app.models import OutboundMessage
     from app.settings import Settings, configure
 
@@ -574,8 +620,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sample = args.sample if args.sample is not None else max(round(6_000 * args.scale), 2)
     fork_sample = args.fork_sample if args.fork_sample is not None else round(1_000 * args.scale)
     sample -= sample % 2
-    if 2 * sample + fork_sample > members:
-        raise SystemExit(f"--sample {sample} twice plus --fork-sample {fork_sample} exceed {members} members")
+    job_only = args.job_only if args.job_only is not None else max(round(200 * args.scale), 20)
+    if 2 * sample + fork_sample + job_only > members:
+        raise SystemExit(f"--sample {sample} twice, --fork-sample {fork_sample} and --job-only {job_only} exceed {members}")
     url = database_url()
     profile_dir = Path(args.profile) if args.profile else None
     if profile_dir:
@@ -603,6 +650,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["setup_s"] = round(time.perf_counter() - started, 2)
         print(f"setup: {out['setup_s']:.1f} s (database, migrations, bulk inserts, VACUUM ANALYZE); now = {now:%Y-%m-%d %H:%M} UTC",
               flush=True)
+
+        out.update(calibrate(url))
+        print(f"calibration: PostgreSQL SELECT 1 round trip {out['pg_roundtrip_ms']:.2f} ms, Redis PING "
+              f"{out['redis_roundtrip_ms']:.2f} ms (medians; an idle machine does both in about 0.05-0.1 ms)", flush=True)
 
         settings = Settings(
             database_url=url, redis_url=REDIS_URL, mail_transport="sendgrid", sendgrid_api_key=API_KEY,
@@ -657,9 +708,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               f"({len(outbound_ids) / out['enqueue_s']:,.0f}/s, app.jobs.enqueue one at a time); queue length {queued:,}",
               flush=True)
 
+        out["enqueue_pipelined_s"] = round(enqueue_pipelined(outbound_ids), 3)
+        print(f"enqueue alternative: {out['enqueue_pipelined_s']:.2f} s for the same {len(outbound_ids):,} jobs with "
+              f"Queue.enqueue_many, 1,000 per pipeline (a scratch queue, emptied again)", flush=True)
+
         phases: list[dict[str, Any]] = []
         out["checks_ok"] = True
         if not args.tick_only:
+            # --- the job's own cost, in this process, without rq (these jobs are taken off the queue)
+            job_only_ids = outbound_ids[-job_only:] if job_only else []
+            spy = PySpy(os.getpid(), profile_dir / "job-only.txt") if profile_dir and job_only_ids else None
+            started = time.perf_counter()
+            for outbound_id in job_only_ids:
+                Job.fetch(f"send-{outbound_id}", connection=jobs.redis_connection(REDIS_URL)).delete()
+            removed = time.perf_counter()
+            for outbound_id in job_only_ids:
+                jobs.run(SEND_JOB, outbound_id)
+            finished = time.perf_counter()
+            if spy:
+                spy.stop()
+            if job_only_ids:
+                out["job_only_jobs"] = len(job_only_ids)
+                out["job_only_emails_per_s"] = round(len(job_only_ids) / (finished - removed), 1)
+                print(f"job only: {len(job_only_ids):,} x workers.jobs.send_outbound called in this process (no rq): "
+                      f"{out['job_only_emails_per_s']:,.1f} emails/s", flush=True)
+
             # --- send phases
             env = worker_env(url, stand_in.url, folder)
 
@@ -677,7 +750,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             one = phase("1-simple", 1, SIMPLE_WORKER, sample, profile=True)
             fork = phase("1-fork", 1, FORK_WORKER, fork_sample) if fork_sample else None
             two = phase("2-simple", 2, SIMPLE_WORKER, sample // 2)
-            rest = phase("2-simple-rest", 2, SIMPLE_WORKER, None)
+            rest = phase("2-simple-rest", 2, SIMPLE_WORKER, None) if args.drain else None
             out["worker_class"] = SIMPLE_WORKER
             out["sample_jobs"] = sample
             out["emails_per_s_1_worker"] = round(one["emails_per_s"], 1)
@@ -685,40 +758,49 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["ratio_2_vs_1"] = round(two["emails_per_s"] / one["emails_per_s"], 2)
             out["steady_emails_per_s_1_worker"] = round(one["steady_emails_per_s"] or 0, 1)
             out["steady_emails_per_s_2_workers"] = round(two["steady_emails_per_s"] or 0, 1)
-            out["emails_per_s_2_workers_rest"] = round(rest["emails_per_s"], 1)
             if fork:
                 out["fork_sample_jobs"] = fork_sample
-                out["emails_per_s_1_worker_fork"] = round(fork["emails_per_s"], 1)
-            two_sent = two["sent"] + rest["sent"]
-            two_rate = two_sent / (two["wall_s"] + rest["wall_s"])
+                out["emails_per_s_1_worker_fork"] = round(fork["emails_per_s"], 2)
+            two_phases = [two] + ([rest] if rest else [])
+            two_sent = sum(p["sent"] for p in two_phases)
+            two_rate = two_sent / sum(p["wall_s"] for p in two_phases)
+            if rest:
+                out["emails_per_s_2_workers_rest"] = round(rest["emails_per_s"], 1)
             out["month_minutes"] = round((out["tick_s"] + out["enqueue_s"] + members / two_rate) / 60, 2)
             out["month_minutes_basis"] = (
                 f"extrapolated: tick + enqueue + {members} / {two_rate:.1f} emails/s, the 2-SimpleWorker rate "
-                f"measured over {two_sent} of {members} emails (phases 2-simple and 2-simple-rest)"
+                f"measured over {two_sent} of {members} emails ({' and '.join(p['phase'] for p in two_phases)})"
             )
-            out["month_minutes_measured_mixed"] = round(
-                (out["tick_s"] + out["enqueue_s"] + sum(p["wall_s"] for p in phases)) / 60, 2)
+            if rest:
+                out["month_minutes_measured_mixed"] = round(
+                    (out["tick_s"] + out["enqueue_s"] + sum(p["wall_s"] for p in phases)) / 60, 2)
 
             # --- checks
             stats = stand_in.stats()
             with db.session_scope(url) as session:
                 statuses = dict(session.execute(
                     select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)).all())
-                provider_ids = session.scalar(select(func.count(func.distinct(OutboundMessage.provider_message_id))))
-                attempts = session.scalar(select(func.sum(OutboundMessage.attempts)))
+                sent_rows = OutboundMessage.status == "sent"
+                provider_ids = session.scalar(
+                    select(func.count(func.distinct(OutboundMessage.provider_message_id))).where(sent_rows))
+                attempts = session.scalar(select(func.coalesce(func.sum(OutboundMessage.attempts), 0)))
+            sent, queued_rows = statuses.get("sent", 0), statuses.get("queued", 0)
             failed = failed_jobs()
             left = len(jobs.queue(settings))
             checks = {
                 "outbound_rows_eq_members": sum(statuses.values()) == members,
-                "all_sent": statuses.get("sent", 0) == members,
-                "standin_requests_eq_sent": stats["requests"] == statuses.get("sent", 0),
+                "sent_eq_phases": sent == len(job_only_ids) + sum(p["sent"] for p in phases),
+                "all_sent" if args.drain else "rest_still_queued": sent == members if args.drain
+                else sent + queued_rows == members,
+                "standin_requests_eq_sent": stats["requests"] == sent,
                 "no_duplicate_message_ids": stats["duplicates"] == 0 and stats["no_message_id"] == 0
                 and stats["unique_message_ids"] == stats["requests"],
-                "provider_ids_distinct": provider_ids == members,
-                "one_attempt_each": attempts == members,
+                "provider_ids_distinct": provider_ids == sent,
+                "one_attempt_each": attempts == sent,
                 "no_failed_jobs": failed == 0,
-                "queue_empty": left == 0,
+                "queue_empty" if args.drain else "queue_eq_queued_rows": left == queued_rows,
             }
+            out["emails_sent"] = sent
             out["checks_ok"] = all(checks.values())
             print(f"checks: statuses {statuses}; stand-in {stats}; failed/scheduled jobs {failed}; queue {left}")
             for name, ok in checks.items():
@@ -771,7 +853,10 @@ def print_table(out: dict[str, Any], phases: list[dict[str, Any]], capacity: dic
         ("stand-in capacity", f"{capacity['rps']:,.0f} req/s"),
         ("busy tick (incl. commit)", f"{out['tick_s']:.2f} s"),
         ("enqueue (app.jobs.enqueue)", f"{out['enqueue_s']:.2f} s"),
+        ("enqueue alternative (enqueue_many)", f"{out['enqueue_pipelined_s']:.2f} s"),
     ]
+    if "job_only_emails_per_s" in out:
+        rows.append((f"job only, no rq ({out['job_only_jobs']:,} jobs)", f"{out['job_only_emails_per_s']:.1f} emails/s"))
     for p in phases:
         steady = f", steady {p['steady_emails_per_s']:.1f}/s" if p["steady_emails_per_s"] else ""
         rows.append((f"send {p['phase']} ({p['sent']:,} jobs)", f"{p['emails_per_s']:.1f} emails/s{steady}"))
@@ -779,12 +864,14 @@ def print_table(out: dict[str, Any], phases: list[dict[str, Any]], capacity: dic
         rows += [
             ("2 vs 1 SimpleWorker", f"{out['ratio_2_vs_1']:.2f}x"),
             ("month, 2 workers (extrapolated)", f"{out['month_minutes']:.2f} min  (target < 10)"),
-            ("month as run (mixed phases)", f"{out['month_minutes_measured_mixed']:.2f} min"),
         ]
+        if "month_minutes_measured_mixed" in out:
+            rows.append(("month as run (mixed phases)", f"{out['month_minutes_measured_mixed']:.2f} min"))
     rows += [
         ("idle tick (best of 3)", f"{out['idle_tick_s']:.3f} s  (target < 5)"),
         ("checks", "ok" if out["checks_ok"] else "FAILED"),
-        ("load average start / end", f"{out['load_average_start']} / {out['load_average_end']} (2 cores)"),
+        ("load average start / end", f"{out['load_average_start']} / {out['load_average_end']} ({os.cpu_count()} cores)"),
+        ("round trips PostgreSQL / Redis", f"{out['pg_roundtrip_ms']:.2f} / {out['redis_roundtrip_ms']:.2f} ms (median)"),
     ]
     width = max(len(name) for name, _ in rows)
     print()
@@ -802,6 +889,10 @@ def main() -> None:
                         help="jobs sent in the 1-worker phase and again in the 2-worker phase (default 6000 x scale)")
     parser.add_argument("--fork-sample", type=int, default=None,
                         help="jobs sent by one forking rq.Worker for comparison (default 1000 x scale; 0 skips)")
+    parser.add_argument("--job-only", type=int, default=None,
+                        help="jobs run in this process without rq first, the job's own cost (default 200 x scale, min 20)")
+    parser.add_argument("--no-drain", dest="drain", action="store_false",
+                        help="skip the last phase: the jobs after the samples stay queued (month_minutes is extrapolated)")
     parser.add_argument("--tick-only", action="store_true",
                         help="setup, busy tick, enqueue and idle tick only: no workers, no sends")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the busy tick and the 1-worker phase into DIR")

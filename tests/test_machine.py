@@ -107,11 +107,11 @@ def test_dsn_soft_bounce_is_not_hard() -> None:
     )
 
 
-def test_delayed_and_delivered_dsns_are_delivery_reports() -> None:
+def test_delayed_dsn_is_a_soft_bounce_and_delivered_a_delivery_report() -> None:
     delayed = classify(dsn("4.4.1", "delayed", "Connection timed out", "Delayed Mail"))
     delivered = classify(dsn("2.0.0", "delivered", "250 OK", "Delivery Status Notification"))
 
-    assert delayed.kind == "delivery_report"
+    assert delayed.kind == "bounce" and "soft bounce" in delayed.reason
     assert delayed.recipients[0].action == "delayed"
     assert not delayed.recipients[0].is_hard
     assert delivered.kind == "delivery_report"
@@ -311,7 +311,7 @@ jane@member.example
     assert verdict.recipients[0].status == "5.1.1"
 
 
-def test_delay_warning_in_plain_text_is_a_delivery_report() -> None:
+def test_delay_warning_in_plain_text_is_a_soft_bounce() -> None:
     raw = message(
         """From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>
 To: roundtable@forum.example
@@ -330,7 +330,7 @@ Delivery to the following recipient has been delayed:
 
     verdict = classify(raw)
 
-    assert verdict.kind == "delivery_report"
+    assert verdict.kind == "bounce" and "soft bounce" in verdict.reason
     assert verdict.recipients[0].address == "jane@member.example"
     assert not verdict.recipients[0].is_hard
 

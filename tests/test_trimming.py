@@ -545,13 +545,15 @@ def test_html_word_paragraphs_are_single_lines_and_header_is_cut_as_text() -> No
     html = """\
 <html><head><!--[if gte mso 9]><xml><o:OfficeDocumentSettings/></xml><![endif]--></head>
 <body><div class=WordSection1><p class=MsoNormal>Line one<o:p></o:p></p>
-<p class=MsoNormal>Line two &#8211; done<o:p></o:p></p><p class=MsoNormal><o:p>&nbsp;</o:p></p>
+<p class=MsoNormal>Line two &#8211; done<o:p></o:p></p>
+<p class=MsoListParagraph><![if !supportLists]><span style='mso-list:Ignore'>·<span>&nbsp;&nbsp;
+</span></span><![endif]>Hire a CFO<o:p></o:p></p><p class=MsoNormal><o:p>&nbsp;</o:p></p>
 <div style='border:none;border-top:solid #E1E1E1 1.0pt'><p class=MsoNormal><b>From:</b>
 Roundtable &lt;reply@roundtable.example&gt;<br><b>Sent:</b> Monday, November 3, 2025 9:00 AM<br>
 <b>To:</b> Anna<br><b>Subject:</b> Your update</p></div><p class=MsoNormal>Hi Anna</p>
 </div></body></html>"""
 
-    assert new_words(html_to_text(html)) == "Line one\nLine two – done"
+    assert new_words(html_to_text(html)) == "Line one\nLine two – done\n- Hire a CFO"
 
 
 # --- Hostile input -------------------------------------------------------------------------------
