@@ -160,7 +160,8 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
         parsed: mailparser.MailParser | None = mailparser.parse_from_bytes(raw)
     except (MailParserError, RecursionError, LookupError, ValueError, TypeError, AttributeError):
         parsed = None
-    from_address = parseaddr(str(message.get("From", "")))[1].lower()
+    from_name, from_address = parseaddr(str(message.get("From", "")))
+    from_address = from_address.lower()
     subject = " ".join(str(message.get("Subject", "")).split())
     addresses = list(envelope_to or []) + _header_addresses(
         message, "To", "Cc", "Delivered-To", "X-Original-To", "X-Forwarded-To", "Envelope-To"
@@ -178,7 +179,8 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
             sections={},
             bounced=[asdict(r) for r in verdict.recipients],
         )
-    text = new_words(_body_text(parsed, message))
+    sender_name = parsed.from_[0][0] if parsed is not None and parsed.from_ else from_name
+    text = new_words(_body_text(parsed, message), sender_name)
     return Reading(
         kind="reply",
         reason=verdict.reason,

@@ -149,6 +149,10 @@ _OWN_WORDS: frozenset[str] = frozenset(
     | {_squash("1 to 10")}
 )
 
+# The HTML request shows each hint as its own paragraph under the title; an HTML reply can bring
+# it back as a plain line.
+_HINTS: frozenset[str] = frozenset(_squash(s.hint) for s in SECTIONS)
+
 _RATING_LABEL_LINE = re.compile(
     r"(?P<label>business|personal|family)(?:\s+(?:rating|score))?\s*(?:\(1\s*[-–]\s*10\))?"
     r"\s*[*_]{0,3}\s*:?\s*[*_]{0,3}\s*",
@@ -328,7 +332,8 @@ def _parse_rating_line(line: str, *, strict: bool) -> tuple[dict[str, int], bool
             key = _RATING_LABELS[pair.group("label").lower()]
             value = _rating_value(pair)
             if value is None or key in found:
-                return {}, False  # out of range, not whole, or said twice: keep it all as text
+                # Out of range, not an integer, or said twice: read none of the line, keep it all.
+                return {}, False
             found[key] = value
         return found, is_whole
     if strict:
@@ -617,6 +622,8 @@ def split_sections(text: str) -> Sections:
     buckets: dict[str, list[str]] = {OTHER: []}
     current = OTHER
     for line in lines:
+        if _squash(line) in _HINTS:
+            continue  # our own words, not the member's
         heading = match_heading(line)
         if heading is None:
             buckets.setdefault(current, []).append(line)

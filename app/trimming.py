@@ -325,10 +325,13 @@ def _quote_header(lines: list[str], index: int) -> _Header | None:
 # --- new_words -----------------------------------------------------------------------------------
 
 
-def new_words(text: str) -> str:
+def new_words(text: str, sender_name: str = "") -> str:
     """The member's new words from a plain-text body: quotes, quote headers, the quoted or
     forwarded original, `-- ` signatures, mobile footers and a closing or signature block at the
     end removed. "" when nothing is left (an empty reply, only a quote, only a footer).
+
+    `sender_name` (the From display name) lets a bare signature go too: a last short paragraph
+    that starts with the sender's own name ("Grace Liu · Liu Ventures").
 
     Inline replies keep every answer line; a quoted heading of our request stays (unquoted) right
     above the answers under it, so the section splitter can place them.
@@ -375,7 +378,7 @@ def new_words(text: str) -> str:
             has_content = True
         index += 1
     # The sign-off goes first: under the last quote it would keep our last heading as an answer.
-    return _tidy(_answers_with_headings(_without_sign_off(kept)))
+    return _tidy(_answers_with_headings(_without_sign_off(kept, sender_name)))
 
 
 def _is_signature_line(line: str) -> bool:
@@ -425,28 +428,30 @@ def _is_signature_block(paragraph: list[str]) -> bool:
     )
 
 
-def _without_sign_off(lines: list[str]) -> list[str]:
+def _without_sign_off(lines: list[str], sender_name: str = "") -> list[str]:
     """Drop what closes the member's text (above a quote at the end, if any): a closing line and
     the name, title and contact lines under it ("Best," / "Anna"; "Danke und viele Grüße" / name
     / "CEO | Acme" / phone), a disclaimer, a name over a title and a phone number. It is no part
     of the update, and left in it would be read as the answer of the last section."""
     for _ in range(_MAX_SIGN_OFFS):  # "Thanks!" over "Best regards," over "//Jef"
-        shorter = _without_last_sign_off(lines)
+        shorter = _without_last_sign_off(lines, sender_name)
         if len(shorter) == len(lines):
             break
         lines = shorter
     return lines
 
 
-def _without_last_sign_off(lines: list[str]) -> list[str]:
+def _without_last_sign_off(lines: list[str], sender_name: str = "") -> list[str]:
     end = len(lines)
     while end and (_is_blank(lines[end - 1]) or _is_quoted(lines[end - 1])):
         end -= 1
     start = end
     while start and not _is_blank(lines[start - 1]) and not _is_quoted(lines[start - 1]):
         start -= 1
-    if start < end and _is_signature_block([line.strip() for line in lines[start:end]]):
-        return lines[:start] + lines[end:]
+    paragraph = [line.strip() for line in lines[start:end]]
+    if start < end and (_is_signature_block(paragraph) or _is_own_signature(paragraph, sender_name)):
+        if any(not _is_blank(line) and not _is_quoted(line) for line in lines[:start]):
+            return lines[:start] + lines[end:]
     below = 0
     for index in range(end - 1, -1, -1):
         line = lines[index]
@@ -460,6 +465,20 @@ def _without_last_sign_off(lines: list[str]) -> list[str]:
             break
         below += 1
     return lines
+
+
+def _is_own_signature(paragraph: list[str], sender_name: str) -> bool:
+    """A short last paragraph opening with the sender's own name: "Grace Liu · Liu Ventures",
+    or just "Carmen". Nobody starts an answer with their own full name."""
+    name = " ".join(sender_name.split()).casefold()
+    if not name or not paragraph or len(paragraph) > _MAX_SIGNATURE_LINES:
+        return False
+    first = paragraph[0].casefold()
+    first_name = name.split()[0]
+    rest = first[len(name):].strip()
+    if len(name.split()) >= 2 and first.startswith(name) and (not rest or rest[0] in "·|,-–—/("):
+        return all(_is_signature_line(line) for line in paragraph[1:])
+    return len(paragraph) == 1 and first.strip(" .,!-–—") == first_name
 
 
 def _headings_follow(lines: list[str], start: int) -> bool:

@@ -270,6 +270,12 @@ def test_quoted_headings_from_inline_reply() -> None:
     assert result.texts == {"wins": "Shipped v2.", "asks": "Need a designer."}
 
 
+def test_our_hint_lines_from_an_html_reply_are_not_text() -> None:
+    wins, asks = SECTIONS[1], SECTIONS[5]
+    reply = f"{wins.title}\n{wins.hint}\nShipped v2.\n{asks.title}\n{asks.hint}\n"
+    assert split_sections(reply).texts == {"wins": "Shipped v2."}
+
+
 def test_sentence_starting_with_heading_word_stays_content() -> None:
     reply = (
         "WINS\n"

@@ -569,3 +569,11 @@ def test_thousands_of_closings_are_no_crash_and_the_text_above_stays() -> None:
     body = "Revenue up.\n\n" + "Thanks,\n" * 5000
 
     assert new_words(body).startswith("Revenue up.\n\nThanks,")
+
+
+def test_a_bare_signature_with_the_senders_name_goes_but_a_sentence_about_them_stays() -> None:
+    assert new_words("WINS\nFund II closed.\n\nGrace Liu · Liu Ventures", "Grace Liu") == "WINS\nFund II closed."
+    assert new_words("WINS\nFund II closed.\n\nCarmen", "Carmen Ruiz") == "WINS\nFund II closed."
+    kept = "WINS\nFund II closed.\n\nGrace Liu will join our board as chair."
+    assert new_words(kept, "Grace Liu") == kept
+    assert new_words("Carmen", "Carmen Ruiz") == "Carmen"  # nothing else written: keep it
