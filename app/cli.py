@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from importlib import import_module
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.utils import parseaddr
@@ -368,6 +369,9 @@ def worker(burst: bool) -> None:
     except db.DatabaseNotMigrated as error:
         raise click.ClickException(str(error)) from None
     configure(settings)
+    # Import the jobs (and WeasyPrint, mail-parser...) once here: each forked work horse then
+    # starts warm instead of importing them again for every job.
+    import_module("workers.jobs")
     queue = jobs.queue(settings)
     Worker([queue], connection=queue.connection).work(burst=burst, with_scheduler=True)
 

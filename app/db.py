@@ -33,7 +33,9 @@ def _engine(url: str, pid: int) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per request on the webhook's hot path. A connection the
+    # server dropped fails one request (a 5xx SendGrid retries) and is then replaced.
+    return create_engine(url, pool_recycle=1800)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

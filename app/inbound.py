@@ -26,13 +26,15 @@ from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from app import jobs
-from app.models import InboundMessage
+from app.models import InboundMessage, InboundStatus, utcnow
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -208,15 +210,23 @@ def dedupe_key(raw: bytes, message_id: str | None) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def store(session: Session, received: Received) -> tuple[InboundMessage, bool]:
-    """Store a received message once; return (row, created). Flushes, never commits."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(received.raw[:256 * 1024], headersonly=True)
+@dataclass(frozen=True)
+class Stored:
+    id: int
+    created: bool
+    pending: bool  # not processed yet: worth a nudge
+
+
+def store(session: Session, received: Received) -> Stored:
+    """Store a received message once, in one statement; flushes, never commits.
+
+    `INSERT ... ON CONFLICT (dedupe_key) DO NOTHING`: the schema decides what is a duplicate,
+    even between two concurrent retries, and the hot path is a single round trip.
+    """
+    headers = BytesHeaderParser(policy=compat32).parsebytes(received.raw[: 256 * 1024], headersonly=True)
     message_id = _header(headers, "Message-ID")
     key = dedupe_key(received.raw, message_id)
-    existing = session.scalar(select(InboundMessage).where(InboundMessage.dedupe_key == key))
-    if existing is not None:
-        return existing, False
-    row = InboundMessage(
+    values = dict(
         dedupe_key=key,
         message_id=(message_id or "")[:998] or None,
         source=received.source,
@@ -226,17 +236,20 @@ def store(session: Session, received: Received) -> tuple[InboundMessage, bool]:
         envelope_to=",".join(received.envelope_to) or None,
         from_address=parseaddr(_header(headers, "From") or "")[1].lower()[:320] or None,
         subject=_header(headers, "Subject"),
+        status=InboundStatus.RECEIVED,
+        received_at=utcnow(),
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        # A concurrent retry of the same post stored it first.
-        existing = session.scalar(select(InboundMessage).where(InboundMessage.dedupe_key == key))
-        if existing is None:
-            raise
-        return existing, False
-    return row, True
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(InboundMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    ).returning(InboundMessage.id)
+    new_id = session.execute(statement).scalar()
+    if new_id is not None:
+        return Stored(new_id, created=True, pending=True)
+    existing_id, status = session.execute(
+        select(InboundMessage.id, InboundMessage.status).where(InboundMessage.dedupe_key == key)
+    ).one()
+    return Stored(existing_id, created=False, pending=status == InboundStatus.RECEIVED)
 
 
 def _header(headers: Message, name: str) -> str | None:
@@ -274,16 +287,16 @@ def _accept(received: Received) -> Response:
     sessions = current_app.config["ROUNDTABLE_SESSIONS"]
     try:
         with sessions() as session:
-            row, created = store(session, received)
+            stored = store(session, received)
             session.commit()
-            row_id = row.id
-            pending = row.status == "received"
     except SQLAlchemyError:
         log.exception("could not store an inbound message; answering 503 so the sender retries")
         return Response("could not store the message, try again later\n", 503, {"Retry-After": "60"})
-    if pending:
-        jobs.enqueue(PROCESS_JOB, row_id, job_id=f"inbound-{row_id}")
-    return Response(json.dumps({"id": row_id, "duplicate": not created}) + "\n", 200, {"Content-Type": "application/json"})
+    if stored.pending:
+        # A new row's job id is new too: no uniqueness check (a Lua round trip) needed here.
+        jobs.enqueue(PROCESS_JOB, stored.id, job_id=f"inbound-{stored.id}", unique=not stored.created)
+    body = json.dumps({"id": stored.id, "duplicate": not stored.created}) + "\n"
+    return Response(body, 200, {"Content-Type": "application/json"})
 
 
 def _body() -> bytes:

@@ -41,7 +41,9 @@ def queue(settings: Settings) -> Queue:
     return Queue(QUEUE_NAME, connection=redis_connection(settings.redis_url))
 
 
-def enqueue(path: str, *args: Any, job_id: str | None = None, timeout: int = 180) -> bool:
+def enqueue(
+    path: str, *args: Any, job_id: str | None = None, timeout: int = 180, unique: bool | None = None
+) -> bool:
     """Run or enqueue the job at dotted `path`; False when Redis was unreachable.
 
     Call only after the commit that made the rows the job will read.
@@ -62,7 +64,7 @@ def enqueue(path: str, *args: Any, job_id: str | None = None, timeout: int = 180
             path,
             args=args,
             job_id=job_id,
-            unique=job_id is not None,
+            unique=job_id is not None if unique is None else unique,
             timeout=timeout,
             retry=DEFAULT_RETRY,
             failure_ttl=30 * 24 * 3600,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -81,7 +80,7 @@ def packet_context(
         if m.commitments or m.texts.get("commitments")
     ]
     # The packet is read, not answered: "Topic for the group", not its "(priority A, B or C)".
-    titles = {s.key: re.sub(r"\s*\(.*\)", "", s.title) for s in SECTIONS} | {"other": "Other notes"}
+    titles = {s.key: s.label for s in SECTIONS} | {"other": "Other notes"}
     order = [s.key for s in SECTIONS] + ["other"]
     return {
         "group_name": group_name,

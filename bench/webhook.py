@@ -1,6 +1,6 @@
 """Benchmark the SendGrid webhook under load, and one worker processing what it stored.
 
-    python bench/webhook.py [--seconds 10] [--connections 16]
+    python bench/webhook.py [--seconds 10] [--connections 16] [--threads 1] [--keep]
 
 What it measures:
   webhook   requests/s and latency p50/p99 of `POST /inbound/sendgrid` on the real app
@@ -19,8 +19,10 @@ How:
     write them (quoted request included, 2-6 KB); wrk's Lua script gives every request a new
     Message-ID (run nonce, wrk thread, counter), so no post is a duplicate;
   - both apps run under gunicorn as `roundtable serve` runs it: 2 sync workers, timeout 60, an
-    access log (to a file here; it also gives the server-side status count). One app, then the
-    other, on a free loopback port;
+    access log (to a file here; it also gives the server-side status count); `--threads N` tries
+    gthread instead. One app, then the other, on a free loopback port, each warmed up for 1 s;
+  - besides req/s, the gunicorn workers' CPU per request (from /proc): on a shared machine it
+    moves less with the neighbours' load than req/s does;
   - durability after the real run: stored rows == 2xx answers the server logged, and one queued
     rq job per row;
   - worker: `app.jobs.run("workers.jobs.process_inbound", id)` in a loop in this process, on
@@ -54,6 +56,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask, Response, request
 
 from app.inbound import form_parts
+from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DATABASE_NAME = "bench_webhook"
@@ -130,7 +133,7 @@ def server_env(admin_url: str, redis_url: str, folder: Path) -> dict[str, str]:
     }
 
 
-def create_demo_cycle(settings) -> int:  # type: ignore[no-untyped-def]
+def create_demo_cycle(settings: Settings) -> int:
     """The demo group, a meeting in ten days and its queued update requests; return the cycle id."""
     from app import db, roster
     from app.cycles import queue_requests, schedule_meeting
@@ -162,7 +165,7 @@ class Template:
     size: int
 
 
-def write_templates(settings, cycle_id: int, folder: Path) -> list[Template]:  # type: ignore[no-untyped-def]
+def write_templates(settings: Settings, cycle_id: int, folder: Path) -> list[Template]:
     """One raw-mode post per (member who replies, mail client), its Message-ID a placeholder."""
     from sqlalchemy import select
 
@@ -312,7 +315,7 @@ class Server:
     ready: Path  # one file per booted worker, named by its pid
 
     def worker_cpu_seconds(self) -> float:
-        """User + system CPU the workers have used: a cost the neighbours' load barely moves."""
+        """User + system CPU the gunicorn workers have used so far."""
         total = 0
         for pid in os.listdir(self.ready):
             fields = Path("/proc", pid, "stat").read_text().rsplit(")", 1)[1].split()
@@ -392,8 +395,13 @@ class Load:
 
 
 def load_server(
-    app_spec: str, env: dict[str, str], folder: Path, name: str, script: Path, args
-) -> Load:  # type: ignore[no-untyped-def]
+    app_spec: str,
+    env: dict[str, str],
+    folder: Path,
+    name: str,
+    script: Path,
+    args: argparse.Namespace,
+) -> Load:
     """Start the app, warm it up for a second, put it under wrk for `args.seconds`, stop it."""
     server = start_server(app_spec, env, folder, name, args.threads)
     try:
@@ -415,7 +423,7 @@ def load_server(
             summary["connect"] + summary["read"] + summary["write"] + summary["timeout"]
         ),
         server_posts_2xx=sum(
-            1 for method, path, status in logged if method == "POST" and status.startswith("2")
+            1 for method, _path, status in logged if method == "POST" and status.startswith("2")
         ),
         load_average=load_average,
         cpu_ms_per_request=1000 * cpu_seconds / max(summary["requests"], 1),
@@ -431,7 +439,7 @@ class Durability:
     queued_jobs: int
 
 
-def check_durability(settings) -> Durability:  # type: ignore[no-untyped-def]
+def check_durability(settings: Settings) -> Durability:
     from sqlalchemy import func, select
 
     from app import db, jobs
@@ -442,7 +450,7 @@ def check_durability(settings) -> Durability:  # type: ignore[no-untyped-def]
     return Durability(stored_rows=stored, queued_jobs=jobs.queue(settings).count)
 
 
-def sample_inbound(settings, limit: int) -> list[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+def sample_inbound(settings: Settings, limit: int) -> list[tuple[int, bytes]]:
     from sqlalchemy import select
 
     from app import db
@@ -474,7 +482,7 @@ def time_mailparser(raws: list[bytes]) -> float:
     return len(raws) / (time.perf_counter() - started)
 
 
-def count_statuses(settings, ids: list[int]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def count_statuses(settings: Settings, ids: list[int]) -> dict[str, int]:
     from sqlalchemy import func, select
 
     from app import db
@@ -514,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO))  # tests.mails builds the multipart bodies
     from app import db
-    from app.settings import Settings, configure
+    from app.settings import configure
 
     folder = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     env = server_env(args.admin_url, args.redis_url, folder)

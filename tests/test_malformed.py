@@ -12,17 +12,18 @@ import base64
 import json
 import os
 import quopri
+import subprocess
+import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mailparser
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from mailparser.exceptions import MailParserRecursionError
 from sqlalchemy import delete, func, inspect, select
 
 from app import db
@@ -40,7 +41,7 @@ KINDS = {str(k) for k in Kind}
 NL = b"\r\n"
 ALICE = "Alice Chen <alice@northwind.example>"
 FORUM = "in.forum.example"
-DEEP = 5000  # multipart levels: past the interpreter's recursion limit however the stack looks
+DEEP = sys.getrecursionlimit() + 500  # multipart levels: past the limit however deep the stack
 
 xfail_deep = pytest.mark.xfail(
     strict=True,
@@ -188,6 +189,29 @@ case(
     "charset_not_a_codec",
     mime(*common('Content-Type: text/plain; charset="no-such-charset-\\"x"'), body=b"WINS\r\nbogus label\r\n"),
     text_has("bogus label"),
+)
+xfail_fallback = pytest.mark.xfail(
+    strict=True,
+    raises=LookupError,
+    reason="replies._body_text: the stdlib fallback decodes with the declared charset, unknown ones raise",
+)
+case(  # mail-parser does not handle text/calendar, so the stdlib fallback reads it
+    "text_calendar_unknown_charset",
+    mime(*common("Content-Type: text/calendar; charset=x-unknown"), body=b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"),
+    lambda r: r.kind == "reply",
+    xfail_fallback,
+)
+case(  # a blank text/plain part sends read_message to the fallback too
+    "blank_text_unknown_charset",
+    mime(*common("Content-Type: text/plain; charset=x-bogus"), body=b"  \r\n"),
+    lambda r: r.kind == "reply" and r.text == "",
+    xfail_fallback,
+)
+case(  # a NUL in the label: bytes.decode raises ValueError, not LookupError
+    "charset_label_with_nul",
+    mime(*common(b"Content-Type: text/plain; charset=utf-8\x00"), body=b""),
+    lambda r: r.kind == "reply" and r.text == "",
+    pytest.mark.xfail(strict=True, raises=ValueError, reason="replies._body_text: charset label with a NUL"),
 )
 case(
     "charset_utf8_with_latin1_bytes",
@@ -363,7 +387,6 @@ case(
          body=b"WINS\r\nparams\r\n"),
     text_has("params"),
 )
-case("two_megabyte_single_line", mime(*common(), body=b"WINS\r\n" + b"a" * (2 << 20)), lambda r: r.text.startswith("WINS"))
 
 
 def assert_sound(reading: Reading) -> dict[str, Any]:
@@ -385,25 +408,45 @@ def test_read_message_on_malformed_mail(raw: bytes, check: Check) -> None:
     assert check(reading), {k: str(v)[:200] for k, v in reading.to_json().items()}
 
 
+@pytest.mark.xfail(strict=True, reason="mail-parser names an attachment without a filename at random")
+@pytest.mark.parametrize(
+    "headers",
+    [("Content-Type: application/pdf", "Content-Disposition: attachment"), ("Content-Type: text/rtf",)],
+    ids=["disposition_without_filename", "rtf_without_filename"],
+)
+def test_an_unnamed_attachment_reads_the_same_every_time(headers: tuple[str, ...]) -> None:
+    raw = mime(*common('Content-Type: multipart/mixed; boundary="b1"'),
+               body=multipart_body("b1", part("text/plain", b"WINS\r\nsee attached"),
+                                   mime(*headers, body=b"{\\rtf1 plan}")))
+    names = {tuple(a.filename for a in read_message(raw).attachments) for _ in range(5)}
+    assert len(names) == 1, names
+
+
 @xfail_deep
 def test_read_message_survives_nesting_past_the_recursion_limit() -> None:
     reading = read_message(nest(DEEP, DEEP_TEXT))
     assert_sound(reading)
 
 
-@pytest.mark.xfail(strict=True, raises=LookupError, reason="_body_text fallback decodes with an unknown charset")
-def test_stdlib_fallback_survives_an_unknown_charset(monkeypatch: pytest.MonkeyPatch) -> None:
-    """When mail-parser gives up (as it does a few levels before the stdlib on deep nesting:
-    about 976 levels in a bare interpreter), the stdlib fallback reads the text."""
+LONG_LINE_PROBE = """
+import sys
+from app.replies import read_message
+raw = b"From: Alice Chen <alice@northwind.example>\\r\\nSubject: Re: x\\r\\n\\r\\nWINS\\r\\n" + b"a" * int(sys.argv[1])
+reading = read_message(raw)
+assert reading.text.startswith("WINS"), reading.text[:40]
+"""
 
-    def give_up(raw: bytes) -> None:
-        raise MailParserRecursionError("nested too deep")
 
-    monkeypatch.setattr(mailparser, "parse_from_bytes", give_up)
-    raw = mime(*common("Content-Type: text/plain; charset=x-bogus"), body=b"WINS\r\nfallback words\r\n")
-    reading = read_message(raw)
-    assert_sound(reading)
-    assert "fallback words" in reading.text
+@pytest.mark.xfail(
+    strict=True,
+    raises=subprocess.TimeoutExpired,
+    reason="trimming._is_signature_line: _ADDRESS_OR_LINK search is quadratic on a long run of word characters",
+)
+def test_a_one_megabyte_line_is_read_in_seconds() -> None:
+    """A pasted blob without spaces must not hang the worker. Run apart so a hang can be killed;
+    1 MB reads in about a second when the trimming is linear."""
+    subprocess.run([sys.executable, "-c", LONG_LINE_PROBE, str(1 << 20)], check=True, timeout=20,
+                   cwd=Path(__file__).resolve().parent.parent)
 
 
 # --- generated input -------------------------------------------------------------------------------
@@ -425,76 +468,99 @@ HEADER_VALUES = [
     "garbage date 99:99", "<id@x> <id2@y>", "multipart/report; report-type=delivery-status; boundary=r",
     "text/plain; charset=x-unknown", "attachment; filename*=utf-8''%E2%80", f"reply+{'a' * 32}@{FORUM}",
 ]
-short_text = st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=40)
+NAME_CHARS = "".join(chr(c) for c in range(33, 127) if chr(c) != ":")
+# Strategies are built once here: building them inside composites makes generation the slow part.
+SHORT_TEXT = st.text(st.sampled_from("aZ09 .,;:<>@=?\\\"'-\t\x00äé€日本\U0001f600\u202e"), max_size=40)
+HEADER_NAME = st.one_of(st.sampled_from(HEADER_NAMES), st.text(NAME_CHARS, min_size=1, max_size=20))
+ENCODED_WORD = st.tuples(st.sampled_from(CHARSETS), st.sampled_from("bqBQx"), st.binary(max_size=20)).map(
+    lambda t: f"=?{t[0]}?{t[1]}?".encode() + base64.b64encode(t[2]) + b"?="
+)
+HEADER_VALUE = st.one_of(
+    st.sampled_from(HEADER_VALUES).map(str.encode),
+    SHORT_TEXT.map(lambda s: s.encode("utf-8")),
+    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" ")),
+    ENCODED_WORD,
+)
+HEADER_LINE = st.builds(
+    lambda name, value, folded: name.encode() + b": " + value + (b"\r\n\t" + value[:10] if folded else b""),
+    HEADER_NAME, HEADER_VALUE, st.booleans(),
+)
+BODY_TEXT = st.one_of(SHORT_TEXT, st.just("WINS\nC:\\Users\\x \\u00e9\n\nCHALLENGES\nmore"))
 
 
-@st.composite
-def header_line(draw: st.DrawFn) -> bytes:
-    name = draw(st.one_of(st.sampled_from(HEADER_NAMES), st.from_regex(r"\A[!-9;-~]{1,20}\Z")))
-    value = draw(st.one_of(
-        st.sampled_from(HEADER_VALUES).map(str.encode),
-        short_text.map(lambda s: s.encode("utf-8")),
-        st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" ")),
-        st.tuples(st.sampled_from(CHARSETS), st.sampled_from("bqBQx"), st.binary(max_size=20)).map(
-            lambda t: f"=?{t[0]}?{t[1]}?".encode() + base64.b64encode(t[2]) + b"?="
-        ),
-    ))
-    folded = draw(st.booleans())
-    return name.encode() + b": " + value + (b"\r\n\t" + value[:10] if folded else b"")
-
-
-@st.composite
-def leaf_body(draw: st.DrawFn) -> bytes:
-    charset = draw(st.sampled_from(CHARSETS))
-    cte = draw(st.sampled_from(CTES))
-    text = draw(st.one_of(short_text, st.just("WINS\nC:\\Users\\x \\u00e9\n\nCHALLENGES\nmore")))
+def leaf(charset: str, cte: str, text: str, junk: bytes, cut: float | None, content_type: str, attached: bool) -> bytes:
     try:
         data = text.encode(charset.strip('"').rstrip("\x00") or "utf-8")
     except (LookupError, UnicodeError):
-        data = draw(st.binary(max_size=60))
+        data = junk
     if cte == "base64":
         data = base64.b64encode(data)
     elif cte == "quoted-printable":
         data = quopri.encodestring(data)
-    if draw(st.booleans()):  # truncated somewhere
-        data = data[: draw(st.integers(0, len(data)))]
-    subtype = draw(st.sampled_from(["plain", "html", "calendar", "x-unknown"]))
-    main_type = draw(st.sampled_from(["text", "text", "application", "image", "message"]))
-    extra = [] if not draw(st.booleans()) else [b'Content-Disposition: attachment; filename="a.bin"']
-    head = [f"Content-Type: {main_type}/{subtype}; charset={charset}".encode(), *extra]
+    if cut is not None:  # truncated somewhere
+        data = data[: int(len(data) * cut)]
+    head = [f"Content-Type: {content_type}; charset={charset}".encode()]
+    if attached:
+        head.append(b'Content-Disposition: attachment; filename="a.bin"')
     if cte:
         head.append(f"Content-Transfer-Encoding: {cte}".encode())
     return NL.join(head) + NL + NL + data
 
 
-def wrap_multipart(draw: st.DrawFn, children: list[bytes]) -> bytes:
-    subtype = draw(st.sampled_from(["mixed", "alternative", "related", "report", "signed", "digest"]))
-    boundary = draw(st.sampled_from(["b", "==x==", "a b", "very-long-" + "y" * 80]))
-    used = boundary if draw(st.integers(0, 4)) else draw(st.sampled_from(["other", "", boundary[:-1]]))
-    params = "" if not draw(st.integers(0, 6)) else f'; boundary="{boundary}"'
-    preamble = draw(st.sampled_from([b"", b"This is a multi-part message.\r\n", b"--" + used.encode() + b"x\r\n"]))
-    body = preamble + multipart_body(used, *children, close=draw(st.booleans()))
+LEAF = st.builds(
+    leaf,
+    st.sampled_from(CHARSETS),
+    st.sampled_from(CTES),
+    BODY_TEXT,
+    st.binary(max_size=60),
+    st.one_of(st.none(), st.floats(0, 1)),
+    st.sampled_from(["text/plain", "text/plain", "text/html", "text/calendar", "application/pdf", "image/png",
+                     "message/delivery-status", "text/x-unknown"]),
+    st.booleans(),
+)
+
+
+def multipart_part(
+    children: list[bytes], subtype: str, boundary: str, wrong: str | None, declared: bool, preamble: bytes, close: bool
+) -> bytes:
+    used = boundary if wrong is None else wrong
+    params = f'; boundary="{boundary}"' if declared else ""
+    body = preamble.replace(b"@", used.encode()) + multipart_body(used, *children, close=close)
     return f"Content-Type: multipart/{subtype}{params}".encode() + NL + NL + body
 
 
-@st.composite
-def mime_tree(draw: st.DrawFn, depth: int = 0) -> bytes:
-    shape = draw(st.integers(0, 3)) if depth < 4 else 0
-    if shape == 0:
-        return draw(leaf_body())
-    if shape == 3:
-        inner = draw(st.lists(header_line(), max_size=3))
-        return b"Content-Type: message/rfc822" + NL + NL + NL.join(inner) + NL + draw(mime_tree(depth + 1))
-    return wrap_multipart(draw, draw(st.lists(mime_tree(depth + 1), max_size=3)))
+def wrapped(children: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    """A multipart around some children (wrong, missing or unclosed boundaries at times), or
+    a message/rfc822 around one."""
+    boundaries = st.sampled_from(["b", "==x==", "a b", "very-long-" + "y" * 80])
+    return st.one_of(
+        st.builds(
+            multipart_part,
+            st.lists(children, max_size=3),
+            st.sampled_from(["mixed", "alternative", "related", "report", "signed", "digest"]),
+            boundaries,
+            st.one_of(st.none(), st.none(), st.none(), st.sampled_from(["other", ""])),
+            st.integers(0, 6).map(bool),
+            st.sampled_from([b"", b"This is a multi-part message.\r\n", b"--@x\r\n"]),
+            st.booleans(),
+        ),
+        st.builds(
+            lambda lines, inner: b"Content-Type: message/rfc822" + NL + NL + NL.join(lines) + NL + inner,
+            st.lists(HEADER_LINE, max_size=3),
+            children,
+        ),
+    )
+
+
+MIME_TREE = st.recursive(LEAF, wrapped, max_leaves=8)
 
 
 @st.composite
 def near_mime(draw: st.DrawFn) -> bytes:
     """Header lines, then a MIME tree with wrong boundaries, truncations and odd charsets;
     line ends of any kind; sometimes a few random bytes spliced in."""
-    raw = NL.join(draw(st.lists(header_line(), max_size=8))) + NL + draw(mime_tree())
-    nl = draw(st.sampled_from([b"\r\n", b"\r\n", b"\n", b"\r"]))
-    raw = raw.replace(b"\r\n", nl)
+    raw = NL.join(draw(st.lists(HEADER_LINE, max_size=8))) + NL + draw(MIME_TREE)
+    raw = raw.replace(b"\r\n", draw(st.sampled_from([b"\r\n", b"\r\n", b"\n", b"\r"])))
     if draw(st.integers(0, 3)) == 0:
         at = draw(st.integers(0, len(raw)))
         raw = raw[:at] + draw(st.binary(min_size=1, max_size=8)) + raw[at:]
@@ -504,17 +570,40 @@ def near_mime(draw: st.DrawFn) -> bytes:
 READ = hsettings(max_examples=150, deadline=None)
 
 
+def known_failure(raw: bytes) -> bool:
+    """Whether `raw` hits a failure reported and pinned by an xfail test above
+    (`xfail_fallback`, `charset_label_with_nul`); the properties skip such examples to keep looking for new ones.
+    Delete this once read_message is fixed."""
+    try:
+        read_message(raw)
+    except (LookupError, ValueError) as error:
+        return traceback.extract_tb(error.__traceback__)[-1].name == "_body_text"
+    return False
+
+
+def read(raw: bytes, *args: Any) -> Reading:
+    try:
+        return read_message(raw, *args)
+    except (LookupError, ValueError):
+        assume(not known_failure(raw))
+        raise
+
+
 @READ
 @given(st.binary(max_size=4000))
 def test_read_message_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
-    assert_sound(read_message(raw))
+    assert_sound(read(raw))
 
 
 @READ
 @given(near_mime())
 def test_read_message_never_raises_on_near_mime(raw: bytes) -> None:
-    data = assert_sound(read_message(raw))
-    assert read_message(raw).to_json() == data  # and reads the same twice
+    data = assert_sound(read(raw))
+    again = read(raw).to_json()
+    for reading in (data, again):  # mail-parser names unnamed attachments at random: see the xfail
+        for attachment in reading["attachments"]:
+            attachment["filename"] = "-"
+    assert again == data  # the same bytes read the same twice
     if data["kind"] != "reply":
         assert data["text"] == "" and data["sections"] == {}
 
@@ -522,7 +611,7 @@ def test_read_message_never_raises_on_near_mime(raw: bytes) -> None:
 @READ
 @given(near_mime(), st.text("0123456789abcdef", min_size=32, max_size=32))
 def test_reply_token_in_to_survives_any_body(raw: bytes, token: str) -> None:
-    reading = read_message(f"To: Roundtable <reply+{token}@{FORUM}>".encode() + NL + raw)
+    reading = read(f"To: Roundtable <reply+{token}@{FORUM}>".encode() + NL + raw)
     assert_sound(reading)
     assert token in reading.tokens
 
@@ -587,7 +676,7 @@ def forget_mail(settings: Settings, floor: int) -> None:
                 connection.execute(delete(table))
 
 
-SLOW = {"subject_1mb", "ten_thousand_header_lines", "two_megabyte_single_line"}  # on /inbound/raw below
+SLOW = {"subject_1mb", "ten_thousand_header_lines"}  # on /inbound/raw below
 WEBHOOK_CASES = [
     pytest.param(p.values[0], id=p.id, marks=[xfail_pg_nul] if "nul" in p.id else [])
     for p in CASES
@@ -756,6 +845,7 @@ def test_webhook_property_any_bytes_are_stored_once_and_processed(  # type: igno
         rows = stored(settings)
         assert len(rows) == 1
         assert rows[0].raw == raw
+        assume(not (rows[0].status == "received" and known_failure(raw)))
         assert_processed(rows[0])
     finally:
         forget_mail(settings, floor)
@@ -763,7 +853,7 @@ def test_webhook_property_any_bytes_are_stored_once_and_processed(  # type: igno
 
 @HOOK
 @given(
-    headers=st.lists(header_line(), max_size=6).map(lambda lines: b"\n".join(lines)),
+    headers=st.lists(HEADER_LINE, max_size=6).map(lambda lines: b"\n".join(lines)),
     text=st.one_of(st.none(), st.binary(max_size=300)),
     html=st.one_of(st.none(), st.binary(max_size=300)),
     charsets=st.one_of(st.sampled_from(['{"text": "x-bogus", "html": "utf-7"}', "[1]", "not json", '{"text": 5}']),
@@ -793,8 +883,9 @@ def test_parsed_mode_property_malformed_fields_are_stored_and_processed(  # type
         assert response.status_code == 200, response.data
         (row,) = stored(settings)
         assert row.source == "sendgrid-parsed"
+        assume(not (row.status == "received" and known_failure(row.raw)))
         assert_processed(row)
-        assert_sound(read_message(row.raw))
+        assert_sound(read(row.raw))
     finally:
         forget_mail(settings, floor)
 

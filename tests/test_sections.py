@@ -11,6 +11,7 @@ from app.sections import (
     RATING_KEYS,
     SECTION_KEYS,
     SECTIONS,
+    Section,
     Sections,
     is_heading,
     match_heading,
@@ -44,7 +45,7 @@ def test_labels_drop_the_parenthesis() -> None:
 
 
 @pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.key)
-def test_every_title_as_we_send_it_is_a_heading(section) -> None:
+def test_every_title_as_we_send_it_is_a_heading(section: Section) -> None:
     assert match_heading(section.title.upper()) == match_heading(section.title)
     assert is_heading(section.title.upper())
     assert match_heading(section.title.upper()).key == section.key
