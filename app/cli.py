@@ -380,7 +380,8 @@ def worker(burst: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--threads", default=4, show_default=True, help="threads per worker (gthread)")
+def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the web app (webhooks, health check) with gunicorn."""
     from gunicorn.app.base import BaseApplication
 
@@ -396,6 +397,9 @@ def serve(host: str, port: int, workers: int) -> None:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
+            # Threads overlap the webhook's waits on the database commit and Redis.
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
             self.cfg.set("accesslog", "-")
             self.cfg.set("timeout", 60)
 

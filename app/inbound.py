@@ -25,11 +25,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -217,11 +216,12 @@ class Stored:
     pending: bool  # not processed yet: worth a nudge
 
 
-def store(session: Session, received: Received) -> Stored:
-    """Store a received message once, in one statement; flushes, never commits.
+def store(connection: Connection, received: Received) -> Stored:
+    """Store a received message once, in one statement on an autocommit connection.
 
     `INSERT ... ON CONFLICT (dedupe_key) DO NOTHING`: the schema decides what is a duplicate,
-    even between two concurrent retries, and the hot path is a single round trip.
+    even between two concurrent retries. On an autocommit connection the statement is its own
+    transaction, so when it returns the message is durable: one round trip on the hot path.
     """
     headers = BytesHeaderParser(policy=compat32).parsebytes(received.raw[: 256 * 1024], headersonly=True)
     message_id = _header(headers, "Message-ID")
@@ -239,14 +239,15 @@ def store(session: Session, received: Received) -> Stored:
         status=InboundStatus.RECEIVED,
         received_at=utcnow(),
     )
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    table = InboundMessage.__table__
     statement = (
-        insert(InboundMessage).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    ).returning(InboundMessage.id)
-    new_id = session.execute(statement).scalar()
+        insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    ).returning(table.c.id)
+    new_id = connection.execute(statement).scalar()
     if new_id is not None:
         return Stored(new_id, created=True, pending=True)
-    existing_id, status = session.execute(
+    existing_id, status = connection.execute(
         select(InboundMessage.id, InboundMessage.status).where(InboundMessage.dedupe_key == key)
     ).one()
     return Stored(existing_id, created=False, pending=status == InboundStatus.RECEIVED)
@@ -284,11 +285,10 @@ def _unauthorized() -> Response:
 
 def _accept(received: Received) -> Response:
     """Store, commit, then nudge a worker. 5xx only when the message could not be stored."""
-    sessions = current_app.config["ROUNDTABLE_SESSIONS"]
+    engine = current_app.config["ROUNDTABLE_SESSIONS"].kw["bind"]
     try:
-        with sessions() as session:
-            stored = store(session, received)
-            session.commit()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            stored = store(connection, received)
     except SQLAlchemyError:
         log.exception("could not store an inbound message; answering 503 so the sender retries")
         return Response("could not store the message, try again later\n", 503, {"Retry-After": "60"})

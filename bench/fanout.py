@@ -24,8 +24,9 @@ What it measures (printed as a table, then one JSON object as the last line):
             client against the stand-in. All jobs are enqueued once, then the phases take their
             share off the same queue:
               1. one SimpleWorker, `--max-jobs SAMPLE`;
-              2. one forking rq.Worker (what `roundtable worker` runs), `--max-jobs FORK_SAMPLE`,
-                 for comparison only;
+              2. one forking rq.Worker started as `roundtable worker` starts it (workers.jobs
+                 imported before the first fork; `worker_process` below), FORK_SAMPLE jobs, for
+                 comparison only;
               3. two SimpleWorkers in parallel, `--max-jobs SAMPLE/2` each (SAMPLE in all);
               4. two SimpleWorkers, `--burst`, until the queue is empty (skipped by --no-drain).
             emails/s = rows that became `sent` during the phase / wall-clock seconds from
@@ -930,20 +931,25 @@ def run_phase(
     processes = []
     started = time.perf_counter()
     for index in range(workers):
-        command = [
-            shutil.which("rq") or "rq",
-            "worker",
-            "--burst",
-            "--url",
-            REDIS_URL,
-            "-w",
-            worker_class,
-            "--name",
-            f"bench-{name}-{index}-{os.getpid()}",
-        ]
-        if max_jobs is not None:
-            command += ["--max-jobs", str(max_jobs)]
-        command.append(QUEUE_NAME)
+        worker_name = f"bench-{name}-{index}-{os.getpid()}"
+        if worker_class == FORK_WORKER:
+            # As `roundtable worker` starts it (jobs imported before the first fork), plus a cap.
+            command = [
+                sys.executable,
+                __file__,
+                "--worker-process",
+                worker_class,
+                "--worker-name",
+                worker_name,
+            ]
+            if max_jobs is not None:
+                command += ["--worker-max-jobs", str(max_jobs)]
+        else:
+            command = [shutil.which("rq") or "rq", "worker", "--burst", "--url", REDIS_URL]
+            command += ["-w", worker_class, "--name", worker_name]
+            if max_jobs is not None:
+                command += ["--max-jobs", str(max_jobs)]
+            command.append(QUEUE_NAME)
         if profile_to is not None and index == 0:
             command = (
                 [
@@ -1007,6 +1013,26 @@ def run_phase(
         "startup_s": startup,
         "exit_codes": codes,
     }
+
+
+def worker_process(worker_class: str, name: str, max_jobs: int | None) -> None:
+    """One burst worker as `roundtable worker` runs it: settings from the environment, checked
+    migrations, `workers.jobs` imported in the parent so that forked work horses start warm;
+    plus `max_jobs` (the CLI has no cap) and no scheduler (nothing is scheduled here)."""
+    from importlib import import_module
+
+    from rq.utils import import_attribute
+
+    from app import db, jobs
+    from app.settings import configure, current_settings
+
+    settings = current_settings()
+    db.check_migrated(settings.database_url)
+    configure(settings)
+    import_module("workers.jobs")
+    queue = jobs.queue(settings)
+    worker = import_attribute(worker_class)([queue], connection=queue.connection, name=name)
+    worker.work(burst=True, max_jobs=max_jobs, with_scheduler=False)
 
 
 def failed_jobs() -> int:
@@ -1237,7 +1263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return figures
 
             one = phase("1-simple", 1, SIMPLE_WORKER, sample, profile=True)
-            fork = phase("1-fork", 1, FORK_WORKER, fork_sample) if fork_sample else None
+            fork = phase("1-fork-warm", 1, FORK_WORKER, fork_sample) if fork_sample else None
             two = phase("2-simple", 2, SIMPLE_WORKER, sample // 2)
             rest = phase("2-simple-rest", 2, SIMPLE_WORKER, None) if args.drain else None
             out["worker_class"] = SIMPLE_WORKER
@@ -1422,7 +1448,8 @@ def main() -> None:
         "--fork-sample",
         type=int,
         default=None,
-        help="jobs sent by one forking rq.Worker for comparison (default 1000 x scale; 0 skips)",
+        help="jobs sent by one forking rq.Worker, started as `roundtable worker` starts it, for "
+        "comparison (default 1000 x scale; 0 skips)",
     )
     parser.add_argument(
         "--job-only",
@@ -1449,9 +1476,18 @@ def main() -> None:
         help="setup, busy tick, enqueue and idle tick only: no workers, no sends",
     )
     parser.add_argument(
-        "--profile", metavar="DIR", help="py-spy the busy tick and the 1-worker phase into DIR"
+        "--profile",
+        metavar="DIR",
+        help="py-spy (wall clock) the busy tick, the enqueue, the job-only calls and the 1-worker "
+        "phase into DIR",
     )
+    parser.add_argument("--worker-process", help=argparse.SUPPRESS)  # internal: see worker_process
+    parser.add_argument("--worker-name", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-max-jobs", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker_process:
+        worker_process(args.worker_process, args.worker_name, args.worker_max_jobs)
+        return
     out = run(args)
     print(json.dumps(out))
     sys.exit(0 if out["checks_ok"] else 1)

@@ -18,7 +18,7 @@ How:
   - request bodies are SendGrid raw-mode multipart posts of the demo replies, as five mail clients
     write them (quoted request included, 2-6 KB); wrk's Lua script gives every request a new
     Message-ID (run nonce, wrk thread, counter), so no post is a duplicate;
-  - both apps run under gunicorn as `roundtable serve` runs it: 2 sync workers, timeout 60, an
+  - both apps run under gunicorn as `roundtable serve` runs it: 2 gthread workers x 4 threads, timeout 60, an
     access log (to a file here; it also gives the server-side status count); `--threads N` tries
     gthread instead. One app, then the other, on a free loopback port, each warmed up for 1 s;
   - besides req/s, the gunicorn workers' CPU per request (from /proc): on a shared machine it
@@ -504,8 +504,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per app")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads per gunicorn worker; above 1 uses gthread (default: sync)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=4,
+                        help="threads per gunicorn worker; above 1 uses gthread, as roundtable serve does (default 4)")  # fmt: skip
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="a PostgreSQL URL allowed to create databases")  # fmt: skip
     parser.add_argument(

@@ -79,6 +79,18 @@ def common(*extra: str | bytes, subject: str | bytes = "Re: Your December update
     )
 
 
+def shallow(error: BaseException) -> BaseException:
+    """The same error without its traceback: pytest takes seconds over 1,000 recursive frames."""
+    return type(error)(*error.args) if isinstance(error, RecursionError) else error
+
+
+def read_shallow(raw: bytes) -> Reading:
+    try:
+        return read_message(raw)
+    except RecursionError as error:
+        raise shallow(error) from None
+
+
 def part(content_type: str, body: bytes, *extra: str) -> bytes:
     return mime(f"Content-Type: {content_type}", *extra, body=body)
 
@@ -424,7 +436,7 @@ def test_an_unnamed_attachment_reads_the_same_every_time(headers: tuple[str, ...
 
 @xfail_deep
 def test_read_message_survives_nesting_past_the_recursion_limit() -> None:
-    reading = read_message(nest(DEEP, DEEP_TEXT))
+    reading = read_shallow(nest(DEEP, DEEP_TEXT))
     assert_sound(reading)
 
 
@@ -442,10 +454,10 @@ assert reading.text.startswith("WINS"), reading.text[:40]
     raises=subprocess.TimeoutExpired,
     reason="trimming._is_signature_line: _ADDRESS_OR_LINK search is quadratic on a long run of word characters",
 )
-def test_a_one_megabyte_line_is_read_in_seconds() -> None:
-    """A pasted blob without spaces must not hang the worker. Run apart so a hang can be killed;
-    1 MB reads in about a second when the trimming is linear."""
-    subprocess.run([sys.executable, "-c", LONG_LINE_PROBE, str(1 << 20)], check=True, timeout=20,
+def test_a_quarter_megabyte_line_is_read_in_seconds() -> None:
+    """A pasted blob without spaces must not hang the worker (today: about 20 s for 20 KB, and
+    quadratic). Run apart so the hang can be killed; 256 KB reads well under a second when linear."""
+    subprocess.run([sys.executable, "-c", LONG_LINE_PROBE, str(1 << 18)], check=True, timeout=6,
                    cwd=Path(__file__).resolve().parent.parent)
 
 
@@ -677,11 +689,19 @@ def forget_mail(settings: Settings, floor: int) -> None:
 
 
 SLOW = {"subject_1mb", "ten_thousand_header_lines"}  # on /inbound/raw below
-WEBHOOK_CASES = [
-    pytest.param(p.values[0], id=p.id, marks=[xfail_pg_nul] if "nul" in p.id else [])
-    for p in CASES
-    if p.id not in SLOW
-]
+xfail_stuck = pytest.mark.xfail(
+    strict=True, reason="read_message raises in the worker (see the read_message xfail): the row stays 'received'"
+)
+
+
+def webhook_marks(param: Any) -> list[pytest.MarkDecorator]:
+    raises = [m.kwargs.get("raises") for m in param.marks if m.name == "xfail"]
+    if any(r in (LookupError, ValueError) for r in raises):
+        return [xfail_stuck]
+    return [xfail_pg_nul] if "nul" in param.id else []
+
+
+WEBHOOK_CASES = [pytest.param(p.values[0], id=p.id, marks=webhook_marks(p)) for p in CASES if p.id not in SLOW]
 
 
 @pytest.mark.parametrize("raw", WEBHOOK_CASES)
@@ -734,7 +754,7 @@ def test_webhook_deep_nesting_is_processed_not_left_pending(client, settings) ->
     (row,) = stored(settings)
     assert row.raw == raw
     if row.status == "received":  # the in-process job logged the failure and left the row pending
-        read_message(raw)  # re-raise it here so the xfail names the error
+        read_shallow(raw)  # raise it here so the xfail names the error
     assert_processed(row)
 
 
@@ -816,6 +836,26 @@ def test_malformed_form_posts_are_kept(client, settings, body: bytes, content_ty
         assert row.raw == body  # not a form we can read: the post itself is what is kept
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="inbound._text: a charsets value that is not a str, or holds a NUL, raises TypeError/ValueError: a 500",
+)
+@pytest.mark.parametrize("mode", ["parsed", "raw"])
+@pytest.mark.parametrize("charsets", [{"text": 5, "SPF": 5}, {"text": "utf-8\x00", "SPF": "utf-8\x00"}], ids=["int", "nul"])
+def test_odd_charsets_field_is_stored_not_500(client, settings, mode: str, charsets: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    raw = mime(*common(), body=b"hi\r\n")
+    fields: dict[str, Any] = {"charsets": json.dumps(charsets), "SPF": "pass",
+                              "envelope": json.dumps({"to": [f"hello@{FORUM}"], "from": "alice@northwind.example"})}
+    if mode == "raw":
+        fields["email"] = raw
+    else:
+        fields.update({"headers": "Message-ID: <odd@mail.example>\n", "from": ALICE, "text": "hi"})
+    response = post(client, multipart(fields))
+    assert response.status_code == 200, response.status_code
+    (row,) = stored(settings)
+    assert_processed(row)
+
+
 HOOK = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -856,9 +896,11 @@ def test_webhook_property_any_bytes_are_stored_once_and_processed(  # type: igno
     headers=st.lists(HEADER_LINE, max_size=6).map(lambda lines: b"\n".join(lines)),
     text=st.one_of(st.none(), st.binary(max_size=300)),
     html=st.one_of(st.none(), st.binary(max_size=300)),
-    charsets=st.one_of(st.sampled_from(['{"text": "x-bogus", "html": "utf-7"}', "[1]", "not json", '{"text": 5}']),
-                       st.dictionaries(st.sampled_from(["text", "html", "headers", "subject"]),
-                                       st.sampled_from(CHARSETS)).map(json.dumps)),
+    charsets=st.one_of(  # the values that fail today are pinned by the xfail test above instead
+        st.sampled_from(['{"text": "x-bogus", "html": "utf-7"}', "[1]", "not json", '{"text": null}', "{}"]),
+        st.dictionaries(st.sampled_from(["text", "html", "headers", "subject"]),
+                        st.sampled_from([c for c in CHARSETS if "\x00" not in c])).map(json.dumps),
+    ),
     attachment=st.one_of(st.none(), st.tuples(st.text(max_size=20), st.binary(max_size=100))),
     info=st.sampled_from(["", "{", '{"attachment1": "x"}', '{"attachment1": {"type": "///", "filename": ""}}']),
 )
@@ -910,10 +952,10 @@ def test_cli_parse_json_on_malformed_files(tmp_path: Path, raw: bytes) -> None:
     eml.write_bytes(raw)
     result = CliRunner().invoke(main, ["parse", str(eml), "--json"])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
+        raise shallow(result.exception)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert len(lines) == 1, result.output[:500]
     data = json.loads(lines[0])
     assert isinstance(data, dict) and data["kind"] in KINDS and isinstance(data["reason"], str)
-    assert data == json.loads(json.dumps(read_message(raw).to_json(), ensure_ascii=False))
+    assert data == json.loads(json.dumps(read_shallow(raw).to_json(), ensure_ascii=False))
