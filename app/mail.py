@@ -37,6 +37,10 @@ from app.settings import Settings
 NO_REPLY_KINDS = frozenset({"packet", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice"})
 
 
+# rq retries a send 5 times (about 45 minutes), then the sweep re-enqueues it on later ticks.
+MAX_ATTEMPTS = 12
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str
@@ -205,6 +209,12 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
         return False
     except TransientSendError as error:
         row.last_error = str(error)
+        if row.attempts >= MAX_ATTEMPTS:
+            # Hours of 429/5xx/timeouts: stop, and say so on the ledger, rather than retry forever.
+            row.status = OutboundStatus.FAILED
+            row.last_error = f"gave up after {row.attempts} attempts: {error}"
+            session.commit()
+            return False
         session.commit()
         raise
     row.status = OutboundStatus.SENT

@@ -1263,7 +1263,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return figures
 
             one = phase("1-simple", 1, SIMPLE_WORKER, sample, profile=True)
-            fork = phase("1-fork-warm", 1, FORK_WORKER, fork_sample) if fork_sample else None
+            fork = (
+                phase("1-fork-warm", 1, FORK_WORKER, fork_sample, profile=True)
+                if fork_sample
+                else None
+            )
             two = phase("2-simple", 2, SIMPLE_WORKER, sample // 2)
             rest = phase("2-simple-rest", 2, SIMPLE_WORKER, None) if args.drain else None
             out["worker_class"] = SIMPLE_WORKER

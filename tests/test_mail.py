@@ -473,3 +473,23 @@ def test_worker_dying_after_the_send_means_a_second_send_with_the_same_message_i
     ] * 2
     assert deliver(sendgrid_settings, outbound_id) is False
     assert len(sendgrid_api.calls) == 2
+
+
+def test_a_send_that_keeps_failing_is_given_up_after_max_attempts(session, sendgrid_settings, sendgrid_api, cycle) -> None:  # type: ignore[no-untyped-def]
+    from app.cycles import queue_requests
+    from app.mail import MAX_ATTEMPTS, TransientSendError, deliver
+    from app.models import OutboundMessage
+
+    queue_requests(session, sendgrid_settings, cycle)
+    session.commit()
+    row_id = session.scalars(select(OutboundMessage.id)).first()
+    sendgrid_api.statuses = [503] * MAX_ATTEMPTS
+    for _ in range(MAX_ATTEMPTS - 1):
+        with pytest.raises(TransientSendError):
+            deliver(session, sendgrid_settings, row_id)
+    assert deliver(session, sendgrid_settings, row_id) is False
+    row = session.get_one(OutboundMessage, row_id)
+    assert (row.status, row.attempts) == ("failed", MAX_ATTEMPTS)
+    assert row.last_error.startswith(f"gave up after {MAX_ATTEMPTS} attempts")
+    assert deliver(session, sendgrid_settings, row_id) is False
+    assert len(sendgrid_api.calls) == MAX_ATTEMPTS
