@@ -13,12 +13,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import jobs, mail
-from app.models import DeliveryEvent, Member, OutboundMessage, OutboundStatus
+from app import jobs, roster
+from app.models import DeliveryEvent, OutboundMessage, OutboundStatus
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,33 +114,7 @@ def _mark_address(
         "dropped": f"SendGrid dropped it: {event.get('reason') or 'address suppressed'}",
         "spamreport": "the member marked our email as spam",
     }[row.event]
-    ids = []
-    for member in session.scalars(select(Member).where(func.lower(Member.email) == row.email)):
-        if member.bounced_at is not None:
-            continue  # already marked; the facilitator was told then
-        member.bounced_at = now
-        member.bounce_reason = reason[:500]
-        for facilitator in member.group.facilitators:
-            notice = mail.queue_email(
-                session,
-                settings,
-                kind="bounce_notice",
-                dedupe_key=f"bounce:{member.id}:{now.date().isoformat()}:{facilitator.id}",
-                to_email=facilitator.email,
-                to_name=facilitator.name,
-                group_id=member.group_id,
-                member_id=member.id,
-                context={
-                    "group_name": member.group.name,
-                    "facilitator_name": facilitator.name,
-                    "member_name": member.name,
-                    "member_email": member.email,
-                    "reason": reason,
-                },
-            )
-            if notice is not None:
-                ids.append(notice.id)
-    return ids
+    return roster.mark_bouncing(session, settings, row.email, reason, now)
 
 
 def _int(value: Any) -> int | None:

@@ -22,7 +22,7 @@ from mailparser.exceptions import MailParserError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import mail
+from app import mail, roster
 from app.cycles import excuse, month_label, request_message_id
 from app.machine import classify
 from app.models import (
@@ -446,33 +446,11 @@ def _record_bounce(
     session: Session, settings: Settings, row: InboundMessage, reading: Reading, now: datetime
 ) -> list[int]:
     """A hard bounce marks the member's address and tells the facilitator."""
-    ids: list[int] = []
-    hard = [r for r in reading.bounced if r.get("is_hard") and r.get("address")]
-    for recipient in hard:
-        address = str(recipient["address"]).lower()
-        for member in session.scalars(select(Member).where(func.lower(Member.email) == address)):
-            if member.bounced_at is None:
-                member.bounced_at = now
-                member.bounce_reason = f"{recipient.get('status') or ''} {recipient.get('diagnostic') or ''}".strip()
-            for facilitator in member.group.facilitators:
-                notice = mail.queue_email(
-                    session,
-                    settings,
-                    kind="bounce_notice",
-                    dedupe_key=f"bounce:{member.id}:{now.date().isoformat()}:{facilitator.id}",
-                    to_email=facilitator.email,
-                    to_name=facilitator.name,
-                    group_id=member.group_id,
-                    member_id=member.id,
-                    context={
-                        "group_name": member.group.name,
-                        "facilitator_name": facilitator.name,
-                        "member_name": member.name,
-                        "member_email": member.email,
-                        "reason": member.bounce_reason or "the receiving server refused it",
-                    },
-                )
-                if notice is not None:
-                    ids.append(notice.id)
-    session.flush()
-    return ids
+    notices: list[int] = []
+    for recipient in reading.bounced:
+        if recipient.get("is_hard") and recipient.get("address"):
+            reason = f"{recipient.get('status') or ''} {recipient.get('diagnostic') or ''}".strip()
+            notices += roster.mark_bouncing(
+                session, settings, str(recipient["address"]), reason or "the receiving server refused it", now
+            )
+    return notices

@@ -8,10 +8,14 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import mail
 from app.models import Facilitator, Group, Member, MemberAddress
+from app.settings import Settings
 
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
@@ -155,3 +159,38 @@ def import_members_csv(session: Session, group: Group, text: str) -> list[Member
     session.add_all(members)
     session.flush()
     return members
+
+
+def mark_bouncing(session: Session, settings: Settings, address: str, reason: str, now: datetime) -> list[int]:
+    """Stop mailing every member at `address` and tell their facilitators; return the notices.
+
+    Flushes. Safe to call twice: an address already marked is left as it is, told once.
+    """
+    notices: list[int] = []
+    for member in session.scalars(select(Member).where(func.lower(Member.email) == address.lower())):
+        if member.bounced_at is not None:
+            continue
+        member.bounced_at = now
+        member.bounce_reason = reason[:500]
+        for facilitator in member.group.facilitators:
+            notice = mail.queue_email(
+                session,
+                settings,
+                kind="bounce_notice",
+                dedupe_key=f"bounce:{member.id}:{now.date().isoformat()}:{facilitator.id}",
+                to_email=facilitator.email,
+                to_name=facilitator.name,
+                group_id=member.group_id,
+                member_id=member.id,
+                context={
+                    "group_name": member.group.name,
+                    "facilitator_name": facilitator.name,
+                    "member_name": member.name,
+                    "member_email": member.email,
+                    "reason": member.bounce_reason,
+                },
+            )
+            if notice is not None:
+                notices.append(notice.id)
+    session.flush()
+    return notices
