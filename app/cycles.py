@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -240,34 +240,43 @@ def request_for(session: Session, cycle: Cycle, member: Member) -> UpdateRequest
     return request
 
 
-def request_context(cycle: Cycle, member: Member, commitments: list[str]) -> dict[str, object]:
-    """The plain values an update request or a reminder shows one member."""
+def cycle_context(cycle: Cycle) -> dict[str, object]:
+    """What an update request or a reminder shows every member of one cycle alike."""
     group = cycle.group
     return {
         "group_name": group.name,
-        "first_name": member.first_name,
         "month_label": month_label(cycle),
         "due_label": local_label(cycle.deadline_at, group.timezone),
         "due_short": local_label(cycle.deadline_at, group.timezone, "%a %-d %b"),
         "meeting_label": meeting_label(cycle),
         "location": cycle.location,
         "facilitator_name": group.facilitators[0].name if group.facilitators else "your facilitator",
-        "commitments": commitments,
         "sections": [{"key": s.key, "title": s.title, "hint": s.hint} for s in SECTIONS],
     }
+
+
+def request_context(shared: dict[str, object], member: Member, commitments: list[str]) -> dict[str, object]:
+    """The plain values an update request or a reminder shows one member."""
+    return {**shared, "first_name": member.first_name, "commitments": commitments}
+
+
+def reachable(member: Member) -> bool:
+    return member.is_active and member.bounced_at is None
 
 
 def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[int]:
     """Queue one update request email per active member; return new outbound ids. Safe twice.
 
-    Works per cycle in a few queries (a Vistage-size month is 45,000 of these). The cycle row is
-    locked by the tick; should another process still race us, the unique keys fail this flush
-    and the next tick retries.
+    A few statements per cycle, rows inserted in bulk: a Vistage-size month is 45,000 of these.
+    The cycle row is locked by the tick; should another process still race us, the unique keys
+    fail this statement and the next tick retries.
     """
     group = cycle.group
-    requests = {
-        r.member_id: r for r in session.scalars(select(UpdateRequest).where(UpdateRequest.cycle_id == cycle.id))
-    }
+    tokens = dict(
+        session.execute(
+            select(UpdateRequest.member_id, UpdateRequest.token).where(UpdateRequest.cycle_id == cycle.id)
+        ).all()
+    )
     queued_keys = set(
         session.scalars(
             select(OutboundMessage.dedupe_key).where(
@@ -275,42 +284,44 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
             )
         )
     )
+    members = [m for m in group.members if reachable(m)]
+    new_requests = [
+        {"cycle_id": cycle.id, "member_id": m.id, "token": secrets.token_hex(16), "created_at": utcnow()}
+        for m in members
+        if m.id not in tokens
+    ]
+    if new_requests:
+        session.execute(insert(UpdateRequest), new_requests)
+        tokens.update({r["member_id"]: r["token"] for r in new_requests})
     commitments = open_commitments(session, cycle)
-    new_requests = []
-    for member in group.members:
-        if member.is_active and member.bounced_at is None and member.id not in requests:
-            requests[member.id] = UpdateRequest(cycle_id=cycle.id, member_id=member.id, token=secrets.token_hex(16))
-            new_requests.append(requests[member.id])
-    session.add_all(new_requests)
+    shared = cycle_context(cycle)
     rows = []
-    for member in group.members:
+    for member in members:
         key = f"request:{cycle.id}:{member.id}"
-        if member.id not in requests or key in queued_keys or not member.is_active or member.bounced_at is not None:
+        if key in queued_keys:
             continue
-        token = requests[member.id].token
-        rows.append(
-            mail.new_outbound(
-                settings,
-                kind="update_request",
-                dedupe_key=key,
-                to_email=member.email,
-                to_name=member.name,
-                reply_to=mail.reply_address(settings, token),
-                group_id=group.id,
-                cycle_id=cycle.id,
-                member_id=member.id,
-                context={
-                    **request_context(cycle, member, commitments.get(member.id, [])),
-                    "unsubscribe_url": mail.unsubscribe_url(settings, token),
-                },
-            )
+        token = tokens[member.id]
+        row = mail.new_outbound(
+            settings,
+            kind="update_request",
+            dedupe_key=key,
+            to_email=member.email,
+            to_name=member.name,
+            reply_to=mail.reply_address(settings, token),
+            group_id=group.id,
+            cycle_id=cycle.id,
+            member_id=member.id,
+            context={
+                **request_context(shared, member, commitments.get(member.id, [])),
+                "unsubscribe_url": mail.unsubscribe_url(settings, token),
+            },
         )
-    session.add_all(rows)
+        rows.append(row)
+    ids = mail.insert_outbound(session, rows)
     if cycle.status == CycleStatus.SCHEDULED:
         cycle.status = CycleStatus.REQUESTED
-    session.flush()
-    session.expire(cycle, ["requests"])  # made by id above; reload the collection when next read
-    return [row.id for row in rows]
+    session.expire(cycle, ["requests"])  # inserted by id above; reload the collection when next read
+    return ids
 
 
 def request_message_id(session: Session, request: UpdateRequest) -> str | None:
@@ -335,6 +346,7 @@ def excuse(session: Session, request: UpdateRequest, now: datetime) -> None:
 class TickResult:
     outbound_ids: list[int] = field(default_factory=list)
     compile_cycle_ids: list[int] = field(default_factory=list)
+    last_cycle_id: int | None = None  # where the next chunk starts; None when nothing was left
 
 
 def cycle_state(cycle: Cycle) -> CycleState:
@@ -347,24 +359,38 @@ def cycle_state(cycle: Cycle) -> CycleState:
     )
 
 
-def tick(session: Session, settings: Settings, now: datetime | None = None) -> TickResult:
-    """Queue whatever is due for every open cycle. Flushes; the caller commits and enqueues.
+def tick(
+    session: Session, settings: Settings, now: datetime | None = None, *, after_id: int = 0, limit: int | None = None
+) -> TickResult:
+    """Queue whatever is due for the open cycles after `after_id` (at most `limit` of them).
 
-    Two ticks at once split the cycles between them (row locks, SKIP LOCKED on PostgreSQL),
-    and the outbound dedupe keys make any overlap send nothing twice.
+    Flushes; the caller commits and enqueues, chunk by chunk, so sending starts while a big
+    09:00 tick is still going. Two ticks at once split the cycles between them (row locks,
+    SKIP LOCKED on PostgreSQL), and the outbound dedupe keys make any overlap send nothing twice.
     """
     now = now or utcnow()
     result = TickResult()
-    cycles = session.scalars(
+    query = (
         select(Cycle)
-        .where(Cycle.status != CycleStatus.DONE, Cycle.request_at <= now)
+        .where(Cycle.status != CycleStatus.DONE, Cycle.request_at <= now, Cycle.id > after_id)
         .options(selectinload(Cycle.packets), selectinload(Cycle.group))
         .order_by(Cycle.id)
         .with_for_update(skip_locked=True, of=Cycle)
-    ).all()
-    for cycle in cycles:
+    )
+    cycles = session.scalars(query if limit is None else query.limit(limit)).all()
+    if not cycles:
+        return result
+    result.last_cycle_id = cycles[-1].id
+    due_now = [(cycle, due_actions(cycle_state(cycle), now)) for cycle in cycles]
+    busy_groups = {cycle.group_id for cycle, due in due_now if due != Due()}
+    if busy_groups:  # one query each, not one per group: an idle tick loads no members at all
+        session.scalars(
+            select(Group)
+            .where(Group.id.in_(busy_groups))
+            .options(selectinload(Group.members), selectinload(Group.facilitators))
+        ).all()
+    for cycle, due in due_now:
         schedule = group_schedule(cycle.group, cycle.meeting_starts_at)
-        due = due_actions(cycle_state(cycle), now)
         if due.requests:
             result.outbound_ids += queue_requests(session, settings, cycle)
             cycle.requests_sent_at = now
@@ -405,6 +431,7 @@ def queue_reminders(session: Session, settings: Settings, cycle: Cycle, index: i
         ).all()
     )
     commitments = open_commitments(session, cycle)
+    shared = cycle_context(cycle)
     queued = []
     for request in unanswered(cycle):
         member = request.member
@@ -421,7 +448,7 @@ def queue_reminders(session: Session, settings: Settings, cycle: Cycle, index: i
             cycle_id=cycle.id,
             member_id=member.id,
             context={
-                **request_context(cycle, member, commitments.get(member.id, [])),
+                **request_context(shared, member, commitments.get(member.id, [])),
                 "is_last": is_last,
                 "unsubscribe_url": mail.unsubscribe_url(settings, request.token),
             },

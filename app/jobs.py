@@ -91,6 +91,36 @@ def enqueue(
     return True
 
 
+def enqueue_many(path: str, ids: list[int], *, job_id_prefix: str, chunk: int = 1000) -> bool:
+    """Enqueue one job per id (for rows just made, so no uniqueness check), pipelined."""
+    settings = current_settings()
+    if settings.jobs_inline:
+        return all([enqueue(path, row_id) for row_id in ids])
+    target = queue(settings)
+    try:
+        for start in range(0, len(ids), chunk):
+            with target.connection.pipeline() as pipe:
+                target.enqueue_many(
+                    [
+                        Queue.prepare_data(
+                            path,
+                            args=(row_id,),
+                            job_id=f"{job_id_prefix}{row_id}",
+                            timeout=180,
+                            retry=DEFAULT_RETRY,
+                            failure_ttl=30 * 24 * 3600,
+                        )
+                        for row_id in ids[start : start + chunk]
+                    ],
+                    pipeline=pipe,
+                )
+                pipe.execute()
+    except RedisError as error:
+        log.warning("could not enqueue %d %s jobs: %s", len(ids), path, error)  # the sweep will
+        return False
+    return True
+
+
 def run(path: str, *args: Any) -> Any:
     module, _, name = path.rpartition(".")
     return getattr(import_module(module), name)(*args)

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
+from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from python_http_client import exceptions as http_errors
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,28 +94,32 @@ def render(kind: str, context: dict[str, Any]) -> Rendered:
 # --- the outbound ledger -----------------------------------------------------------------
 
 
+@cache
+def _message_id_domain(mail_from: str, inbound_domain: str) -> str:
+    return parseaddr(mail_from)[1].rpartition("@")[2] or inbound_domain
+
+
 def new_message_id(settings: Settings, kind: str) -> str:
-    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or settings.inbound_domain
-    return f"<{kind}.{secrets.token_hex(12)}@{domain}>"
+    return f"<{kind}.{secrets.token_hex(12)}@{_message_id_domain(settings.mail_from, settings.inbound_domain)}>"
 
 
 def reply_address(settings: Settings, token: str) -> str:
     return f"reply+{token}@{settings.inbound_domain}"
 
 
+@cache
+def _unsubscribe_serializer(secret_key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt="unsubscribe")
+
+
 def unsubscribe_url(settings: Settings, token: str) -> str:
     """A signed one-click link that stops this cycle's reminders for one member (RFC 8058)."""
-    from itsdangerous import URLSafeSerializer
-
-    signed = URLSafeSerializer(settings.secret_key, salt="unsubscribe").dumps(token)
-    return f"{settings.base_url}/unsubscribe/{signed}"
+    return f"{settings.base_url}/unsubscribe/{_unsubscribe_serializer(settings.secret_key).dumps(token)}"
 
 
 def read_unsubscribe_token(settings: Settings, signed: str) -> str | None:
-    from itsdangerous import BadSignature, URLSafeSerializer
-
     try:
-        return str(URLSafeSerializer(settings.secret_key, salt="unsubscribe").loads(signed))
+        return str(_unsubscribe_serializer(settings.secret_key).loads(signed))
     except BadSignature:
         return None
 
@@ -127,6 +132,21 @@ def new_outbound(settings: Settings, *, kind: str, context: dict[str, Any], **fi
         context=json.loads(json.dumps(context, default=str)),
         **fields,
     )
+
+
+def insert_outbound(session: Session, rows: list[OutboundMessage]) -> list[int]:
+    """Insert new outbound rows in one bulk statement; return their ids. For callers that hold
+    the lock deciding what to send (the tick's cycle row); others use `queue_email`."""
+    if not rows:
+        return []
+    columns = ("kind", "dedupe_key", "message_id", "to_email", "to_name", "reply_to", "in_reply_to",
+               "context", "group_id", "cycle_id", "member_id")
+    now = utcnow()
+    values = [
+        {**{c: getattr(row, c) for c in columns}, "status": OutboundStatus.QUEUED, "attempts": 0, "created_at": now}
+        for row in rows
+    ]
+    return list(session.scalars(insert(OutboundMessage).returning(OutboundMessage.id, sort_by_parameter_order=True), values))
 
 
 def queue_email(
@@ -302,7 +322,6 @@ def _send_outbox(settings: Settings, row: OutboundMessage, rendered: Rendered) -
 
 
 def _send_sendgrid(settings: Settings, row: OutboundMessage, rendered: Rendered) -> str | None:
-    from sendgrid import SendGridAPIClient
     from sendgrid.helpers.mail import Attachment as SGAttachment
     from sendgrid.helpers.mail import (
         Category,
@@ -336,8 +355,7 @@ def _send_sendgrid(settings: Settings, row: OutboundMessage, rendered: Rendered)
         )
     mail.custom_arg = CustomArg("outbound_id", str(row.id))
     mail.category = Category(row.kind)
-    client = SendGridAPIClient(api_key=settings.sendgrid_api_key, host=settings.sendgrid_api_host)
-    client.client.timeout = settings.sendgrid_timeout_s  # the library default is no timeout at all
+    client = _sendgrid_client(settings.sendgrid_api_key or "", settings.sendgrid_api_host, settings.sendgrid_timeout_s)
     try:
         response = client.send(mail)
     except (http_errors.TooManyRequestsError, http_errors.InternalServerError,
@@ -351,6 +369,16 @@ def _send_sendgrid(settings: Settings, row: OutboundMessage, rendered: Rendered)
         raise TransientSendError(f"SendGrid unreachable: {error}") from error
     headers = response.headers
     return headers.get("X-Message-Id") if headers is not None else None
+
+
+@cache
+def _sendgrid_client(api_key: str, host: str, timeout_s: float):  # type: ignore[no-untyped-def]
+    """One client per process and settings: building it for every email is wasted work."""
+    from sendgrid import SendGridAPIClient
+
+    client = SendGridAPIClient(api_key=api_key, host=host)
+    client.client.timeout = timeout_s  # the library default is no timeout at all
+    return client
 
 
 def _body(error: http_errors.HTTPError) -> str:

@@ -280,6 +280,7 @@ class OutboundMessage(Base):
 
     __table_args__ = (
         Index("ix_outbound_pending", "created_at", postgresql_where=text("status = 'queued'")),
+        Index("ix_outbound_cycle_kind", "cycle_id", "kind"),  # the tick's "queued already?" lookup
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, assume, given
+from hypothesis import HealthCheck, assume, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, inspect, select
@@ -730,7 +730,8 @@ def test_webhook_stores_and_processes_malformed_mail(client, settings, raw: byte
 )
 def test_raw_endpoint_stores_and_processes_malformed_mail(client, settings, name: str) -> None:  # type: ignore[no-untyped-def]
     raw = next(p.values[0] for p in CASES if p.id.startswith(name))
-    response = client.post(f"/inbound/raw?to=hello@{FORUM}", data=raw, headers={**AUTH, "Content-Type": "message/rfc822"})
+    response = client.post("/inbound/raw", query_string={"to": f"hello@{FORUM}"}, data=raw,
+                           headers={**AUTH, "Content-Type": "message/rfc822"})
     assert response.status_code == 200, response.data
     (row,) = stored(settings)
     assert row.raw == raw and row.source == "raw"
@@ -891,13 +892,15 @@ def test_webhook_property_any_bytes_are_stored_once_and_processed(  # type: igno
         if endpoint == "sendgrid":
             response = post(client, raw_mode_post(raw, [to]))
         else:
-            response = client.post(f"/inbound/raw?to={to}", data=raw, headers={**AUTH, "Content-Type": "message/rfc822"})
+            response = client.post("/inbound/raw", query_string={"to": to}, data=raw,
+                                   headers={**AUTH, "Content-Type": "message/rfc822"})
         assert response.status_code == 200, response.data
         rows = stored(settings)
         assert len(rows) == 1
         assert rows[0].raw == raw
         assume(not (rows[0].status == "received" and known_failure(raw)))
         assert_processed(rows[0])
+        event(f"{rows[0].status} {rows[0].kind}")  # pytest --hypothesis-show-statistics
     finally:
         forget_mail(settings, floor)
 
@@ -938,6 +941,7 @@ def test_parsed_mode_property_malformed_fields_are_stored_and_processed(  # type
         assert row.source == "sendgrid-parsed"
         assume(not (row.status == "received" and known_failure(row.raw)))
         assert_processed(row)
+        event(f"{row.status} {row.kind}")
         assert_sound(read(row.raw))
     finally:
         forget_mail(settings, floor)

@@ -47,14 +47,25 @@ def compile_packet(cycle_id: int) -> None:
         jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
 
 
+TICK_CHUNK = 200  # cycles per transaction: workers start sending while a big tick goes on
+
+
 def tick() -> None:
-    """Queue whatever is due for every group, then sweep up lost nudges. Safe to run twice."""
+    """Queue whatever is due for every group, chunk by chunk, then sweep up lost nudges.
+
+    Safe to run twice, and two at once: see app.cycles.tick.
+    """
     settings = current_settings()
-    with session_scope(settings.database_url) as session:
-        result = _tick(session, settings, utcnow())
-        session.commit()
-    for outbound_id in result.outbound_ids:
-        jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
-    for cycle_id in result.compile_cycle_ids:
-        jobs.enqueue(COMPILE_JOB, cycle_id, timeout=600)
+    now = utcnow()
+    after_id = 0
+    while True:
+        with session_scope(settings.database_url) as session:
+            result = _tick(session, settings, now, after_id=after_id, limit=TICK_CHUNK)
+            session.commit()
+        jobs.enqueue_many(SEND_JOB, result.outbound_ids, job_id_prefix="send-")
+        for cycle_id in result.compile_cycle_ids:
+            jobs.enqueue(COMPILE_JOB, cycle_id, timeout=600)
+        if result.last_cycle_id is None:
+            break
+        after_id = result.last_cycle_id
     jobs.sweep(settings)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 17:12:47.855865
+Create Date: 2026-11-25 18:29:18.709762
 """
 
 from alembic import op
@@ -112,6 +112,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('message_id', name=op.f('uq_outbound_messages_message_id'))
     )
     with op.batch_alter_table('outbound_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_outbound_cycle_kind', ['cycle_id', 'kind'], unique=False)
         batch_op.create_index('ix_outbound_pending', ['created_at'], unique=False, postgresql_where=sa.text("status = 'queued'"))
 
     op.create_table('packets',
@@ -229,6 +230,7 @@ def downgrade() -> None:
     op.drop_table('packets')
     with op.batch_alter_table('outbound_messages', schema=None) as batch_op:
         batch_op.drop_index('ix_outbound_pending', postgresql_where=sa.text("status = 'queued'"))
+        batch_op.drop_index('ix_outbound_cycle_kind')
 
     op.drop_table('outbound_messages')
     with op.batch_alter_table('member_addresses', schema=None) as batch_op:
