@@ -25,6 +25,8 @@ from app.settings import Settings, current_settings
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "roundtable"
+FAILURE_TTL = 30 * 24 * 3600  # a failed job stays visible (rq info, the failed registry) a month
+# Jobs return nothing worth keeping: the row is the result. result_ttl=0 saves Redis writes.
 # 429/5xx/timeouts from SendGrid and lock timeouts are retried: a few quick tries, then slower.
 DEFAULT_RETRY = Retry(max=5, interval=[10, 30, 120, 600, 1800])
 ENDED_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
@@ -61,7 +63,9 @@ def enqueue(
     is_unique = job_id is not None if unique is None else unique
 
     def put() -> None:
-        options = dict(args=args, job_id=job_id, timeout=timeout, retry=DEFAULT_RETRY, failure_ttl=30 * 24 * 3600)
+        options = dict(
+            args=args, job_id=job_id, timeout=timeout, retry=DEFAULT_RETRY, failure_ttl=FAILURE_TTL, result_ttl=0
+        )
         if is_unique:
             target.enqueue_call(path, unique=True, **options)
             return
@@ -108,7 +112,8 @@ def enqueue_many(path: str, ids: list[int], *, job_id_prefix: str, chunk: int = 
                             job_id=f"{job_id_prefix}{row_id}",
                             timeout=180,
                             retry=DEFAULT_RETRY,
-                            failure_ttl=30 * 24 * 3600,
+                            failure_ttl=FAILURE_TTL,
+                            result_ttl=0,
                         )
                         for row_id in ids[start : start + chunk]
                     ],
