@@ -33,6 +33,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from app import jobs
+from app.machine import decode_header_value
 from app.models import InboundMessage, InboundStatus, utcnow
 from app.settings import Settings
 
@@ -96,11 +97,17 @@ def _text(parts: dict[str, Part], name: str, charsets: dict[str, str]) -> str | 
     part = parts.get(name)
     if part is None:
         return None
-    charset = charsets.get(name) or _charset_of(part.content_type) or "utf-8"
+    label = charsets.get(name)
+    charset = (label if isinstance(label, str) else None) or _charset_of(part.content_type) or "utf-8"
     try:
         return part.data.decode(charset)
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeDecodeError, ValueError):  # unknown label, bad bytes, a NUL in it
         return part.data.decode("utf-8", "replace")
+
+
+def _clean(address: str) -> str:
+    """An address as we store it: no NUL (PostgreSQL text refuses it), at most 320 characters."""
+    return address.replace("\x00", "")[:320]
 
 
 def _charset_of(content_type: str | None) -> str | None:
@@ -135,9 +142,9 @@ def from_sendgrid(parts: dict[str, Part]) -> Received:
     if not isinstance(envelope, dict):
         envelope = {}
     to = envelope.get("to") or []
-    envelope_to = [str(a) for a in (to if isinstance(to, list) else [to])]
+    envelope_to = [_clean(str(a)) for a in (to if isinstance(to, list) else [to])]
     envelope_from = envelope.get("from")
-    envelope_from = None if envelope_from is None else str(envelope_from)
+    envelope_from = None if envelope_from is None else _clean(str(envelope_from))
     skip = {"email", "headers", "text", "html"}
     fields = {
         name: _text(parts, name, charsets)
@@ -235,7 +242,7 @@ def store(connection: Connection, received: Received) -> Stored:
         envelope_from=received.envelope_from,
         envelope_to=",".join(received.envelope_to) or None,
         from_address=parseaddr(_header(headers, "From") or "")[1].lower()[:320] or None,
-        subject=_header(headers, "Subject"),
+        subject=decode_header_value(_header(headers, "Subject") or "") or None,
         status=InboundStatus.RECEIVED,
         received_at=utcnow(),
     )
@@ -257,7 +264,7 @@ def _header(headers: Message, name: str) -> str | None:
     value = headers.get(name)
     if value is None:
         return None
-    return " ".join(str(value).split()) or None
+    return " ".join(str(value).replace("\x00", "").split()) or None
 
 
 # --- the views ---------------------------------------------------------------------------------
@@ -337,4 +344,5 @@ def raw_inbound() -> Response:
         a.strip() for a in request.headers.get("X-Envelope-To", "").split(",") if a.strip()
     ]
     envelope_from = request.args.get("from", request.headers.get("X-Envelope-From"))
-    return _accept(Received(body, "raw", {}, envelope_from, envelope_to))
+    envelope_from = None if envelope_from is None else _clean(envelope_from)
+    return _accept(Received(body, "raw", {}, envelope_from, [_clean(a) for a in envelope_to]))

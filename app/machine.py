@@ -209,15 +209,16 @@ def _subparts(part: email.message.Message) -> list[email.message.Message]:
 def _decoded_headers(msg: email.message.Message) -> dict[str, list[str]]:
     headers: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
-        headers.setdefault(str(name).strip().lower(), []).append(_decode_header(str(value)))
+        headers.setdefault(str(name).strip().lower(), []).append(decode_header_value(str(value)))
     return headers
 
 
-def _decode_header(value: str) -> str:
+def decode_header_value(value: str) -> str:
+    """A header as text: RFC 2047 words and stray 8-bit bytes decoded, whitespace folded, capped."""
     value = value[:_MAX_HEADER]
     # Raw 8-bit bytes arrive from the parser as surrogate escapes; they are mostly UTF-8.
     if any("\udc80" <= ch <= "\udcff" for ch in value):
-        value = _decode_bytes(value.encode("ascii", "surrogateescape"), "utf-8")
+        value = decode_bytes(value.encode("ascii", "surrogateescape"), "utf-8")
     value = " ".join(value.split())
     if "=?" not in value:
         return value
@@ -227,7 +228,7 @@ def _decode_header(value: str) -> str:
         return value
     return " ".join(
         "".join(
-            _decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk
+            decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk
             for chunk, charset in chunks
         ).split()
     )
@@ -248,7 +249,8 @@ _CHARSET_ALIASES = {
 }
 
 
-def _decode_bytes(data: bytes, charset: str | None) -> str:
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Bytes as text by their label, else UTF-8, else Latin-1: never raises."""
     for candidate in (charset, "utf-8"):
         label = (candidate or "").strip().strip('"').lower()
         if not label:
@@ -264,7 +266,7 @@ def _part_text(part: email.message.Message) -> str:
     data = None if part.is_multipart() else part.get_payload(decode=True)
     if not isinstance(data, bytes):
         return ""
-    text = _decode_bytes(data[: _MAX_TEXT * 4], _param(part, "charset"))
+    text = decode_bytes(data[: _MAX_TEXT * 4], _param(part, "charset"))
     # The line-anchored patterns below expect "\n".
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -288,7 +290,7 @@ def _field_blocks(part: email.message.Message) -> list[dict[str, str]]:
             block
             for message in _subparts(part)
             for block in _split_repeats(
-                [(str(k).lower(), _decode_header(str(v))) for k, v in message.raw_items()]
+                [(str(k).lower(), decode_header_value(str(v))) for k, v in message.raw_items()]
             )
         ]
     return _text_field_blocks(_part_text(part))
@@ -333,7 +335,7 @@ def _split_repeats(fields: list[tuple[str, str]]) -> list[dict[str, str]]:
 def _attached_original_recipients(part: email.message.Message) -> list[str]:
     attached = _subparts(part)
     if attached:
-        values = [_decode_header(str(v)) for v in attached[0].get_all("to", [])]
+        values = [decode_header_value(str(v)) for v in attached[0].get_all("to", [])]
     else:
         blocks = _text_field_blocks(_part_text(part))
         values = [blocks[0]["to"]] if blocks and "to" in blocks[0] else []
@@ -362,7 +364,7 @@ _ORIGINAL_MARKER = re.compile(
     r"|unsent)"
     r"|(?:-{2,}+\s*)?below this line is a copy of the message"
     r"|original message follows"
-    r"|-*+\s*forwarded message"
+    r"|-*+[ \t]*forwarded message"
     r")"
     # A header block starting in the text; but not in a quoted forward, which is all original.
     r"|^[ \t]*+(?:content-type:\s*message/rfc822|return-path:\s*<|received:\s*(?:from|by)\s"
@@ -772,7 +774,7 @@ _BOUNCE_BODY = re.compile(
     r"|not able to deliver|undeliverable|undelivered|delivery failure|permanent error"
     r"|user unknown|unknown user|no such (?:user|mailbox|address)|mailbox (?:unavailable|full)"
     r"|recipient address rejected|unrouteable address|address rejected"
-    r"|^\s*(?:final-recipient|diagnostic-code)\s*:"
+    r"|^[ \t]*(?:final-recipient|diagnostic-code)[ \t]*:"
     r"|returned to (?:the )?sender|message (?:was )?(?:bounced|rejected)"
     r"|\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b"
 )
@@ -785,7 +787,7 @@ _BOUNCE_BODY_STRONG = re.compile(
     r"|permanent fatal errors|transcript of session follows"
     r"|delivery to the following recipients? (?:failed|has been delayed)"
     r"|did not reach (?:some or all of )?the (?:following|intended) recipient"
-    r"|^\s*(?:final-recipient|diagnostic-code)\s*:|\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b"
+    r"|^[ \t]*(?:final-recipient|diagnostic-code)[ \t]*:|\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b"
 )
 _FORWARD_PREFIX = re.compile(r"(?i)^(?:\s*(?:fwd?|wg|tr|rv|i)\s*:\s*)+")
 _DELAY_SUBJECT = re.compile(

@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import email
+import mimetypes
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from app import mail, roster
 from app.cycles import excuse, month_label, request_message_id
-from app.machine import classify
+from app.machine import classify, decode_bytes, decode_header_value
 from app.models import (
     InboundMessage,
     InboundStatus,
@@ -39,7 +41,8 @@ from app.sections import SECTIONS, split_sections
 from app.settings import Settings
 from app.trimming import html_to_text, new_words
 
-TOKEN_RE = re.compile(r"\breply\+?([0-9a-f]{32})@", re.IGNORECASE)
+# `+` may be stripped by an MTA, or arrive as a space from an unescaped query string.
+TOKEN_RE = re.compile(r"\breply[+ ]?([0-9a-f]{32})@", re.IGNORECASE)
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 MAX_HEADER_IDS = 6  # In-Reply-To plus the newest References, as Discourse does
 
@@ -105,24 +108,55 @@ def _message_ids(message: email.message.Message) -> list[str]:
     return list(dict.fromkeys(ids))[:MAX_HEADER_IDS]
 
 
+# mail-parser 4.8 hands back 7-bit bodies in these stateful encodings undecoded ("+AOk-").
+_STATEFUL_CHARSETS = ("utf-7", "iso-2022", "hz")
+
+
+def _walk(message: email.message.Message) -> list[email.message.Message]:
+    try:
+        return list(message.walk())
+    except RecursionError:
+        return []
+
+
+def _first_text_part(message: email.message.Message) -> email.message.Message | None:
+    try:
+        for part in message.walk():
+            if part.get_content_maintype() == "text" and not part.get_filename():
+                return part
+    except RecursionError:
+        pass
+    return None
+
+
+def _part_text(part: email.message.Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        payload = str(part.get_payload()).encode("utf-8", "replace")
+    text = decode_bytes(payload, part.get_content_charset())
+    return html_to_text(text) if part.get_content_subtype() == "html" else text
+
+
 def _body_text(parsed: mailparser.MailParser | None, message: email.message.Message) -> str:
     """The first top-level text part; HTML-only mail is converted to text."""
+    first = _first_text_part(message)
+    charset = (first.get_content_charset() or "") if first is not None else ""
+    if first is not None and charset.lower().startswith(_STATEFUL_CHARSETS):
+        return _part_text(first)
     if parsed is not None:
         if parsed.text_plain and parsed.text_plain[0].strip():
             return parsed.text_plain[0]
         if parsed.text_html:
             return html_to_text(parsed.text_html[0])
-    for part in message.walk():  # mail-parser could not read it: the standard library's best
-        if part.get_content_maintype() == "text" and not part.get_filename():
-            payload = part.get_payload(decode=True) or b""
-            text = payload.decode(part.get_content_charset() or "utf-8", "replace")
-            return html_to_text(text) if part.get_content_subtype() == "html" else text
-    return ""
+    # mail-parser could not read it: the standard library's best.
+    return _part_text(first) if first is not None else ""
 
 
-def _attachments(parsed: mailparser.MailParser | None) -> list[Attachment]:
+def _attachments(parsed: mailparser.MailParser | None, message: email.message.Message) -> list[Attachment]:
     listed: list[Attachment] = []
-    for item in parsed.attachments if parsed is not None else []:
+    # mail-parser invents a random name for a part without one: use ours, stable across reads.
+    named = {p.get_filename() for p in _walk(message) if p.get_filename()}
+    for number, item in enumerate(parsed.attachments if parsed is not None else [], start=1):
         disposition = (item.get("content-disposition") or "").lower()
         # Inline images (logos in signatures, pasted screenshots) are part of the body.
         if item.get("content-id") and not disposition.startswith("attachment"):
@@ -135,7 +169,10 @@ def _attachments(parsed: mailparser.MailParser | None) -> list[Attachment]:
         too_large = len(data) > MAX_ATTACHMENT_BYTES
         listed.append(
             Attachment(
-                filename=safe_filename(item.get("filename") or "attachment"),
+                filename=safe_filename(
+                    item.get("filename") if item.get("filename") in named
+                    else f"attachment-{number}{mimetypes.guess_extension(item.get('mail_content_type') or '') or ''}"
+                ),
                 content_type=item.get("mail_content_type") or "application/octet-stream",
                 size=len(data),
                 is_too_large=too_large,
@@ -155,14 +192,19 @@ def safe_filename(name: str) -> str:
 def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list[str] | None = None) -> Reading:
     """How a stored message reads. Pure; never raises on malformed mail."""
     verdict = classify(raw, envelope_from)
-    message = email.message_from_bytes(raw, policy=compat32)
+    try:
+        message = email.message_from_bytes(raw, policy=compat32)
+    except RecursionError:  # MIME nested past Python's limit: read the headers, keep no body
+        message = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
     try:
         parsed: mailparser.MailParser | None = mailparser.parse_from_bytes(raw)
     except (MailParserError, RecursionError, LookupError, ValueError, TypeError, AttributeError):
         parsed = None
+    # Split the address first: a decoded name may hold a comma ("Müller, Hans").
     from_name, from_address = parseaddr(str(message.get("From", "")))
-    from_address = from_address.lower()
-    subject = " ".join(str(message.get("Subject", "")).split())
+    from_name = decode_header_value(from_name)
+    from_address = from_address.lower().replace("\x00", "")
+    subject = decode_header_value(str(message.get("Subject", ""))).replace("\x00", "")
     addresses = list(envelope_to or []) + _header_addresses(
         message, "To", "Cc", "Delivered-To", "X-Original-To", "X-Forwarded-To", "Envelope-To"
     )
@@ -180,7 +222,8 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
             bounced=[asdict(r) for r in verdict.recipients],
         )
     sender_name = parsed.from_[0][0] if parsed is not None and parsed.from_ else from_name
-    text = new_words(_body_text(parsed, message), sender_name)
+    # PostgreSQL text cannot hold NUL; no member means one.
+    text = new_words(_body_text(parsed, message).replace("\x00", ""), sender_name)
     return Reading(
         kind="reply",
         reason=verdict.reason,
@@ -190,7 +233,7 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
         reply_to_ids=_message_ids(message),
         text=text,
         sections=split_sections(text).to_json(),
-        attachments=_attachments(parsed),
+        attachments=_attachments(parsed, message),
     )
 
 

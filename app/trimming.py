@@ -161,7 +161,8 @@ _CLOSING = re.compile(
 _DASH_NAME = re.compile(r"\s*[-–—/~]+\s*([^\W\d_][\w.'’-]*(?:\s+[^\W\d_][\w.'’-]*)?)\s*")
 # What stands under a closing or a signed name: contact details, a disclaimer, a name or a title.
 _PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
-_ADDRESS_OR_LINK = re.compile(r"[\w.+-]+@[\w-]+\.\w|https?://|www\.", re.IGNORECASE)
+# The lookbehind anchors the address at a word's start: without it a long word is quadratic.
+_ADDRESS_OR_LINK = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.\w|https?://|www\.", re.IGNORECASE)
 _DISCLAIMER = re.compile(
     r"confidential|privileged|intended\s+recipient|vertraulich|confidentiel", re.IGNORECASE
 )
