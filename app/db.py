@@ -22,20 +22,25 @@ class DatabaseNotMigrated(RuntimeError):
 
 
 @cache
-def _engine(url: str, pid: int) -> Engine:
+def _engine(url: str, pid: int, autocommit: bool = False) -> Engine:
     # pid in the cache key: a forked rq work horse must not reuse its parent's connections.
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **_autocommit(autocommit))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     # No pre-ping: it costs a round trip per request on the webhook's hot path. A connection the
     # server dropped fails one request (a 5xx SendGrid retries) and is then replaced.
-    return create_engine(url, pool_recycle=1800)
+    return create_engine(url, pool_recycle=1800, **_autocommit(autocommit))
+
+
+def _autocommit(on: bool) -> dict[str, str]:
+    # Set once per pooled connection: per checkout, SQLAlchemy would set and reset it every time.
+    return {"isolation_level": "AUTOCOMMIT"} if on else {}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -47,6 +52,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 def engine_for(url: str) -> Engine:
     return _engine(url, os.getpid())
+
+
+def autocommit_engine_for(url: str) -> Engine:
+    """Connections where each statement is its own transaction: the webhook's one INSERT."""
+    return _engine(url, os.getpid(), True)
 
 
 def sessionmaker_for(url: str) -> sessionmaker[Session]:

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from functools import cache
 from email import encoders
 from email.message import Message
 from email.mime.base import MIMEBase
@@ -25,14 +26,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from app import jobs
+from app import db, jobs
 from app.machine import decode_header_value
 from app.models import InboundMessage, InboundStatus, utcnow
 from app.settings import Settings
@@ -216,6 +217,14 @@ def dedupe_key(raw: bytes, message_id: str | None) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+@cache
+def _insert_once(dialect: str) -> Insert:
+    """The statement, built once: values come as parameters, so its compiled form is reused."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    table = InboundMessage.__table__
+    return insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
+
+
 @dataclass(frozen=True)
 class Stored:
     id: int
@@ -246,12 +255,7 @@ def store(connection: Connection, received: Received) -> Stored:
         status=InboundStatus.RECEIVED,
         received_at=utcnow(),
     )
-    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    table = InboundMessage.__table__
-    statement = (
-        insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    ).returning(table.c.id)
-    new_id = connection.execute(statement).scalar()
+    new_id = connection.execute(_insert_once(connection.dialect.name), values).scalar()
     if new_id is not None:
         return Stored(new_id, created=True, pending=True)
     existing_id, status = connection.execute(
@@ -292,9 +296,8 @@ def _unauthorized() -> Response:
 
 def _accept(received: Received) -> Response:
     """Store, commit, then nudge a worker. 5xx only when the message could not be stored."""
-    engine = current_app.config["ROUNDTABLE_SESSIONS"].kw["bind"]
     try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with db.autocommit_engine_for(_settings().database_url).connect() as connection:
             stored = store(connection, received)
     except SQLAlchemyError:
         log.exception("could not store an inbound message; answering 503 so the sender retries")
