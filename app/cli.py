@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app import db, jobs, roster
 from app.cycles import CycleError, current_cycle, excuse, local_label, schedule_meeting
-from app.models import Cycle, Group, InboundMessage, InboundStatus, Member, UpdateRequest, utcnow
+from app.models import Cycle, Group, InboundMessage, Member, UpdateRequest, utcnow
 from app.settings import ConfigError, Settings, configure, current_settings
 
 SEND_JOB = "workers.jobs.send_outbound"
