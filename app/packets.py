@@ -53,8 +53,12 @@ def packet_context(
     generated: str,
     version: int,
     members: list[MemberEntry],
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the packet templates show, computed from plain values. Pure."""
+    """Everything the packet templates show, computed from plain values. Pure.
+
+    `previous` is the last version's context: a new version says what changed since it.
+    """
     replied = [m for m in members if m.status in ("replied", "late")]
     low_ratings = sorted(
         (
@@ -117,7 +121,28 @@ def packet_context(
             for m in members
         ],
         "rating_areas": ["business", "personal", "family"],
+        "changes": changes_since(previous, members) if previous is not None else [],
     }
+
+
+def changes_since(previous: dict[str, Any], members: list[MemberEntry]) -> list[str]:
+    """What a facilitator needs to know about a new version: whose update is new or changed."""
+    before = {m["name"]: (m["status"], m["version"], m["texts"], m["ratings"]) for m in previous.get("members", [])}
+    changes = []
+    for m in members:
+        old = before.get(m.name)
+        if old is None or old == (m.status, m.version, m.texts, m.ratings):
+            continue
+        old_status = old[0]
+        if m.status in ("replied", "late") and old_status in ("missing", "excused"):
+            changes.append(f"{m.name}: new update ({'late reply' if m.status == 'late' else 'reply'})")
+        elif m.status in ("replied", "late"):
+            changes.append(f"{m.name}: update corrected (version {m.version})")
+        elif m.status == "excused":
+            changes.append(f"{m.name}: now excused")
+        else:
+            changes.append(f"{m.name}: {m.status}")
+    return changes
 
 
 def member_entries(session: Session, cycle: Cycle) -> list[MemberEntry]:
@@ -206,7 +231,12 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
         packet, is_new = latest, False
     else:
         version = (latest.version if latest else 0) + 1
-        context = packet_context(**base, generated=local_label(now, group.timezone), version=version)
+        context = packet_context(
+            **base,
+            generated=local_label(now, group.timezone),
+            version=version,
+            previous=latest.context if latest is not None else None,
+        )
         html, text = render_packet(context)
         packet = Packet(
             cycle=cycle,

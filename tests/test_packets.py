@@ -95,4 +95,31 @@ def test_late_reply_makes_a_new_version(client, session, settings, cycle) -> Non
     assert [p.version for p in packets] == [1, 2]
     assert "Salsa in 120 more stores." in packets[1].text and "Salsa" not in packets[0].text
     assert "version 2" in packets[1].text
+    assert "New in version 2: Carmen Ruiz: new update (reply)." in packets[1].text
+    assert "New in version" not in packets[0].text
     assert session.scalar(select(func.count(OutboundMessage.id)).where(OutboundMessage.kind == "packet")) == 2
+
+
+def test_a_new_version_says_what_changed() -> None:
+    from app.packets import changes_since
+
+    def context(members: list[MemberEntry]) -> dict:  # type: ignore[type-arg]
+        return packet_context(group_name="G", month="May", meeting="m", location="", generated="g", version=1, members=members)
+
+    before = context([
+        MemberEntry("Ana", "", "replied", texts={"wins": "A"}, version=1),
+        MemberEntry("Bo", "", "missing"),
+        MemberEntry("Cy", "", "missing"),
+        MemberEntry("Di", "", "replied", texts={"wins": "D"}, version=1),
+    ])
+    after = [
+        MemberEntry("Ana", "", "replied", texts={"wins": "A, corrected"}, version=2),
+        MemberEntry("Bo", "", "late", texts={"wins": "B"}, version=1),
+        MemberEntry("Cy", "", "excused"),
+        MemberEntry("Di", "", "replied", texts={"wins": "D"}, version=1),
+    ]
+    assert changes_since(before, after) == [
+        "Ana: update corrected (version 2)",
+        "Bo: new update (late reply)",
+        "Cy: now excused",
+    ]
