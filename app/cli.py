@@ -16,11 +16,9 @@ from sqlalchemy.orm import Session
 
 from app import db, jobs, roster
 from app.cycles import CycleError, current_cycle, excuse, local_label, schedule_meeting
-from app.models import Cycle, Group, InboundMessage, Member, UpdateRequest, utcnow
+from app.participation import status_report
+from app.models import Cycle, Group, InboundMessage, Member, utcnow
 from app.settings import ConfigError, Settings, configure, current_settings
-
-SEND_JOB = "workers.jobs.send_outbound"
-COMPILE_JOB = "workers.jobs.compile_packet"
 
 
 def _settings() -> Settings:
@@ -211,47 +209,7 @@ def status(group_slug: str | None) -> None:
         if not groups:
             click.echo("no groups yet: roundtable group create ...")
         for group in groups:
-            click.echo(_status_text(session, group))
-
-
-def _status_text(session: Session, group: Group) -> str:
-    from app.participation import group_standings
-
-    now = utcnow()
-    tz = group.timezone
-    cycle = current_cycle(session, group, now)
-    lines = [f"{group.name} ({group.slug}, {tz})"]
-    if cycle is None:
-        lines.append("  no meeting scheduled: roundtable cycle schedule ...")
-        return "\n".join(lines)
-    lines.append(f"  meeting   {local_label(cycle.meeting_starts_at, tz)}  {cycle.location}")
-    lines.append(f"  requests  {local_label(cycle.request_at, tz)}   deadline {local_label(cycle.deadline_at, tz)}")
-    lines.append(f"  status    {cycle.status}; packet versions: {len(cycle.packets)}")
-    standings = group_standings(session, group, now, upto=cycle)
-    requests = {r.member_id: r for r in cycle.requests}
-    replied = 0
-    for member in group.members:
-        request: UpdateRequest | None = requests.get(member.id)
-        if request is None:
-            state = "not asked yet" if member.is_active else "inactive"
-        elif request.excused_at is not None:
-            state = f"excused {local_label(request.excused_at, tz)}"
-        elif request.replied_at is not None:
-            replied += 1
-            late = " (late)" if request.replied_at > cycle.deadline_at else ""
-            versions = len(request.updates)
-            state = f"replied {local_label(request.replied_at, tz)}{late}" + (f", {versions} versions" if versions > 1 else "")
-        elif now >= cycle.deadline_at:
-            state = "missing"
-        else:
-            state = "asked, no reply yet"
-        standing = standings[member.id]
-        record = f"streak {standing.streak}" + (f", missed {standing.missed_in_a_row} in a row" if standing.missed_in_a_row > 1 else "")
-        if member.bounced_at is not None:
-            state += "  [address bouncing]"
-        lines.append(f"  {member.name:<24} {member.email:<34} {state:<36} {record}")
-    lines.append(f"  {replied} of {len(requests)} asked have replied")
-    return "\n".join(lines)
+            click.echo(status_report(session, group))
 
 
 @main.command("tick")
@@ -259,7 +217,7 @@ def tick_command() -> None:
     """Send whatever is due now for every group (run it every few minutes). Safe to run twice."""
     with _session():
         pass
-    jobs.run("workers.jobs.tick")
+    jobs.run(jobs.TICK_JOB)
     click.echo("tick done")
 
 
@@ -273,7 +231,7 @@ def compile_command(group_slug: str) -> None:
         if cycle is None:
             raise click.ClickException(f"{group.name} has no meeting scheduled")
         cycle_id = cycle.id
-    jobs.run(COMPILE_JOB, cycle_id)
+    jobs.run(jobs.COMPILE_JOB, cycle_id)
     with _session() as (session, settings):
         cycle = session.get_one(Cycle, cycle_id)
         packet = cycle.packets[-1]
@@ -315,8 +273,7 @@ def inbound_release(inbound_id: int) -> None:
     with _session() as (session, settings):
         outcome = release_held(session, settings, inbound_id, utcnow())
         session.commit()
-    for outbound_id in outcome.outbound_ids:
-        jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
+    jobs.enqueue_sends(outcome.outbound_ids)
     click.echo(f"message {inbound_id} accepted" if outcome.outbound_ids else f"message {inbound_id} was not held")
 
 

@@ -160,7 +160,6 @@ def sendgrid_events() -> Response:
     with current_app.config["ROUNDTABLE_SESSIONS"]() as session:
         notices = record_events(session, settings, events, now)
         session.commit()
-    for outbound_id in notices:
-        jobs.enqueue("workers.jobs.send_outbound", outbound_id, job_id=f"send-{outbound_id}")
+    jobs.enqueue_sends(notices)
     return Response("ok\n", 200)
 

@@ -245,7 +245,7 @@ def run_demo(folder: Path) -> str:
             cycle = schedule_meeting(session, group, day=(local_now + timedelta(days=10)).date(), start="08:30")
         session.commit()
         cycle_id = cycle.id
-    jobs.run("workers.jobs.tick")  # the requests are due: the meeting is 10 days away
+    jobs.run(jobs.TICK_JOB)  # the requests are due: the meeting is 10 days away
 
     app = create_app(settings)
     client = app.test_client()
@@ -278,13 +278,13 @@ def run_demo(folder: Path) -> str:
         if response.status_code != 200:
             raise RuntimeError(f"the webhook answered {response.status_code}: {response.get_data(as_text=True)}")
         posted += 1
-    jobs.run("workers.jobs.compile_packet", cycle_id)
+    jobs.run(jobs.COMPILE_JOB, cycle_id)
 
-    from app.cli import _status_text
+    from app.participation import status_report
 
     with db.session_scope(settings.database_url) as session:
         group = session.scalar(select(Group).where(Group.slug == GROUP["slug"]))
-        status = _status_text(session, group)
+        status = status_report(session, group)
         cycle = current_cycle(session, group, utcnow())
         packet = cycle.packets[-1]
         meeting = local_label(cycle.meeting_starts_at, group.timezone)

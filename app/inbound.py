@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("inbound", __name__)
 
-PROCESS_JOB = "workers.jobs.process_inbound"
 # Headers we rebuild ourselves when assembling a parsed-mode post back into MIME.
 _BODY_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version", "content-length"})
 
@@ -304,7 +303,7 @@ def _accept(received: Received) -> Response:
         return Response("could not store the message, try again later\n", 503, {"Retry-After": "60"})
     if stored.pending:
         # A new row's job id is new too: no uniqueness check (a Lua round trip) needed here.
-        jobs.enqueue(PROCESS_JOB, stored.id, job_id=f"inbound-{stored.id}", unique=not stored.created)
+        jobs.enqueue(jobs.PROCESS_JOB, stored.id, job_id=f"inbound-{stored.id}", unique=not stored.created)
     body = json.dumps({"id": stored.id, "duplicate": not stored.created}) + "\n"
     return Response(body, 200, {"Content-Type": "application/json"})
 

@@ -20,11 +20,18 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
+from app.db import session_scope
+from app.models import InboundMessage, InboundStatus, OutboundMessage, OutboundStatus
 from app.settings import Settings, current_settings
 
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "roundtable"
+# The jobs, by dotted path: `app/` names them, `workers/` defines them.
+PROCESS_JOB = "workers.jobs.process_inbound"
+SEND_JOB = "workers.jobs.send_outbound"
+COMPILE_JOB = "workers.jobs.compile_packet"
+TICK_JOB = "workers.jobs.tick"
 FAILURE_TTL = 30 * 24 * 3600  # a failed job stays visible (rq info, the failed registry) a month
 # Jobs return nothing worth keeping: the row is the result. result_ttl=0 saves Redis writes.
 # 429/5xx/timeouts from SendGrid and lock timeouts are retried: a few quick tries, then slower.
@@ -95,6 +102,16 @@ def enqueue(
     return True
 
 
+def enqueue_sends(outbound_ids: list[int]) -> None:
+    """Nudge a worker to send each of these queued emails (after the commit that made them)."""
+    for outbound_id in outbound_ids:
+        enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
+
+
+def enqueue_compile(cycle_id: int) -> None:
+    enqueue(COMPILE_JOB, cycle_id, timeout=600)
+
+
 def enqueue_many(path: str, ids: list[int], *, job_id_prefix: str, chunk: int = 1000) -> bool:
     """Enqueue one job per id (for rows just made, so no uniqueness check), pipelined."""
     settings = current_settings()
@@ -150,9 +167,6 @@ def sweep(settings: Settings, now: datetime | None = None) -> tuple[int, int]:
     The database is the truth and Redis only a nudge: this makes good any nudge that was lost
     (Redis down, a worker killed). Rows younger than a minute are left to their own jobs.
     """
-    from app.db import session_scope
-    from app.models import InboundMessage, InboundStatus, OutboundMessage, OutboundStatus
-
     cutoff = (now or datetime.now(timezone.utc)) - SWEEP_GRACE
     with session_scope(settings.database_url) as session:
         inbound = list(
@@ -170,7 +184,6 @@ def sweep(settings: Settings, now: datetime | None = None) -> tuple[int, int]:
             )
         )
     for inbound_id in inbound:
-        enqueue("workers.jobs.process_inbound", inbound_id, job_id=f"inbound-{inbound_id}")
-    for outbound_id in outbound:
-        enqueue("workers.jobs.send_outbound", outbound_id, job_id=f"send-{outbound_id}")
+        enqueue(PROCESS_JOB, inbound_id, job_id=f"inbound-{inbound_id}")
+    enqueue_sends(outbound)
     return len(inbound), len(outbound)

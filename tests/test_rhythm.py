@@ -166,10 +166,10 @@ def test_attendance_and_streaks() -> None:
 
 
 def test_status_shows_participation(session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
-    from app.cli import _status_text
+    from app.participation import status_report
 
     run_tick(session, settings, cycle.request_at)
-    text = _status_text(session, cycle.group)
+    text = status_report(session, cycle.group)
     assert "asked, no reply yet" in text
 
 

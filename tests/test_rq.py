@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app import db, jobs
 from app.cycles import queue_requests
-from app.inbound import PROCESS_JOB
+from app.jobs import PROCESS_JOB
 from app.models import (
     Cycle,
     Group,

@@ -12,20 +12,15 @@ from app.packets import write_packet_files
 from app.replies import process_inbound as _process_inbound
 from app.settings import current_settings
 
-SEND_JOB = "workers.jobs.send_outbound"
-COMPILE_JOB = "workers.jobs.compile_packet"
-
-
 def process_inbound(inbound_id: int) -> None:
     """Read one stored message and act on it. Safe to run twice."""
     settings = current_settings()
     with session_scope(settings.database_url) as session:
         outcome = _process_inbound(session, settings, inbound_id, utcnow())
         session.commit()
-    for outbound_id in outcome.outbound_ids:
-        jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
+    jobs.enqueue_sends(outcome.outbound_ids)
     for cycle_id in outcome.recompile_cycle_ids:
-        jobs.enqueue(COMPILE_JOB, cycle_id, timeout=600)
+        jobs.enqueue_compile(cycle_id)
 
 
 def send_outbound(outbound_id: int) -> None:
@@ -43,8 +38,7 @@ def compile_packet(cycle_id: int) -> None:
         session.commit()
         packet = session.get_one(Packet, compiled.packet_id)
         write_packet_files(packet, settings.packets_dir)
-    for outbound_id in compiled.outbound_ids:
-        jobs.enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
+    jobs.enqueue_sends(compiled.outbound_ids)
 
 
 TICK_CHUNK = 200  # cycles per transaction: workers start sending while a big tick goes on
@@ -62,9 +56,9 @@ def tick() -> None:
         with session_scope(settings.database_url) as session:
             result = _tick(session, settings, now, after_id=after_id, limit=TICK_CHUNK)
             session.commit()
-        jobs.enqueue_many(SEND_JOB, result.outbound_ids, job_id_prefix="send-")
+        jobs.enqueue_many(jobs.SEND_JOB, result.outbound_ids, job_id_prefix="send-")
         for cycle_id in result.compile_cycle_ids:
-            jobs.enqueue(COMPILE_JOB, cycle_id, timeout=600)
+            jobs.enqueue_compile(cycle_id)
         if result.last_cycle_id is None:
             break
         after_id = result.last_cycle_id
