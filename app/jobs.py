@@ -102,45 +102,68 @@ def enqueue(
     return True
 
 
-def enqueue_sends(outbound_ids: list[int]) -> None:
-    """Nudge a worker to send each of these queued emails (after the commit that made them)."""
-    for outbound_id in outbound_ids:
-        enqueue(SEND_JOB, outbound_id, job_id=f"send-{outbound_id}")
+SEND_BATCH = 50  # emails per send job: rq's bookkeeping for one job costs about what one send does
+# Seconds for one send job (SEND_BATCH sends, each bounded by the client's timeout). It also
+# bounds how long the rows of a worker killed mid-job stay with that job: rq retries it once
+# its heartbeat has been silent for this long plus a minute.
+SEND_TIMEOUT = 300
+
+
+def batches(ids: list[int], size: int) -> list[tuple[int, ...]]:
+    return [tuple(ids[start : start + size]) for start in range(0, len(ids), size)]
+
+
+def enqueue_sends(outbound_ids: list[int]) -> bool:
+    """Nudge workers to send these queued emails, SEND_BATCH to a job; False if Redis was
+    unreachable (the sweep makes that good). Call after the commit that made the rows."""
+    return enqueue_many(SEND_JOB, batches(outbound_ids, SEND_BATCH), timeout=SEND_TIMEOUT)
 
 
 def enqueue_compile(cycle_id: int) -> None:
     enqueue(COMPILE_JOB, cycle_id, timeout=600)
 
 
-def enqueue_many(path: str, ids: list[int], *, job_id_prefix: str, chunk: int = 1000) -> bool:
-    """Enqueue one job per id (for rows just made, so no uniqueness check), pipelined."""
+def enqueue_many(path: str, calls: list[tuple[Any, ...]], *, timeout: int = 180, chunk: int = 1000) -> bool:
+    """Enqueue one job per tuple of arguments, pipelined, with no uniqueness check."""
     settings = current_settings()
     if settings.jobs_inline:
-        return all([enqueue(path, row_id) for row_id in ids])
+        return all([enqueue(path, *args) for args in calls])
     target = queue(settings)
     try:
-        for start in range(0, len(ids), chunk):
+        for start in range(0, len(calls), chunk):
             with target.connection.pipeline() as pipe:
                 target.enqueue_many(
                     [
                         Queue.prepare_data(
-                            path,
-                            args=(row_id,),
-                            job_id=f"{job_id_prefix}{row_id}",
-                            timeout=180,
-                            retry=DEFAULT_RETRY,
-                            failure_ttl=FAILURE_TTL,
-                            result_ttl=0,
+                            path, args=args, timeout=timeout, retry=DEFAULT_RETRY, failure_ttl=FAILURE_TTL, result_ttl=0
                         )
-                        for row_id in ids[start : start + chunk]
+                        for args in calls[start : start + chunk]
                     ],
                     pipeline=pipe,
                 )
                 pipe.execute()
     except RedisError as error:
-        log.warning("could not enqueue %d %s jobs: %s", len(ids), path, error)  # the sweep will
+        log.warning("could not enqueue %d %s jobs: %s", len(calls), path, error)  # the sweep will
         return False
     return True
+
+
+def held_by_send_jobs(settings: Settings) -> set[int]:
+    """Outbound ids that a send job in Redis still holds: waiting, running, or waiting for its
+    retry. The sweep leaves those to their job (and to its backoff)."""
+    if settings.jobs_inline:
+        return set()
+    target = queue(settings)
+    job_ids = (
+        target.get_job_ids()
+        + target.started_job_registry.get_job_ids()
+        + target.scheduled_job_registry.get_job_ids()
+    )
+    held: set[int] = set()
+    for job in Job.fetch_many(job_ids, connection=target.connection):
+        if job is not None and job.func_name == SEND_JOB:
+            held.update(job.args)
+    return held
 
 
 def run(path: str, *args: Any) -> Any:
@@ -185,5 +208,12 @@ def sweep(settings: Settings, now: datetime | None = None) -> tuple[int, int]:
         )
     for inbound_id in inbound:
         enqueue(PROCESS_JOB, inbound_id, job_id=f"inbound-{inbound_id}")
-    enqueue_sends(outbound)
+    if outbound:
+        try:
+            held = held_by_send_jobs(settings)
+        except RedisError as error:
+            log.warning("sweep: could not read the send jobs: %s", error)
+            return len(inbound), 0
+        outbound = [outbound_id for outbound_id in outbound if outbound_id not in held]
+        enqueue_sends(outbound)
     return len(inbound), len(outbound)

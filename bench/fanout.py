@@ -13,21 +13,20 @@ What it measures (printed as a table, then one JSON object as the last line):
             UpdateRequest + OutboundMessage per member), plus its commit: `tick_s`; also the
             SQL statements it ran, by shape, with their count and seconds in cursor.execute,
             and this process's CPU seconds (`tick_cpu_s`);
-  enqueue   one `workers.jobs.send_outbound` rq job per outbound id, through `app.jobs.enqueue_many`
-            with `job_id=send-<id>` exactly as `workers.jobs.tick` does (Redis db 5): `enqueue_s`;
-            for comparison the same jobs with `Queue.enqueue_many`, 1,000 per pipeline, into a
-            scratch queue that is emptied again (`enqueue_pipelined_s`);
-  job only  `workers.jobs.send_outbound` called in this process for a few ids (their rq jobs
-            deleted first): the job's own cost without rq (`job_only_emails_per_s`);
+  enqueue   `workers.jobs.send_outbound` rq jobs of up to SEND_BATCH (50) outbound ids each,
+            through `app.jobs.enqueue_sends` exactly as `workers.jobs.tick` does (Redis db 5):
+            `enqueue_s`;
+  job only  `workers.jobs.send_outbound` called in this process with the last JOB_ONLY ids (never
+            enqueued): the job's own cost without rq (`job_only_emails_per_s`);
   send      real rq workers, separate processes (`rq worker -w rq.worker.SimpleWorker --burst
             --max-jobs N`, environment as `roundtable worker` reads it), the real sendgrid
             client against the stand-in. All jobs are enqueued once, then the phases take their
             share off the same queue:
-              1. one SimpleWorker, `--max-jobs SAMPLE`;
+              1. one SimpleWorker, `--max-jobs SAMPLE/SEND_BATCH` (SAMPLE emails);
               2. one forking rq.Worker started as `roundtable worker` starts it (workers.jobs
-                 imported before the first fork; `worker_process` below), FORK_SAMPLE jobs, for
+                 imported before the first fork; `worker_process` below), FORK_SAMPLE emails, for
                  comparison only;
-              3. two SimpleWorkers in parallel, `--max-jobs SAMPLE/2` each (SAMPLE in all);
+              3. two SimpleWorkers in parallel, SAMPLE/2 emails each (SAMPLE in all);
               4. two SimpleWorkers, `--burst`, until the queue is empty (skipped by --no-drain).
             emails/s = rows that became `sent` during the phase / wall-clock seconds from
             starting the worker processes to the last one exiting (start-up included);
@@ -729,38 +728,6 @@ def calibrate(url: str, rounds: int = 300) -> dict[str, float]:
     }
 
 
-def enqueue_pipelined(ids: list[int], batch: int = 1_000) -> float:
-    """Seconds to enqueue the same jobs with `Queue.enqueue_many`, one pipeline per `batch`, into
-    a scratch queue that is emptied again (an alternative for the lead to weigh; not unique)."""
-    from rq import Queue
-
-    from app.jobs import DEFAULT_RETRY, redis_connection
-
-    scratch = Queue("bench-scratch", connection=redis_connection(REDIS_URL))
-    started = time.perf_counter()
-    for start in range(0, len(ids), batch):
-        scratch.enqueue_many(
-            [
-                Queue.prepare_data(
-                    SEND_JOB,
-                    args=(i,),
-                    job_id=f"scratch-send-{i}",
-                    timeout=180,
-                    retry=DEFAULT_RETRY,
-                    failure_ttl=30 * 24 * 3600,
-                )
-                for i in ids[start : start + batch]
-            ]
-        )
-    elapsed = time.perf_counter() - started
-    count = len(scratch)
-    scratch.empty()
-    scratch.delete(delete_jobs=True)
-    if count != len(ids):
-        raise RuntimeError(f"enqueue_many queued {count} of {len(ids)} jobs")
-    return elapsed
-
-
 # --- statement counting and py-spy ----------------------------------------------------------------
 
 
@@ -1171,25 +1138,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"tick made {counts} for {members} members ({len(outbound_ids)} ids)"
             )
 
-        # --- enqueue, as workers.jobs.tick does
+        # --- enqueue, as workers.jobs.tick does (the last `job_only` ids are kept for the job-only
+        # measurement below, which runs them in this process)
+        job_only_ids = outbound_ids[-job_only:] if job_only and not args.tick_only else []
+        to_enqueue = outbound_ids[: len(outbound_ids) - len(job_only_ids)]
         spy = PySpy(os.getpid(), profile_dir / "enqueue.txt") if profile_dir else None
         started = time.perf_counter()
-        if not jobs.enqueue_many(SEND_JOB, outbound_ids, job_id_prefix="send-"):
+        if not jobs.enqueue_sends(to_enqueue):
             raise RuntimeError("enqueue failed: Redis unreachable")
         out["enqueue_s"] = round(time.perf_counter() - started, 3)
         if spy:
             spy.stop()
         queued = len(jobs.queue(settings))
+        out["send_batch"] = jobs.SEND_BATCH
         print(
-            f"enqueue: {out['enqueue_s']:.2f} s for {len(outbound_ids):,} jobs "
-            f"({len(outbound_ids) / out['enqueue_s']:,.0f}/s, app.jobs.enqueue_many, as the tick job does); queue length {queued:,}",
-            flush=True,
-        )
-
-        out["enqueue_pipelined_s"] = round(enqueue_pipelined(outbound_ids), 3)
-        print(
-            f"enqueue alternative: {out['enqueue_pipelined_s']:.2f} s for the same {len(outbound_ids):,} jobs with "
-            f"Queue.enqueue_many, 1,000 per pipeline (a scratch queue, emptied again)",
+            f"enqueue: {out['enqueue_s']:.2f} s for {len(to_enqueue):,} emails in {queued:,} jobs of up to "
+            f"{jobs.SEND_BATCH} (app.jobs.enqueue_sends, as the tick job does)",
             flush=True,
         )
 
@@ -1198,27 +1162,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.tick_only:
             # --- the job's own cost, in this process, without rq (these jobs are taken off the queue)
             # (the first call, which imports workers.jobs and compiles the templates, is not timed)
-            job_only_ids = outbound_ids[-job_only:] if job_only else []
-            for outbound_id in job_only_ids:
-                Job.fetch(
-                    f"send-{outbound_id}", connection=jobs.redis_connection(REDIS_URL)
-                ).delete()
             if job_only_ids:
                 started = time.perf_counter()
                 jobs.run(SEND_JOB, job_only_ids[0])
                 first = time.perf_counter() - started
                 spy = PySpy(os.getpid(), profile_dir / "job-only.txt") if profile_dir else None
                 started = time.perf_counter()
-                for outbound_id in job_only_ids[1:]:
-                    jobs.run(SEND_JOB, outbound_id)
+                jobs.run(SEND_JOB, *job_only_ids[1:])  # one job, as a worker runs a batch
                 elapsed = time.perf_counter() - started
                 if spy:
                     spy.stop()
-                out["job_only_jobs"] = len(job_only_ids) - 1
-                out["job_only_emails_per_s"] = round(out["job_only_jobs"] / elapsed, 1)
+                out["job_only_emails"] = len(job_only_ids) - 1
+                out["job_only_emails_per_s"] = round(out["job_only_emails"] / elapsed, 1)
                 out["job_first_call_s"] = round(first, 2)
                 print(
-                    f"job only: {out['job_only_jobs']:,} x workers.jobs.send_outbound called in this process (no rq): "
+                    f"job only: workers.jobs.send_outbound with {out['job_only_emails']:,} ids called in this process (no rq): "
                     f"{out['job_only_emails_per_s']:,.1f} emails/s; the first call (imports, templates) took "
                     f"{first:.2f} s",
                     flush=True,
@@ -1261,13 +1219,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 return figures
 
-            one = phase("1-simple", 1, SIMPLE_WORKER, sample, profile=True)
+            batch = jobs.SEND_BATCH  # --max-jobs counts jobs; the samples count emails
+            one = phase("1-simple", 1, SIMPLE_WORKER, max(sample // batch, 1), profile=True)
             fork = (
-                phase("1-fork-warm", 1, FORK_WORKER, fork_sample, profile=True)
+                phase("1-fork-warm", 1, FORK_WORKER, max(fork_sample // batch, 1), profile=True)
                 if fork_sample
                 else None
             )
-            two = phase("2-simple", 2, SIMPLE_WORKER, sample // 2)
+            two = phase("2-simple", 2, SIMPLE_WORKER, max(sample // 2 // batch, 1))
             rest = phase("2-simple-rest", 2, SIMPLE_WORKER, None) if args.drain else None
             out["worker_class"] = SIMPLE_WORKER
             out["sample_jobs"] = sample
@@ -1317,7 +1276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             sent, queued_rows = statuses.get("sent", 0), statuses.get("queued", 0)
             failed = failed_jobs()
-            left = len(jobs.queue(settings))
+            left = len(jobs.held_by_send_jobs(settings))
             checks = {
                 "outbound_rows_eq_members": sum(statuses.values()) == members,
                 "sent_eq_phases": sent == len(job_only_ids) + sum(p["sent"] for p in phases),
@@ -1331,12 +1290,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "provider_ids_distinct": provider_ids == sent,
                 "one_attempt_each": attempts == sent,
                 "no_failed_jobs": failed == 0,
-                "queue_empty" if args.drain else "queue_eq_queued_rows": left == queued_rows,
+                "no_send_job_left" if args.drain else "send_jobs_hold_the_queued_rows": left == queued_rows,
             }
             out["emails_sent"] = sent
             out["checks_ok"] = all(checks.values())
             print(
-                f"checks: statuses {statuses}; stand-in {stats}; failed/scheduled jobs {failed}; queue {left}"
+                f"checks: statuses {statuses}; stand-in {stats}; failed/scheduled jobs {failed}; ids held by send jobs {left}"
             )
             for name, ok in checks.items():
                 print(f"    {'ok  ' if ok else 'FAIL'} {name}")
@@ -1391,20 +1350,19 @@ def print_table(
         ("members / groups", f"{out['members']:,} / {out['groups']:,}"),
         ("stand-in capacity", f"{capacity['rps']:,.0f} req/s"),
         ("busy tick (incl. commit)", f"{out['tick_s']:.2f} s"),
-        ("enqueue (app.jobs.enqueue_many)", f"{out['enqueue_s']:.2f} s"),
-        ("enqueue alternative (enqueue_many)", f"{out['enqueue_pipelined_s']:.2f} s"),
+        ("enqueue (app.jobs.enqueue_sends)", f"{out['enqueue_s']:.2f} s"),
     ]
     if "job_only_emails_per_s" in out:
         rows.append(
             (
-                f"job only, no rq ({out['job_only_jobs']:,} jobs)",
+                f"job only, no rq ({out['job_only_emails']:,} emails)",
                 f"{out['job_only_emails_per_s']:.1f} emails/s",
             )
         )
     for p in phases:
         steady = f", steady {p['steady_emails_per_s']:.1f}/s" if p["steady_emails_per_s"] else ""
         rows.append(
-            (f"send {p['phase']} ({p['sent']:,} jobs)", f"{p['emails_per_s']:.1f} emails/s{steady}")
+            (f"send {p['phase']} ({p['sent']:,} emails)", f"{p['emails_per_s']:.1f} emails/s{steady}")
         )
     if phases:
         rows += [

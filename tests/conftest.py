@@ -175,6 +175,10 @@ class SendGridStandIn:
         self.calls: list[Recorded] = []
         self.statuses: list[int] = []  # answered in order; 202 once they run out
         self.delay_s = 0.0
+        # Call number `hold_call` (1-based) waits for `release`; `holding` is set when it arrives.
+        self.hold_call: int | None = None
+        self.holding = threading.Event()
+        self.release = threading.Event()
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -182,16 +186,22 @@ class SendGridStandIn:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 stand_in.calls.append(Recorded(self.path, dict(self.headers), body))
+                if len(stand_in.calls) == stand_in.hold_call:
+                    stand_in.holding.set()
+                    stand_in.release.wait(30)
                 if stand_in.delay_s:
                     threading.Event().wait(stand_in.delay_s)
                 status = stand_in.statuses.pop(0) if stand_in.statuses else 202
                 payload = b"" if status == 202 else json.dumps({"errors": [{"message": f"status {status}"}]}).encode()
-                self.send_response(status)
-                if status == 202:
-                    self.send_header("X-Message-Id", f"sg-{len(stand_in.calls)}")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    if status == 202:
+                        self.send_header("X-Message-Id", f"sg-{len(stand_in.calls)}")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout) or was killed
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -202,6 +212,7 @@ class SendGridStandIn:
         self.thread.start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 

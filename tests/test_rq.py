@@ -7,6 +7,10 @@ is rq's SimpleWorker: jobs run in this process, so they see the settings the tes
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,7 @@ from app.models import (
 )
 from app.settings import Settings, configure
 from app.web import create_app
-from tests.conftest import AUTH, make_cycle
+from tests.conftest import AUTH, SendGridStandIn, make_cycle
 from tests.mails import raw_mode, reply
 
 ALICE = "alice@northwind.example"
@@ -115,7 +119,7 @@ def test_tick_sends_requests_and_the_worker_processes_a_reply(
     queue = jobs.queue(redis_settings)
 
     jobs.run("workers.jobs.tick")
-    assert queue.count == 3  # one send job per member, nothing sent yet
+    assert queue.count == 1  # one send job for the group's three requests, nothing sent yet
     assert outbox_files(redis_settings) == []
 
     assert run_worker(redis_settings) == []
@@ -243,3 +247,132 @@ def test_sweep_re_enqueues_a_row_whose_job_gave_up(
 
     assert inbound_status(redis_settings, inbound_id) == "accepted"
     assert len(fetch(redis_settings, select(Update))) == 1
+
+
+# --- sending in batches ----------------------------------------------------------------------------
+
+
+def queued_ids(settings: Settings) -> list[int]:
+    return fetch(settings, select(OutboundMessage.id).order_by(OutboundMessage.id))
+
+
+def sends(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        (row.status, row.attempts)
+        for row in fetch(settings, select(OutboundMessage).order_by(OutboundMessage.id))
+    ]
+
+
+@pytest.fixture()
+def redis_sendgrid(redis_settings: Settings, sendgrid_api: SendGridStandIn) -> Settings:
+    value = dataclasses.replace(
+        redis_settings,
+        mail_transport="sendgrid",
+        sendgrid_api_key="SG.test-key",
+        sendgrid_api_host=sendgrid_api.url,
+        sendgrid_timeout_s=30.0,
+    )
+    configure(value)
+    return value
+
+
+def test_the_sweep_leaves_rows_to_a_send_job_that_waits_or_waits_for_its_retry(
+    redis_sendgrid: Settings, sendgrid_api: SendGridStandIn, session: Session, cycle: Cycle
+) -> None:
+    requests_queued(session, redis_sendgrid, cycle)
+    queue = jobs.queue(redis_sendgrid)
+    assert jobs.enqueue_sends(queued_ids(redis_sendgrid))
+    assert jobs.sweep(redis_sendgrid, now=after_grace()) == (0, 0)  # the job still waits
+    assert queue.count == 1
+
+    sendgrid_api.statuses.append(429)  # SendGrid asks us to slow down: the job stops at once
+    [job_id] = queue.job_ids
+    assert run_worker(redis_sendgrid) == [job_id]  # scheduled for its retry, with backoff
+    assert sends(redis_sendgrid) == [("queued", 1), ("queued", 0), ("queued", 0)]
+    assert len(sendgrid_api.calls) == 1
+    assert jobs.sweep(redis_sendgrid, now=after_grace()) == (0, 0)  # the retry holds the rows
+
+    # The retry comes due: one attempt more for the first, the others go out once.
+    queue.scheduled_job_registry.remove(job_id)
+    queue.enqueue_job(queue.fetch_job(job_id))
+    assert run_worker(redis_sendgrid) == []
+    assert sends(redis_sendgrid) == [("sent", 2), ("sent", 1), ("sent", 1)]
+    message_ids = [call.body["headers"]["Message-ID"] for call in sendgrid_api.calls]
+    assert message_ids[0] == message_ids[1] and len(set(message_ids)) == 3
+    assert jobs.sweep(redis_sendgrid, now=after_grace()) == (0, 0)
+
+
+def test_a_batch_goes_on_past_an_email_refused_for_good(
+    redis_sendgrid: Settings, sendgrid_api: SendGridStandIn, session: Session, cycle: Cycle
+) -> None:
+    requests_queued(session, redis_sendgrid, cycle)
+    assert jobs.enqueue_sends(queued_ids(redis_sendgrid))
+    sendgrid_api.statuses.append(400)
+    assert run_worker(redis_sendgrid) == []
+    assert sends(redis_sendgrid) == [("failed", 1), ("sent", 1), ("sent", 1)]
+
+
+def worker_process(settings: Settings, folder: Path) -> subprocess.Popen[bytes]:
+    """`roundtable worker --burst` in a process of its own, configured by the environment."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url or "",
+        "MAIL_TRANSPORT": settings.mail_transport,
+        "SENDGRID_API_KEY": settings.sendgrid_api_key or "",
+        "SENDGRID_API_HOST": settings.sendgrid_api_host,
+        "SENDGRID_TIMEOUT": str(settings.sendgrid_timeout_s),
+        "MAIL_FROM": settings.mail_from,
+        "INBOUND_DOMAIN": settings.inbound_domain,
+        "BASE_URL": settings.base_url,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--burst"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_a_worker_killed_in_the_middle_of_a_send_is_restarted_and_loses_nothing(
+    redis_sendgrid: Settings,
+    sendgrid_api: SendGridStandIn,
+    session: Session,
+    cycle: Cycle,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while SendGrid holds the second email of a batch: the first stays sent, and once
+    rq gives up on the dead worker's heartbeat the job runs again and sends the other two, the
+    second with the Message-ID it already carried."""
+    monkeypatch.setattr("app.jobs.DEFAULT_RETRY", Retry(max=1))  # an abandoned job runs again at once
+    requests_queued(session, redis_sendgrid, cycle)
+    queue = jobs.queue(redis_sendgrid)
+    assert jobs.enqueue_sends(queued_ids(redis_sendgrid))
+    sendgrid_api.hold_call = 2
+
+    worker = worker_process(redis_sendgrid, tmp_path)
+    try:
+        assert sendgrid_api.holding.wait(60), "the worker never reached the second send"
+    finally:
+        worker.kill()
+        worker.communicate(timeout=30)
+    sendgrid_api.release.set()  # SendGrid may well have taken it: we cannot know
+    # The attempt died with its transaction: the row is as it was before the send.
+    assert sends(redis_sendgrid) == [("sent", 1), ("queued", 0), ("queued", 0)]
+    assert jobs.sweep(redis_sendgrid, now=after_grace()) == (0, 0)  # the dead worker's job holds them
+
+    # Time moves past the dead worker's last heartbeat: rq takes the job back and retries it.
+    queue.started_job_registry.cleanup(timestamp=time.time() + jobs.SEND_TIMEOUT + 61)
+    assert queue.count == 1
+    restarted = worker_process(redis_sendgrid, tmp_path)
+    _, errors = restarted.communicate(timeout=120)
+    assert restarted.returncode == 0, errors.decode()
+
+    assert sends(redis_sendgrid) == [("sent", 1), ("sent", 1), ("sent", 1)]
+    rows = fetch(redis_sendgrid, select(OutboundMessage).order_by(OutboundMessage.id))
+    seen = [call.body["headers"]["Message-ID"] for call in sendgrid_api.calls]
+    assert seen == [rows[0].message_id, rows[1].message_id, rows[1].message_id, rows[2].message_id]
+    assert queue.failed_job_registry.count == 0
+    assert jobs.sweep(redis_sendgrid, now=after_grace()) == (0, 0)

@@ -23,11 +23,18 @@ def process_inbound(inbound_id: int) -> None:
         jobs.enqueue_compile(cycle_id)
 
 
-def send_outbound(outbound_id: int) -> None:
-    """Send one queued email. Safe to run twice: a sent row is left alone."""
+def send_outbound(*outbound_ids: int) -> None:
+    """Send these queued emails, each in its own transaction. Safe to run twice: a sent row is
+    left alone.
+
+    The first transient failure (429, 5xx, a timeout) ends the job with that error, and rq
+    retries the whole job after its backoff: hammering a provider that asks us to wait helps
+    nobody, and the emails already sent are skipped on the retry.
+    """
     settings = current_settings()
     with session_scope(settings.database_url) as session:
-        mail.deliver(session, settings, outbound_id)
+        for outbound_id in outbound_ids:
+            mail.deliver(session, settings, outbound_id)
 
 
 def compile_packet(cycle_id: int) -> None:
@@ -56,7 +63,7 @@ def tick() -> None:
         with session_scope(settings.database_url) as session:
             result = _tick(session, settings, now, after_id=after_id, limit=TICK_CHUNK)
             session.commit()
-        jobs.enqueue_many(jobs.SEND_JOB, result.outbound_ids, job_id_prefix="send-")
+        jobs.enqueue_sends(result.outbound_ids)
         for cycle_id in result.compile_cycle_ids:
             jobs.enqueue_compile(cycle_id)
         if result.last_cycle_id is None:
