@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email
+import email.errors
 import mimetypes
 import re
 from dataclasses import asdict, dataclass, field
@@ -119,14 +120,60 @@ def _walk(message: email.message.Message) -> list[email.message.Message]:
         return []
 
 
+# How the email package marks a multipart whose boundary is missing or never appears: it keeps
+# the whole body as one string, which mail-parser then skips.
+_BOUNDARY_DEFECTS = (
+    email.errors.NoBoundaryInMultipartDefect,
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+)
+# What a reader takes for a boundary: "--" and up to 70 boundary characters (RFC 2046) alone on a
+# line, then a part header.
+_BOUNDARY_LINE_RE = re.compile(
+    rb"^--([0-9A-Za-z'()+_,./:=? -]{0,70})(?:\r\n|\r|\n)(?i:content-[a-z-]*:)", re.MULTILINE
+)
+
+
+def _is_unsplit(part: email.message.Message) -> bool:
+    """A multipart the email package could not split at its boundary."""
+    return not part.is_multipart() and any(isinstance(d, _BOUNDARY_DEFECTS) for d in part.defects)
+
+
+def _mend_boundaries(message: email.message.Message) -> None:
+    """Split each unsplit multipart at the boundary its body does use, as a person reading the
+    raw mail would. One without boundary lines stays one string and reads as plain text."""
+    for part in _walk(message):
+        if not _is_unsplit(part):
+            continue
+        body = part.get_payload(decode=True)
+        found = _BOUNDARY_LINE_RE.search(body) if isinstance(body, bytes) else None
+        if found is None:
+            continue
+        boundary = found.group(1).rstrip(b" ").decode("ascii")
+        head = f'Content-Type: {part.get_content_type()}; boundary="{boundary}"\r\n\r\n'.encode()
+        try:
+            split = email.message_from_bytes(head + body, policy=compat32)
+        except RecursionError:
+            continue
+        if split.is_multipart():
+            part.set_payload(split.get_payload())
+
+
 def _first_text_part(message: email.message.Message) -> email.message.Message | None:
+    """The first text part not named as a file; HTML only when there is no other (as mail-parser
+    reads), and a multipart that stayed one string only when there is neither."""
+    fallbacks: dict[str, email.message.Message] = {}
     try:
         for part in message.walk():
             if part.get_content_maintype() == "text" and not part.get_filename():
-                return part
+                if part.get_content_subtype() != "html":
+                    return part
+                fallbacks.setdefault("html", part)
+            elif _is_unsplit(part):
+                fallbacks.setdefault("unsplit", part)
     except RecursionError:
         pass
-    return None
+    return fallbacks.get("html", fallbacks.get("unsplit"))
 
 
 def _part_text(part: email.message.Message) -> str:
@@ -148,7 +195,7 @@ def _body_text(parsed: mailparser.MailParser | None, message: email.message.Mess
             return parsed.text_plain[0]
         if parsed.text_html:
             return html_to_text(parsed.text_html[0])
-    # mail-parser could not read it: the standard library's best.
+    # mail-parser could not read it (it skips an unsplit multipart): the standard library's best.
     return _part_text(first) if first is not None else ""
 
 
@@ -222,6 +269,7 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
             bounced=[asdict(r) for r in verdict.recipients],
         )
     sender_name = parsed.from_[0][0] if parsed is not None and parsed.from_ else from_name
+    _mend_boundaries(message)
     # PostgreSQL text cannot hold NUL; no member means one.
     text = new_words(_body_text(parsed, message).replace("\x00", ""), sender_name)
     return Reading(

@@ -3,7 +3,8 @@
 Whatever arrives (broken boundaries, deep nesting, unknown charsets, NUL bytes, truncated
 encodings, header names that look like Python attributes, or arbitrary bytes) must never crash
 the reader, must be stored byte for byte with a 200, and must end up processed: a kind, and a
-reason unless it was accepted. Known failures (a multipart whose boundary is missing loses its text) are marked xfail(strict=True).
+reason unless it was accepted. A multipart whose boundary is missing or wrong reads as a person
+would read it: split at the boundary lines its body does have, else as plain text.
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ def text_has(*needles: str) -> Check:
     return lambda r: all(needle in r.text for needle in needles)
 
 
+def text_has_no_mime(*needles: str, boundary: str) -> Check:
+    """The words are there, and none of the MIME around them."""
+    return lambda r: (text_has(*needles)(r) and "Content-" not in r.text
+                      and f"--{boundary}" not in r.text)
+
+
 CASES: list[Any] = []
 
 
@@ -137,14 +144,48 @@ case(
     mime(*common("Content-Type: multipart/mixed"),
          body=multipart_body("x", part("text/plain", b"WINS\r\nno boundary param"))),
     text_has("no boundary param"),
-    pytest.mark.xfail(strict=True, reason="multipart without a boundary parameter: the text is lost"),
 )
 case(
     "boundary_never_appears",
     mime(*common('Content-Type: multipart/mixed; boundary="declared"'),
          body=multipart_body("other", part("text/plain", b"WINS\r\nwrong boundary"))),
     text_has("wrong boundary"),
-    pytest.mark.xfail(strict=True, reason="multipart whose boundary never appears: the text is lost"),
+)
+case(
+    "boundary_parameter_missing_html_only",
+    mime(*common("Content-Type: multipart/alternative"),
+         body=multipart_body("x", part("text/html; charset=utf-8", b"<p>WINS</p><p>only <b>html</b></p>"))),
+    lambda r: text_has_no_mime("WINS", "only", "html", boundary="x")(r) and "<p>" not in r.text,
+)
+case(
+    "boundary_parameter_missing_html_before_plain",
+    mime(*common("Content-Type: multipart/alternative"),
+         body=multipart_body("x", part("text/html", b"<p>WINS</p><p>marked up</p>"),
+                             part("text/plain", b"WINS\r\nplain words"))),
+    lambda r: text_has_no_mime("plain words", boundary="x")(r) and "marked up" not in r.text,
+)
+case(
+    "boundary_never_appears_quoted_printable_part",
+    mime(*common('Content-Type: multipart/mixed; boundary="declared"'),
+         body=b"This is a multi-part message in MIME format.\r\n"
+         + multipart_body("other", part("text/plain; charset=utf-8", b"WINS\r\nCaf=C3=A9 =\r\nopens soon",
+                                        "Content-Transfer-Encoding: quoted-printable"),
+                          part("application/pdf", b"%PDF-1.4", 'Content-Disposition: attachment; filename="a.pdf"'))),
+    lambda r: text_has_no_mime("Café opens soon", boundary="other")(r) and "=C3" not in r.text
+    and "PDF" not in r.text,
+)
+case(
+    "boundary_parameter_missing_in_a_nested_part",
+    mime(*common('Content-Type: multipart/mixed; boundary="outer"'),
+         body=multipart_body("outer", mime("Content-Type: multipart/alternative",
+                                           body=multipart_body("x", part("text/plain", b"WINS\r\nnested words"))),
+                             part("application/pdf", b"%PDF-1.4", 'Content-Disposition: attachment; filename="a.pdf"'))),
+    lambda r: text_has_no_mime("nested words", boundary="x")(r) and [a.filename for a in r.attachments] == ["a.pdf"],
+)
+case(
+    "boundary_parameter_missing_no_boundary_lines",
+    mime(*common("Content-Type: multipart/mixed; charset=iso-8859-1"), body=b"WINS\r\nM\xfcller said so\r\n"),
+    text_has("Müller said so"),
 )
 case(
     "part_unterminated",
@@ -693,7 +734,7 @@ MEMBER_CASES = [
     "nesting_200_levels", "charset_x_unknown", "charset_utf8_with_latin1_bytes", "base64_truncated",
     "quoted_printable_truncated", "header_names_colliding_with_python_attributes", "only_an_attachment",
     "forwarded_message_rfc822", "backslash_u_and_windows_paths", "html_only_broken_markup_unknown_charset",
-    "empty_body", "date_garbage",
+    "empty_body", "date_garbage", "boundary_never_appears_quoted_printable_part",
 ]
 
 
