@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 QUEUE_NAME = "roundtable"
 # The jobs, by dotted path: `app/` names them, `workers/` defines them.
 PROCESS_JOB = "workers.jobs.process_inbound"
+DRAIN_JOB = "workers.jobs.process_pending"
 SEND_JOB = "workers.jobs.send_outbound"
 COMPILE_JOB = "workers.jobs.compile_packet"
 TICK_JOB = "workers.jobs.tick"
@@ -51,7 +52,7 @@ def queue(settings: Settings) -> Queue:
 
 
 def enqueue(
-    path: str, *args: Any, job_id: str | None = None, timeout: int = 180, unique: bool | None = None
+    path: str, *args: Any, job_id: str | None = None, timeout: int = 180
 ) -> bool:
     """Run or enqueue the job at dotted `path`; False when Redis was unreachable.
 
@@ -67,17 +68,15 @@ def enqueue(
             return False
         return True
     target = queue(settings)
-    is_unique = job_id is not None if unique is None else unique
 
     def put() -> None:
         options = dict(
             args=args, job_id=job_id, timeout=timeout, retry=DEFAULT_RETRY, failure_ttl=FAILURE_TTL, result_ttl=0
         )
-        if is_unique:
+        if job_id is not None:
             target.enqueue_call(path, unique=True, **options)
             return
-        # One round trip to Redis instead of several: the webhook's hot path enqueues here.
-        with target.connection.pipeline() as pipe:
+        with target.connection.pipeline() as pipe:  # one round trip to Redis instead of several
             target.enqueue_call(path, pipeline=pipe, **options)
             pipe.execute()
 
@@ -117,6 +116,39 @@ def enqueue_sends(outbound_ids: list[int]) -> bool:
     """Nudge workers to send these queued emails, SEND_BATCH to a job; False if Redis was
     unreachable (the sweep makes that good). Call after the commit that made the rows."""
     return enqueue_many(SEND_JOB, batches(outbound_ids, SEND_BATCH), timeout=SEND_TIMEOUT)
+
+
+# The webhook's nudge. While this key lives, a drain job is queued that has not started yet, and
+# it will see every message stored before it starts: the webhook then needs no job of its own.
+INBOUND_NUDGE_KEY = "roundtable:inbound:nudge"
+# A nudge whose job could not be enqueued (Redis gone between the two calls) mutes later nudges
+# for at most this long; the sweep covers the rows meanwhile.
+INBOUND_NUDGE_TTL_S = 60
+
+
+def nudge_inbound() -> bool:
+    """See that a worker reads the stored messages soon (after the commit that stored them).
+
+    One Redis round trip when a drain job is already on its way, which under load is nearly
+    always: a full rq enqueue costs the webhook several times that. False when Redis was
+    unreachable (the sweep makes that good).
+    """
+    settings = current_settings()
+    if settings.jobs_inline:
+        return enqueue(DRAIN_JOB)
+    try:
+        if not redis_connection(settings.redis_url or "").set(INBOUND_NUDGE_KEY, 1, nx=True, ex=INBOUND_NUDGE_TTL_S):
+            return True  # a drain job is queued and has not looked yet: it will see this message
+    except RedisError as error:
+        log.warning("could not nudge the inbound drain: %s", error)
+        return False
+    return enqueue(DRAIN_JOB)
+
+
+def clear_inbound_nudge(settings: Settings) -> None:
+    """Called by a drain job before it looks: a message stored from now on nudges anew."""
+    if not settings.jobs_inline:
+        redis_connection(settings.redis_url or "").delete(INBOUND_NUDGE_KEY)
 
 
 def enqueue_compile(cycle_id: int) -> None:

@@ -42,6 +42,7 @@ from tests.conftest import AUTH, SendGridStandIn, make_cycle
 from tests.mails import raw_mode, reply
 
 ALICE = "alice@northwind.example"
+BEN = "ben@okafor.example"
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -61,8 +62,10 @@ def run_worker(settings: Settings) -> list[str]:
     return queue.failed_job_registry.get_job_ids() + queue.scheduled_job_registry.get_job_ids()
 
 
-def post_reply(client: FlaskClient, token: str, body: str, message_id: str | None = None) -> Any:
-    data, content_type = raw_mode(reply(token, body, message_id=message_id))
+def post_reply(
+    client: FlaskClient, token: str, body: str, message_id: str | None = None, sender: str = ALICE
+) -> Any:
+    data, content_type = raw_mode(reply(token, body, message_id=message_id, sender=("", sender)))
     return client.post(
         "/inbound/sendgrid", data=data, headers={**AUTH, "Content-Type": content_type}
     )
@@ -130,7 +133,7 @@ def test_tick_sends_requests_and_the_worker_processes_a_reply(
     assert response.status_code == 200
     inbound_id = response.get_json()["id"]
     # Stored and nudged, not processed: the webhook only stores.
-    assert queue.job_ids == [f"inbound-{inbound_id}"]
+    assert [job.func_name for job in queue.get_jobs()] == [jobs.DRAIN_JOB]
     assert inbound_status(redis_settings, inbound_id) == "received"
     assert fetch(redis_settings, select(Update)) == []
 
@@ -238,7 +241,9 @@ def test_sweep_re_enqueues_a_row_whose_job_gave_up(
         patch.setattr("workers.jobs._process_inbound", database_down)
         response = post_reply(web, token_of(redis_settings, ALICE), "WINS\nHired a CFO.")
         inbound_id = response.get_json()["id"]
-        assert run_worker(redis_settings) == [f"inbound-{inbound_id}"]
+        assert run_worker(redis_settings) == []  # the drain logs it and leaves it to the sweep
+        assert jobs.sweep(redis_settings, now=after_grace())[0] == 1
+        assert run_worker(redis_settings) == [f"inbound-{inbound_id}"]  # its own job gives up
     assert inbound_status(redis_settings, inbound_id) == "received"
 
     assert jobs.sweep(redis_settings, now=after_grace())[0] == 1
@@ -376,3 +381,82 @@ def test_a_worker_killed_in_the_middle_of_a_send_is_restarted_and_loses_nothing(
     assert seen == [rows[0].message_id, rows[1].message_id, rows[1].message_id, rows[2].message_id]
     assert queue.failed_job_registry.count == 0
     assert jobs.sweep(redis_sendgrid, now=after_grace()) == (0, 0)
+
+
+# --- the inbound drain -----------------------------------------------------------------------------
+
+
+def queued_functions(settings: Settings) -> list[str]:
+    return [job.func_name for job in jobs.queue(settings).get_jobs()]
+
+
+def test_a_burst_of_replies_is_read_by_one_drain_job_and_the_next_reply_nudges_again(
+    redis_settings: Settings, session: Session, cycle: Cycle, web: FlaskClient
+) -> None:
+    requests_queued(session, redis_settings, cycle)
+    ids = []
+    for email in (ALICE, BEN, "carmen@ruizfoods.example"):
+        response = post_reply(web, token_of(redis_settings, email), "WINS\nA good month.", sender=email)
+        assert response.status_code == 200
+        ids.append(response.get_json()["id"])
+    # One job for the three: each later post found a drain already on its way.
+    assert queued_functions(redis_settings) == [jobs.DRAIN_JOB]
+
+    assert run_worker(redis_settings) == []
+    assert [inbound_status(redis_settings, i) for i in ids] == ["accepted"] * 3
+    assert len(fetch(redis_settings, select(Update))) == 3
+    receipts = fetch(redis_settings, select(OutboundMessage.status).where(OutboundMessage.kind == "receipt"))
+    assert receipts == ["sent"] * 3
+
+    # The drain cleared the nudge before it looked, so the next reply gets a job of its own.
+    response = post_reply(web, token_of(redis_settings, ALICE), "WINS\nA correction: two plants.")
+    assert queued_functions(redis_settings) == [jobs.DRAIN_JOB]
+    assert run_worker(redis_settings) == []
+    assert inbound_status(redis_settings, response.get_json()["id"]) == "accepted"
+
+
+def test_the_drain_goes_on_past_a_message_that_fails_and_the_sweep_retries_it(
+    redis_settings: Settings,
+    session: Session,
+    cycle: Cycle,
+    web: FlaskClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    requests_queued(session, redis_settings, cycle)
+    first = post_reply(web, token_of(redis_settings, ALICE), "WINS\nThe bad one.").get_json()["id"]
+    second = post_reply(web, token_of(redis_settings, BEN), "WINS\nThe good one.", sender=BEN).get_json()["id"]
+
+    from workers import jobs as worker_jobs
+
+    real = worker_jobs._process_inbound
+
+    def broken_for_the_first(session: Session, settings: Settings, inbound_id: int, now: datetime) -> Any:
+        if inbound_id == first:
+            raise RuntimeError("a parser bug")
+        return real(session, settings, inbound_id, now)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(worker_jobs, "_process_inbound", broken_for_the_first)
+        assert run_worker(redis_settings) == []  # the drain itself does not fail
+    assert (inbound_status(redis_settings, first), inbound_status(redis_settings, second)) == ("received", "accepted")
+
+    assert jobs.sweep(redis_settings, now=after_grace())[0] == 1  # (and the requests, never nudged here)
+    assert f"inbound-{first}" in jobs.queue(redis_settings).job_ids
+    assert run_worker(redis_settings) == []
+    assert inbound_status(redis_settings, first) == "accepted"
+
+
+def test_two_drains_at_once_claim_different_messages(
+    redis_settings: Settings, session: Session, cycle: Cycle, web: FlaskClient
+) -> None:
+    if db.engine_for(redis_settings.database_url).dialect.name != "postgresql":
+        pytest.skip("row locks need PostgreSQL (CI runs this on it)")
+    from workers.jobs import _claim_pending
+
+    requests_queued(session, redis_settings, cycle)
+    first = post_reply(web, token_of(redis_settings, ALICE), "WINS\nOne.").get_json()["id"]
+    second = post_reply(web, token_of(redis_settings, BEN), "WINS\nTwo.", sender=BEN).get_json()["id"]
+    with db.session_scope(redis_settings.database_url) as one, db.session_scope(redis_settings.database_url) as two:
+        assert _claim_pending(one, set()) == first
+        assert _claim_pending(two, set()) == second  # the first is locked: skipped, not waited for
+        assert _claim_pending(two, {second}) is None

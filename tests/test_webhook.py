@@ -165,3 +165,32 @@ def test_multipart_helper_roundtrip() -> None:
     assert parts["email"].data == b"\xff\xfe raw"
     assert parts["f"].filename == "x.txt" and parts["f"].data == b"data"
 
+
+
+HEADERS = (
+    b"Received: from mx.example by in.example\r\n\tfor <reply+tok@in.example>\r\n"
+    b"Message-ID:\r\n <folded@mail.example>\r\n"
+    b"from: =?utf-8?q?Ren=C3=A9_Dubois?= <Rene@Dubois.example>\r\n"
+    b"Subject: Re: caf\xc3\xa9 \r\n\tnumbers\r\n"
+    b"X-Note: Message-ID: <not-this@x>\r\n"
+    b"\r\n"
+    b"Message-ID: <in-the-body@x>\r\nSubject: not a header\r\n"
+)
+
+
+def test_the_webhook_reads_three_fields_from_the_header_block_only(client, session) -> None:  # type: ignore[no-untyped-def]
+    """Folded lines, any case, 8-bit bytes; never a look-alike in the body or inside a value."""
+    from app.inbound import header_block, header_value
+
+    block = header_block(HEADERS)
+    assert header_value(block, "Message-ID") == "<folded@mail.example>"
+    assert header_value(block, "Cc") is None
+    assert header_block(b"Subject: no body at all") == b"Subject: no body at all"
+
+    data, content_type = multipart({"email": HEADERS, "envelope": json.dumps({"to": ["x@in.example"]})})
+    response = client.post("/inbound/sendgrid", data=data, headers={**AUTH, "Content-Type": content_type})
+    assert response.status_code == 200
+    row = session.get(InboundMessage, response.get_json()["id"])
+    assert (row.message_id, row.dedupe_key) == ("<folded@mail.example>", "mid:folded@mail.example")
+    assert row.from_address == "rene@dubois.example"
+    assert row.subject == "Re: café numbers"
