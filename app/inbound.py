@@ -325,7 +325,7 @@ def _accept(received: Received) -> Response:
         log.exception("could not store an inbound message; answering 503 so the sender retries")
         return Response("could not store the message, try again later\n", 503, {"Retry-After": "60"})
     if stored.pending:
-        jobs.nudge_inbound()
+        jobs.nudge_inbound_soon()
     body = json.dumps({"id": stored.id, "duplicate": not stored.created}) + "\n"
     return Response(body, 200, {"Content-Type": "application/json"})
 

@@ -8,6 +8,10 @@ that already exists, and a lost nudge is made good by the sweep (`roundtable req
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from functools import cache
 from importlib import import_module
@@ -143,6 +147,65 @@ def nudge_inbound() -> bool:
         log.warning("could not nudge the inbound drain: %s", error)
         return False
     return enqueue(DRAIN_JOB)
+
+
+class Coalesced:
+    """Runs `action` at once when it has not run for `window_s`; otherwise once when the window
+    ends, for every call made in it. Each call is followed by a run that starts after the call.
+
+    Under load the webhook then talks to Redis a few times a second per process instead of once
+    per message, and a message waits at most `window_s` longer for its worker.
+    """
+
+    def __init__(
+        self,
+        action: Callable[[], object],
+        window_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[float, Callable[[], None]], Any] = threading.Timer,
+    ) -> None:
+        self._action, self._window_s, self._clock, self._timer = action, window_s, clock, timer
+        self._lock = threading.Lock()
+        self._last_run = float("-inf")
+        self._trailing: Any = None
+
+    def __call__(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._trailing is None and now - self._last_run >= self._window_s:
+                self._last_run = now
+            else:
+                if self._trailing is None:
+                    self._trailing = self._timer(self._last_run + self._window_s - now, self._run_trailing)
+                    self._trailing.daemon = True
+                    self._trailing.start()
+                return
+        self._action()
+
+    def _run_trailing(self) -> None:
+        with self._lock:
+            self._trailing = None
+            self._last_run = self._clock()
+        self._action()
+
+
+NUDGE_WINDOW_S = 0.25
+_coalesced_nudges: dict[int, Coalesced] = {}
+
+
+def nudge_inbound_soon() -> None:
+    """`nudge_inbound` for the webhook: at once, or with the others of the next quarter second.
+
+    In-process jobs (no Redis) run at once: there the nudge is the processing itself.
+    """
+    if current_settings().jobs_inline:
+        nudge_inbound()
+        return
+    pid = os.getpid()  # a forked process starts with no timer of its own: make it a fresh one
+    if pid not in _coalesced_nudges:
+        _coalesced_nudges[pid] = Coalesced(nudge_inbound, NUDGE_WINDOW_S)
+    _coalesced_nudges[pid]()
 
 
 def clear_inbound_nudge(settings: Settings) -> None:

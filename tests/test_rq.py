@@ -49,8 +49,10 @@ BEN = "ben@okafor.example"
 
 
 @pytest.fixture()
-def web(redis_settings: Settings) -> FlaskClient:
-    """The webhook app on Redis settings (the `client` fixture is bound to in-process jobs)."""
+def web(redis_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
+    """The webhook app on Redis settings (the `client` fixture is bound to in-process jobs).
+    Its nudges go out at once: the coalescing window has tests of its own below."""
+    monkeypatch.setattr(jobs, "_coalesced_nudges", {os.getpid(): jobs.Coalesced(jobs.nudge_inbound, 0.0)})
     return create_app(redis_settings).test_client()
 
 
@@ -460,3 +462,80 @@ def test_two_drains_at_once_claim_different_messages(
         assert _claim_pending(one, set()) == first
         assert _claim_pending(two, set()) == second  # the first is locked: skipped, not waited for
         assert _claim_pending(two, {second}) is None
+
+
+# --- the webhook's coalesced nudge -----------------------------------------------------------------
+
+
+class FakeTimer:
+    """threading.Timer's shape, started by hand: time is moved, never slept."""
+
+    def __init__(self, delay: float, function: Any) -> None:
+        self.delay, self.function, self.daemon, self.started = delay, function, False, False
+
+    def start(self) -> None:
+        self.started = True
+
+
+def test_nudges_within_a_window_are_coalesced_into_one_that_runs_after_them() -> None:
+    now = [100.0]
+    runs: list[float] = []
+    timers: list[FakeTimer] = []
+
+    def timer(delay: float, function: Any) -> FakeTimer:
+        timers.append(FakeTimer(delay, function))
+        return timers[-1]
+
+    nudge = jobs.Coalesced(lambda: runs.append(now[0]), 0.25, clock=lambda: now[0], timer=timer)
+    nudge()
+    assert runs == [100.0] and timers == []  # the first in a quiet spell runs at once
+
+    now[0] = 100.1
+    nudge()
+    now[0] = 100.2
+    nudge()
+    assert runs == [100.0]  # these two wait for the window's end ...
+    [trailing] = timers
+    assert trailing.started and trailing.daemon and trailing.delay == pytest.approx(0.15)
+
+    now[0] = 100.25
+    trailing.function()
+    assert runs == [100.0, 100.25]  # ... and one run, after both, answers for both
+
+    now[0] = 100.3
+    nudge()  # within the window of the trailing run: a new timer, never lost
+    assert runs == [100.0, 100.25] and len(timers) == 2
+    now[0] = 100.5
+    timers[1].function()
+    assert runs == [100.0, 100.25, 100.5]
+
+    now[0] = 101.0
+    nudge()  # quiet again: at once
+    assert runs[-1] == 101.0 and len(timers) == 2
+
+
+def test_the_webhook_coalesces_its_nudges_and_the_last_one_comes_after_every_message(
+    redis_settings: Settings, session: Session, cycle: Cycle, web: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timers: list[FakeTimer] = []
+
+    def timer(delay: float, function: Any) -> FakeTimer:
+        timers.append(FakeTimer(delay, function))
+        return timers[-1]
+
+    coalesced = jobs.Coalesced(jobs.nudge_inbound, 60.0, timer=timer)  # a window no test outlives
+    monkeypatch.setattr(jobs, "_coalesced_nudges", {os.getpid(): coalesced})
+    requests_queued(session, redis_settings, cycle)
+    ids = [
+        post_reply(web, token_of(redis_settings, email), "WINS\nA good month.", sender=email).get_json()["id"]
+        for email in (ALICE, BEN, "carmen@ruizfoods.example")
+    ]
+    assert queued_functions(redis_settings) == [jobs.DRAIN_JOB]  # the first nudged at once
+    [trailing] = timers  # the other two wait for the window's end
+
+    assert run_worker(redis_settings) == []  # the drain reads all three
+    assert [inbound_status(redis_settings, i) for i in ids] == ["accepted"] * 3
+    trailing.function()  # the window ends: the flag is gone, so a drain is queued; it finds nothing
+    assert queued_functions(redis_settings) == [jobs.DRAIN_JOB]
+    assert run_worker(redis_settings) == []
+    assert len(fetch(redis_settings, select(Update))) == 3
