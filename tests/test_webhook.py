@@ -194,3 +194,24 @@ def test_the_webhook_reads_three_fields_from_the_header_block_only(client, sessi
     assert (row.message_id, row.dedupe_key) == ("<folded@mail.example>", "mid:folded@mail.example")
     assert row.from_address == "rene@dubois.example"
     assert row.subject == "Re: café numbers"
+
+
+def test_store_writes_once_on_either_database(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL takes the insert straight through psycopg, SQLite through SQLAlchemy: CI runs
+    the suite on PostgreSQL, so the SQLite path is checked here on a file of its own."""
+    from app import db
+    from app.inbound import Received, store
+
+    raw = b"Message-ID: <once@mail.example>\r\nFrom: Alice <alice@northwind.example>\r\nSubject: Hi\r\n\r\nWINS\r\n"
+    received = Received(raw, "raw", {"spam_score": "0.1"}, "alice@northwind.example", ["reply+t@in.example"])
+    for url in (settings.database_url, f"sqlite:///{tmp_path / 'other.db'}"):
+        db.upgrade(url)
+        with db.autocommit_engine_for(url).connect() as connection:
+            first, again = store(connection, received), store(connection, received)
+        assert (first.created, again.created, again.id, again.pending) == (True, False, first.id, True)
+        with db.session_scope(url) as session:
+            row = session.get_one(InboundMessage, first.id)
+            assert (row.raw, row.fields, row.from_address, row.envelope_to) == (
+                raw, {"spam_score": "0.1"}, "alice@northwind.example", "reply+t@in.example"
+            )
+            assert row.received_at.tzinfo is not None and row.status == "received"
