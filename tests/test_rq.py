@@ -271,14 +271,9 @@ def sends(settings: Settings) -> list[tuple[str, int]]:
 
 
 @pytest.fixture()
-def redis_sendgrid(redis_settings: Settings, sendgrid_api: SendGridStandIn) -> Settings:
-    value = dataclasses.replace(
-        redis_settings,
-        mail_transport="sendgrid",
-        sendgrid_api_key="SG.test-key",
-        sendgrid_api_host=sendgrid_api.url,
-        sendgrid_timeout_s=30.0,
-    )
+def redis_sendgrid(redis_settings: Settings, sendgrid_settings: Settings) -> Settings:
+    """The stand-in SendGrid and real Redis; a timeout long enough for a worker in a process."""
+    value = dataclasses.replace(sendgrid_settings, redis_url=redis_settings.redis_url, sendgrid_timeout_s=30.0)
     configure(value)
     return value
 
