@@ -34,7 +34,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from app import db, jobs
-from app.machine import decode_header_value
+from app.machine import decode_bytes, decode_header_value
 from app.models import InboundMessage, InboundStatus, utcnow
 from app.settings import Settings
 
@@ -301,8 +301,8 @@ def _header_pattern(name: str) -> re.Pattern[bytes]:
 
 
 def header_value(block: bytes, name: str) -> str | None:
-    """The first `name` field of a header block, unfolded, 8-bit bytes kept as surrogate escapes
-    (as the email package reads them); None when absent or blank.
+    """The first `name` field of a header block, unfolded, 8-bit bytes read as UTF-8 (else
+    Latin-1: text a database can always store); None when absent or blank.
 
     A search, not a parse: the webhook wants three fields, and the parser costs a fifth of the
     request's time (app.machine decodes the values; the worker parses the whole message).
@@ -310,7 +310,7 @@ def header_value(block: bytes, name: str) -> str | None:
     match = _header_pattern(name).search(block)
     if match is None:
         return None
-    value = match.group(1).decode("ascii", "surrogateescape").replace("\x00", "")
+    value = decode_bytes(match.group(1), "utf-8").replace("\x00", "")
     return " ".join(value.split()) or None
 
 

@@ -215,3 +215,13 @@ def test_store_writes_once_on_either_database(settings, tmp_path) -> None:  # ty
                 raw, {"spam_score": "0.1"}, "alice@northwind.example", "reply+t@in.example"
             )
             assert row.received_at.tzinfo is not None and row.status == "received"
+
+
+def test_header_fields_with_bytes_that_are_not_utf8_are_stored_as_text(client, session) -> None:  # type: ignore[no-untyped-def]
+    raw = b"Message-ID: <\x80odd@mail.example>\r\nFrom: M\xfcller <m@x.example>\r\nSubject: \x80\xff\r\n\r\nWINS\r\n"
+    data, content_type = multipart({"email": raw})
+    response = client.post("/inbound/sendgrid", data=data, headers={**AUTH, "Content-Type": content_type})
+    assert response.status_code == 200
+    row = session.get(InboundMessage, response.get_json()["id"])
+    assert (row.message_id, row.from_address, row.subject) == ("<\x80odd@mail.example>", "m@x.example", "\x80ÿ")
+    assert row.raw == raw
