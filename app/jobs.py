@@ -55,9 +55,7 @@ def queue(settings: Settings) -> Queue:
     return Queue(QUEUE_NAME, connection=redis_connection(settings.redis_url))
 
 
-def enqueue(
-    path: str, *args: Any, job_id: str | None = None, timeout: int = 180
-) -> bool:
+def enqueue(path: str, *args: Any, job_id: str | None = None, timeout: int = 180) -> bool:
     """Run or enqueue the job at dotted `path`; False when Redis was unreachable.
 
     Call only after the commit that made the rows the job will read.
