@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -105,3 +108,63 @@ def check_migrated(url: str) -> None:
 
 def _redacted(url: str) -> str:
     return engine_for(url).url.render_as_string(hide_password=True)
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+@dataclass(eq=False)  # each slot is its own: equal items must not compare equal
+class _Slot(Generic[Item, Result]):
+    item: Item
+    done: bool = False
+    result: Result | None = None
+    error: BaseException | None = None
+
+    def outcome(self) -> Result:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Lets the threads of one process share a statement and a commit.
+
+    A caller that finds nobody writing becomes the writer: it takes the items waiting (at most
+    `max_items`, its own first), calls `write(items)` outside the lock, hands each caller
+    its result and wakes them; callers that came meanwhile wait, and one of them writes the next
+    batch. A lone caller writes its own item at once, without waiting for company. Each call
+    returns only once its own item is written, so nothing is less durable than one statement
+    per call. `write` returns one result per item, in order; if it raises, every caller of that
+    batch raises.
+    """
+
+    def __init__(self, write: Callable[[list[Item]], list[Result]], *, max_items: int = 16) -> None:
+        self._write, self._max_items = write, max_items
+        self._changed = threading.Condition()
+        self._waiting: list[_Slot[Item, Result]] = []
+        self._writing = False
+
+    def __call__(self, item: Item) -> Result:
+        slot: _Slot[Item, Result] = _Slot(item)
+        with self._changed:
+            self._waiting.append(slot)
+            while self._writing and not slot.done:
+                self._changed.wait()
+            if slot.done:
+                return slot.outcome()
+            self._writing = True
+            self._waiting.remove(slot)
+            take = self._max_items - 1
+            batch, self._waiting = [slot, *self._waiting[:take]], self._waiting[take:]
+        error: BaseException | None = None
+        try:
+            results: list[Result | None] = list(self._write([s.item for s in batch]))
+        except BaseException as raised:
+            results, error = [None] * len(batch), raised
+        with self._changed:
+            for waiting, result in zip(batch, results, strict=True):
+                waiting.result, waiting.error, waiting.done = result, error, True
+            self._writing = False
+            self._changed.notify_all()
+        return slot.outcome()

@@ -11,9 +11,9 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
-from functools import cache
 from email import encoders
 from email.message import Message
 from email.mime.base import MIMEBase
@@ -21,12 +21,13 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.parser import HeaderParser
 from email.policy import compat32
-from email.utils import parseaddr
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 
+import psycopg
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import Connection, Dialect, Insert, select
+from sqlalchemy import Connection, Dialect, Insert, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,7 +35,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from app import db, jobs
-from app.machine import decode_bytes, decode_header_value
+from app.machine import decode_bytes
 from app.models import InboundMessage, InboundStatus, utcnow
 from app.settings import Settings
 
@@ -226,33 +227,62 @@ def header_block(raw: bytes) -> bytes:
     return raw[: end.end() if end else MAX_HEADER_BLOCK]
 
 
+# What the webhook stores. The sender and subject are read by the worker, which parses the whole
+# message anyway: parsing them here cost a quarter of the webhook's own time.
+_COLUMNS = ("dedupe_key", "message_id", "source", "raw", "fields", "envelope_from", "envelope_to", "status", "received_at")
+DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error)
+
+
+def _row(received: Received) -> dict[str, Any]:
+    message_id = header_value(header_block(received.raw), "Message-ID")
+    return dict(
+        dedupe_key=dedupe_key(received.raw, message_id),
+        message_id=(message_id or "")[:998] or None,
+        source=received.source,
+        raw=received.raw,
+        fields=received.fields,
+        envelope_from=received.envelope_from,
+        envelope_to=",".join(received.envelope_to) or None,
+        status=InboundStatus.RECEIVED,
+        received_at=utcnow(),
+    )
+
+
 @cache
-def _insert_once(dialect: str) -> Insert:
-    """The statement, built once: values come as parameters, so its compiled form is reused."""
+def _insert_rows_once(dialect: str, count: int) -> Insert:
+    """An insert of `count` rows, each value a parameter named `<column>_<row>`; built once per size."""
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     table = InboundMessage.__table__
-    return insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
+    rows = [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in _COLUMNS} for i in range(count)]
+    return (
+        insert(table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(table.c.id, table.c.dedupe_key)
+    )
 
 
 @cache
-def _driver_sql(dialect: Dialect, columns: tuple[str, ...]) -> str:
-    """The insert of these columns as the driver's own SQL (%(name)s parameters), compiled once."""
-    return str(_insert_once(dialect.name).compile(dialect=dialect, column_keys=list(columns)))
+def _driver_sql(dialect: Dialect, count: int) -> str:
+    """That insert as psycopg's own SQL (%(name)s parameters), compiled once per size."""
+    return str(_insert_rows_once(dialect.name, count).compile(dialect=dialect))
 
 
-def _insert(connection: Connection, values: dict[str, Any]) -> int | None:
-    """Run the insert; the new row's id, or None for a duplicate.
+def _insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert rows with distinct dedupe keys in one statement; the new ids by dedupe key (a
+    duplicate of a stored message gets none).
 
     On PostgreSQL the compiled statement goes straight to psycopg: SQLAlchemy's per-execution
-    bookkeeping is a tenth of the webhook's time and buys nothing for one fixed statement whose
-    parameters psycopg adapts itself (the JSON column takes its text).
+    bookkeeping cost a tenth of the webhook's time and buys nothing for one fixed statement
+    whose parameters psycopg adapts itself (the JSON column takes its text).
     """
+    params = {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in _COLUMNS}
     if connection.dialect.name != "postgresql":
-        return connection.execute(_insert_once(connection.dialect.name), values).scalar()
-    params = {**values, "fields": json.dumps(values["fields"])}
-    sql = _driver_sql(connection.dialect, tuple(params))
-    row = connection.connection.driver_connection.execute(sql, params).fetchone()
-    return None if row is None else row[0]
+        return {key: id for id, key in connection.execute(_insert_rows_once(connection.dialect.name, len(rows)), params)}
+    for i, row in enumerate(rows):
+        params[f"fields_{i}"] = json.dumps(row["fields"])
+    driver = connection.connection.driver_connection
+    return {key: id for id, key in driver.execute(_driver_sql(connection.dialect, len(rows)), params)}
 
 
 @dataclass(frozen=True)
@@ -262,36 +292,85 @@ class Stored:
     pending: bool  # not processed yet: worth a nudge
 
 
-def store(connection: Connection, received: Received) -> Stored:
-    """Store a received message once, in one statement on an autocommit connection.
+def _store_rows(connection: Connection, rows: list[dict[str, Any]]) -> list[Stored]:
+    """Store rows in one statement on an autocommit connection: committed when it returns.
 
     `INSERT ... ON CONFLICT (dedupe_key) DO NOTHING`: the schema decides what is a duplicate,
-    even between two concurrent retries. On an autocommit connection the statement is its own
-    transaction, so when it returns the message is durable: one round trip on the hot path.
+    even between two concurrent retries; the same message twice in one batch goes in once.
     """
-    headers = header_block(received.raw)
-    message_id = header_value(headers, "Message-ID")
-    key = dedupe_key(received.raw, message_id)
-    values = dict(
-        dedupe_key=key,
-        message_id=(message_id or "")[:998] or None,
-        source=received.source,
-        raw=received.raw,
-        fields=received.fields,
-        envelope_from=received.envelope_from,
-        envelope_to=",".join(received.envelope_to) or None,
-        from_address=parseaddr(header_value(headers, "From") or "")[1].lower()[:320] or None,
-        subject=decode_header_value(header_value(headers, "Subject") or "") or None,
-        status=InboundStatus.RECEIVED,
-        received_at=utcnow(),
-    )
-    new_id = _insert(connection, values)
-    if new_id is not None:
-        return Stored(new_id, created=True, pending=True)
-    existing_id, status = connection.execute(
-        select(InboundMessage.id, InboundMessage.status).where(InboundMessage.dedupe_key == key)
-    ).one()
-    return Stored(existing_id, created=False, pending=status == InboundStatus.RECEIVED)
+    distinct: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        distinct.setdefault(row["dedupe_key"], row)
+    inserted = _insert_rows(connection, list(distinct.values()))
+    existing = {}
+    if missing := {row["dedupe_key"] for row in rows} - inserted.keys():
+        query = select(InboundMessage.dedupe_key, InboundMessage.id, InboundMessage.status)
+        found = connection.execute(query.where(InboundMessage.dedupe_key.in_(missing)))
+        existing = {key: (id, status) for key, id, status in found}
+    stored, claimed = [], set()
+    for row in rows:
+        key = row["dedupe_key"]
+        if key in inserted:
+            stored.append(Stored(inserted[key], created=key not in claimed, pending=True))
+            claimed.add(key)
+        else:
+            id, status = existing[key]
+            stored.append(Stored(id, created=False, pending=status == InboundStatus.RECEIVED))
+    return stored
+
+
+class _Writer:
+    """Stores batches for one process on a connection of its own, which it keeps: one batch
+    writes at a time (`db.GroupCommit`), and a pool checkout and return per request cost more
+    than the insert itself. A connection that fails is dropped and replaced."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._connection: Connection | None = None
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[Stored | None]:
+        """Store a batch; None for a message that could not be stored. Each message the batch
+        could not store gets a second try on its own, on a new connection: one bad row fails no
+        other, and a connection the server dropped fails no request. Trying twice is safe: the
+        insert is idempotent."""
+        try:
+            return list(self._store(rows))
+        except DATABASE_ERRORS:
+            log.warning("storing %d inbound message(s) failed; trying each on its own", len(rows), exc_info=True)
+        results: list[Stored | None] = []
+        for row in rows:
+            try:
+                results.append(self._store([row])[0])
+            except DATABASE_ERRORS:
+                log.exception("could not store inbound message %s", row["dedupe_key"])
+                results.append(None)
+        return results
+
+    def _store(self, rows: list[dict[str, Any]]) -> list[Stored]:
+        if self._connection is None:
+            self._connection = db.autocommit_engine_for(self._url).connect()
+        try:
+            return _store_rows(self._connection, rows)
+        except DATABASE_ERRORS:
+            connection, self._connection = self._connection, None
+            connection.invalidate()  # the insert bypasses SQLAlchemy, which would not know
+            connection.close()
+            raise
+
+
+@cache
+def _writer(url: str, pid: int) -> db.GroupCommit[dict[str, Any], Stored | None]:
+    # pid in the key, as for engines: a forked process starts with a writer of its own.
+    return db.GroupCommit(_Writer(url))
+
+
+def store(url: str, received: Received) -> Stored | None:
+    """Store a received message once and commit; None when the database would not take it.
+
+    Concurrent requests in one process share one statement and one commit (`db.GroupCommit`),
+    and each returns only after its own commit.
+    """
+    return _writer(url, os.getpid())(_row(received))
 
 
 @cache
@@ -304,8 +383,8 @@ def header_value(block: bytes, name: str) -> str | None:
     """The first `name` field of a header block, unfolded, 8-bit bytes read as UTF-8 (else
     Latin-1: text a database can always store); None when absent or blank.
 
-    A search, not a parse: the webhook wants three fields, and the parser costs a fifth of the
-    request's time (app.machine decodes the values; the worker parses the whole message).
+    A search, not a parse: the webhook wants one field, and the parser cost a fifth of the
+    request's time (the worker parses the whole message).
     """
     match = _header_pattern(name).search(block)
     if match is None:
@@ -339,11 +418,8 @@ def _unauthorized() -> Response:
 
 def _accept(received: Received) -> Response:
     """Store, commit, then nudge a worker. 5xx only when the message could not be stored."""
-    try:
-        with db.autocommit_engine_for(_settings().database_url).connect() as connection:
-            stored = store(connection, received)
-    except SQLAlchemyError:
-        log.exception("could not store an inbound message; answering 503 so the sender retries")
+    stored = store(_settings().database_url, received)
+    if stored is None:  # logged by the writer
         return Response("could not store the message, try again later\n", 503, {"Retry-After": "60"})
     if stored.pending:
         jobs.nudge_inbound_soon()

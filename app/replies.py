@@ -15,6 +15,7 @@ import mimetypes
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
@@ -236,6 +237,13 @@ def safe_filename(name: str) -> str:
     return name[:120] or "attachment"
 
 
+def _raw_header(message: Message, name: str) -> str:
+    """A header's first value as parsed, 8-bit bytes still surrogate escapes for
+    `decode_header_value` to read as UTF-8 (`message.get` would make them U+FFFD)."""
+    lowered = name.lower()
+    return next((str(value) for key, value in message.raw_items() if key.lower() == lowered), "")
+
+
 def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list[str] | None = None) -> Reading:
     """How a stored message reads. Pure; never raises on malformed mail."""
     verdict = classify(raw, envelope_from)
@@ -248,10 +256,10 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
     except (MailParserError, RecursionError, LookupError, ValueError, TypeError, AttributeError):
         parsed = None
     # Split the address first: a decoded name may hold a comma ("Müller, Hans").
-    from_name, from_address = parseaddr(str(message.get("From", "")))
+    from_name, from_address = parseaddr(_raw_header(message, "From"))
     from_name = decode_header_value(from_name)
     from_address = from_address.lower().replace("\x00", "")
-    subject = decode_header_value(str(message.get("Subject", ""))).replace("\x00", "")
+    subject = decode_header_value(_raw_header(message, "Subject")).replace("\x00", "")
     addresses = list(envelope_to or []) + _header_addresses(
         message, "To", "Cc", "Delivered-To", "X-Original-To", "X-Forwarded-To", "Envelope-To"
     )
@@ -306,6 +314,9 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
         return outcome
     envelope_to = [a for a in (row.envelope_to or "").split(",") if a]
     reading = read_message(row.raw, row.envelope_from, envelope_to)
+    # The webhook stores the message unread: its sender and subject are first read here.
+    row.from_address = reading.from_address[:320] or None
+    row.subject = reading.subject or None
     row.kind = reading.kind
     row.processed_at = now
     if reading.kind != "reply":

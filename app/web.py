@@ -22,7 +22,8 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         db.check_migrated(settings.database_url)
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=settings.secret_key,
+        # No SECRET_KEY: nothing uses Flask's cookie session (unsubscribe links are signed with
+        # settings.secret_key), and without one Flask does not open a session per request.
         ROUNDTABLE_SETTINGS=settings,
         ROUNDTABLE_SESSIONS=db.sessionmaker_for(settings.database_url),
         # SendGrid posts up to 30 MB and drops mail it gets a 4xx for: never 413 below that.

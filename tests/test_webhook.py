@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -132,15 +134,38 @@ def test_raw_endpoint_takes_rfc822_with_envelope(client, session, settings, cycl
     assert row.update_request_id == requests["ben@okafor.example"].id
 
 
-def test_storage_failure_answers_503(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy.exc import OperationalError
+def test_storage_failure_answers_503_and_logs(settings, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A database that will not take the row (here: one with no tables) gives a 503 SendGrid retries."""
+    from dataclasses import replace
 
-    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise OperationalError("INSERT", {}, Exception("database is down"))
+    from app.web import create_app
 
-    monkeypatch.setattr("app.inbound.store", broken)
+    broken = replace(settings, database_url=f"sqlite:///{tmp_path / 'no-tables.db'}")
+    client = create_app(broken, check_schema=False).test_client()
     response = post(client, raw_mode(reply(None, "hello")))
-    assert response.status_code == 503
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "60")
+    assert "could not store inbound message" in caplog.text
+
+
+def test_a_connection_the_server_dropped_fails_no_request(client, session, settings) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from app import db
+
+    if db.engine_for(settings.database_url).dialect.name != "postgresql":
+        pytest.skip("terminating a server connection needs PostgreSQL (CI runs this on it)")
+    assert post(client, raw_mode(reply(None, "first", message_id="<a@x>"))).status_code == 200
+    with db.engine_for(settings.database_url).begin() as admin:
+        killed = admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
+            )
+        ).scalar()
+    assert killed >= 1  # the webhook's pooled connection among them
+    response = post(client, raw_mode(reply(None, "second", message_id="<b@x>")))
+    assert response.status_code == 200 and response.get_json()["duplicate"] is False
+    assert session.scalar(select(func.count()).select_from(InboundMessage)) == 2
 
 
 def test_not_a_form_is_still_stored(client, session) -> None:  # type: ignore[no-untyped-def]
@@ -178,7 +203,7 @@ HEADERS = (
 )
 
 
-def test_the_webhook_reads_three_fields_from_the_header_block_only(client, session) -> None:  # type: ignore[no-untyped-def]
+def test_header_fields_are_read_from_the_header_block_only(client, session) -> None:  # type: ignore[no-untyped-def]
     """Folded lines, any case, 8-bit bytes; never a look-alike in the body or inside a value."""
     from app.inbound import header_block, header_value
 
@@ -192,6 +217,7 @@ def test_the_webhook_reads_three_fields_from_the_header_block_only(client, sessi
     assert response.status_code == 200
     row = session.get(InboundMessage, response.get_json()["id"])
     assert (row.message_id, row.dedupe_key) == ("<folded@mail.example>", "mid:folded@mail.example")
+    # Read by the worker (in-process here), which parses the whole message.
     assert row.from_address == "rene@dubois.example"
     assert row.subject == "Re: café numbers"
 
@@ -206,15 +232,55 @@ def test_store_writes_once_on_either_database(settings, tmp_path) -> None:  # ty
     received = Received(raw, "raw", {"spam_score": "0.1"}, "alice@northwind.example", ["reply+t@in.example"])
     for url in (settings.database_url, f"sqlite:///{tmp_path / 'other.db'}"):
         db.upgrade(url)
-        with db.autocommit_engine_for(url).connect() as connection:
-            first, again = store(connection, received), store(connection, received)
+        first, again = store(url, received), store(url, received)
+        assert first is not None and again is not None
         assert (first.created, again.created, again.id, again.pending) == (True, False, first.id, True)
         with db.session_scope(url) as session:
             row = session.get_one(InboundMessage, first.id)
-            assert (row.raw, row.fields, row.from_address, row.envelope_to) == (
+            assert (row.raw, row.fields, row.envelope_from, row.envelope_to) == (
                 raw, {"spam_score": "0.1"}, "alice@northwind.example", "reply+t@in.example"
             )
+            assert (row.message_id, row.from_address) == ("<once@mail.example>", None)  # the worker reads From
             assert row.received_at.tzinfo is not None and row.status == "received"
+
+
+def test_a_batch_is_one_statement_that_sorts_out_duplicates_and_bad_rows(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What one writer stores for several requests at once: the same message twice in the batch
+    goes in once, a message stored before is found, and a row the database refuses fails only
+    its own request."""
+    from sqlalchemy import event
+
+    from app import db
+    from app.inbound import Received, _row, _Writer
+
+    def received(n: int) -> Received:
+        return Received(f"Message-ID: <m{n}@x>\r\n\r\nhi {n}\r\n".encode(), "raw", {}, None, [])
+
+    for url in (settings.database_url, f"sqlite:///{tmp_path / 'other.db'}"):
+        db.upgrade(url)
+        write = _Writer(url)
+        (before,) = write([_row(received(0))])
+        inserts: list[str] = []
+
+        def count_inserts(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
+            inserts.extend([statement] if statement.startswith("INSERT") else [])
+
+        listen = (db.autocommit_engine_for(url), "before_cursor_execute", count_inserts)
+        if url.startswith("sqlite"):  # on PostgreSQL the insert bypasses SQLAlchemy's events
+            event.listen(*listen)
+        rows = [_row(received(1)), _row(received(0)), _row(received(1)), _row(received(2))]
+        one, zero, one_again, two = write(rows)
+        assert [s.created for s in (one, zero, one_again, two)] == [True, False, False, True]
+        assert (zero.id, one_again.id) == (before.id, one.id) and len({before.id, one.id, two.id}) == 3
+        if url.startswith("sqlite"):
+            event.remove(*listen)
+            assert len(inserts) == 1
+        refused = {**_row(received(4)), "source": None}  # NOT NULL
+        results = write([_row(received(3)), refused, _row(received(5))])
+        assert results[1] is None and results[0] is not None and results[2] is not None
+        with db.session_scope(url) as session:
+            keys = session.scalars(select(InboundMessage.dedupe_key).order_by(InboundMessage.id)).all()
+        assert keys == ["mid:m0@x", "mid:m1@x", "mid:m2@x", "mid:m3@x", "mid:m5@x"]
 
 
 def test_header_fields_with_bytes_that_are_not_utf8_are_stored_as_text(client, session) -> None:  # type: ignore[no-untyped-def]

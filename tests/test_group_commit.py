@@ -1,0 +1,145 @@
+"""db.GroupCommit: threads share a write, each gets its own result, only after its own write."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from app.db import GroupCommit
+
+
+class Writes:
+    """A write function that records its batches; a batch can be held until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.entered = threading.Semaphore(0)
+        self.hold: threading.Event | None = None
+        self.fail_on: set[int] = set()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.batches.append(list(items))
+        self.entered.release()
+        if self.hold is not None:
+            assert self.hold.wait(10)
+        if self.fail_on & set(items):
+            raise RuntimeError("the database went away")
+        return [item * 10 for item in items]
+
+
+def call_in_thread(group: GroupCommit[int, int], item: int, results: dict[int, object]) -> threading.Thread:
+    def run() -> None:
+        try:
+            results[item] = group(item)
+        except RuntimeError as error:
+            results[item] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def wait_until_waiting(group: GroupCommit[int, int], count: int) -> None:
+    for _ in range(1000):
+        with group._changed:
+            if len(group._waiting) == count:
+                return
+        threading.Event().wait(0.005)
+    raise AssertionError(f"{count} callers never queued up")
+
+
+def test_a_lone_caller_writes_at_once_and_alone() -> None:
+    writes = Writes()
+    group = GroupCommit(writes)
+    assert (group(1), group(2)) == (10, 20)
+    assert writes.batches == [[1], [2]]
+
+
+def test_callers_arriving_during_a_write_share_the_next_one_and_get_their_own_results() -> None:
+    writes = Writes()
+    writes.hold = threading.Event()
+    group = GroupCommit(writes)
+    results: dict[int, object] = {}
+    threads = [call_in_thread(group, 1, results)]
+    assert writes.entered.acquire(timeout=10)  # 1 is being written, and held there
+    threads += [call_in_thread(group, n, results) for n in (2, 3, 4)]
+    wait_until_waiting(group, 3)
+    assert results == {}  # nobody returns before their write
+    writes.hold.set()
+    for thread in threads:
+        thread.join(10)
+    assert results == {1: 10, 2: 20, 3: 30, 4: 40}
+    assert writes.batches[0] == [1] and sorted(writes.batches[1]) == [2, 3, 4] and len(writes.batches) == 2
+
+
+def test_a_batch_holds_at_most_max_items_and_the_rest_wait_for_the_next() -> None:
+    writes = Writes()
+    writes.hold = threading.Event()
+    group = GroupCommit(writes, max_items=2)
+    results: dict[int, object] = {}
+    threads = [call_in_thread(group, 1, results)]
+    assert writes.entered.acquire(timeout=10)
+    threads += [call_in_thread(group, n, results) for n in (2, 3, 4, 5, 6)]
+    wait_until_waiting(group, 5)
+    writes.hold.set()
+    for thread in threads:
+        thread.join(10)
+    assert results == {n: n * 10 for n in range(1, 7)}
+    assert [len(batch) for batch in writes.batches] == [1, 2, 2, 1]
+
+
+def test_when_a_write_raises_its_callers_raise_and_the_next_batch_is_written() -> None:
+    writes = Writes()
+    writes.hold = threading.Event()
+    writes.fail_on = {1, 2}  # 1's batch fails, and so does the batch 2 and 3 share
+    group = GroupCommit(writes)
+    results: dict[int, object] = {}
+    first = call_in_thread(group, 1, results)
+    assert writes.entered.acquire(timeout=10)
+    later = [call_in_thread(group, n, results) for n in (2, 3)]
+    wait_until_waiting(group, 2)
+    writes.hold.set()
+    for thread in [first, *later]:
+        thread.join(10)
+    assert all(isinstance(results[n], RuntimeError) for n in (1, 2, 3))
+    assert [sorted(batch) for batch in writes.batches] == [[1], [2, 3]]
+    writes.fail_on, writes.hold = set(), None
+    assert group(4) == 40
+
+
+def test_equal_items_are_separate_callers() -> None:
+    writes = Writes()
+    writes.hold = threading.Event()
+    group = GroupCommit(writes)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        value = group(7)
+        with lock:
+            results.append(value)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    threads[0].start()
+    assert writes.entered.acquire(timeout=10)
+    for thread in threads[1:]:
+        thread.start()
+    wait_until_waiting(group, 3)
+    writes.hold.set()
+    for thread in threads:
+        thread.join(10)
+    assert results == [70] * 4 and writes.batches == [[7], [7, 7, 7]]
+
+
+@pytest.mark.parametrize("callers", [32])
+def test_many_threads_each_get_exactly_their_own_result(callers: int) -> None:
+    writes = Writes()
+    group = GroupCommit(writes, max_items=5)
+    results: dict[int, object] = {}
+    threads = [call_in_thread(group, n, results) for n in range(callers)]
+    for thread in threads:
+        thread.join(10)
+    assert results == {n: n * 10 for n in range(callers)}
+    assert sorted(item for batch in writes.batches for item in batch) == list(range(callers))
+    assert max(len(batch) for batch in writes.batches) <= 5
