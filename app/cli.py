@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from importlib import import_module
 from collections.abc import Iterator
@@ -338,37 +339,40 @@ def worker(burst: bool, fork: bool) -> None:
     worker_class([queue], connection=queue.connection).work(burst=burst, with_scheduler=True)
 
 
+def gunicorn_args(*, workers: int, worker_class: str, threads: int, connections: int) -> list[str]:
+    """How `roundtable serve` runs gunicorn; the webhook benchmark runs both its apps with these."""
+    args = [f"--workers={workers}", f"--worker-class={worker_class}", "--timeout=60"]
+    if worker_class == "gthread":
+        return [*args, f"--threads={threads}"]
+    return [*args, f"--worker-connections={connections}"]
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
-@click.option("--threads", default=4, show_default=True, help="threads per worker (gthread)")
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the web app (webhooks, health check) with gunicorn."""
-    from gunicorn.app.base import BaseApplication
+@click.option("--worker-class", type=click.Choice(["gevent", "gthread"]), default="gevent", show_default=True,
+              help="gevent: one thread per worker, requests switch while they wait; gthread: a thread pool")  # fmt: skip
+@click.option("--connections", default=100, show_default=True, help="requests at once per gevent worker")
+@click.option("--threads", default=4, show_default=True, help="threads per gthread worker")
+def serve(host: str, port: int, workers: int, worker_class: str, connections: int, threads: int) -> None:
+    """Serve the web app (webhooks, health check) with gunicorn.
 
-    from app.web import create_app
-
+    gevent by default: a webhook request spends its time waiting for the database commit, and
+    a thread pool spent more CPU handing the GIL between threads at every wait (9 to 18 context
+    switches per request, against 0.1 with gevent; see bench/webhook.py). gunicorn is started
+    afresh (exec) so that its gevent worker patches the standard library before the app is
+    imported, as gevent requires.
+    """
     settings = _settings()
     try:
-        application = create_app(settings)
+        db.check_migrated(settings.database_url)
     except db.DatabaseNotMigrated as error:
         raise click.ClickException(str(error)) from None
-
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            # Threads overlap the webhook's waits on the database commit and Redis.
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", threads)
-            self.cfg.set("accesslog", "-")
-            self.cfg.set("timeout", 60)
-
-        def load(self):  # type: ignore[no-untyped-def]
-            return application
-
-    Server().run()
+    args = gunicorn_args(workers=workers, worker_class=worker_class, threads=threads, connections=connections)
+    command = [sys.executable, "-m", "gunicorn", f"--bind={host}:{port}", "--access-logfile=-", *args]
+    sys.stdout.flush()
+    os.execv(sys.executable, [*command, "app.web:create_app()"])
 
 
 @main.command("demo")

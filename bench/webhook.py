@@ -1,6 +1,6 @@
 """Benchmark the SendGrid webhook under load, and one worker processing what it stored.
 
-    python bench/webhook.py [--seconds 5] [--rounds 3] [--connections 16] [--threads 1] [--keep]
+    python bench/webhook.py [--seconds 5] [--rounds 5] [--connections 16] [--worker-class gthread --threads 4] [--keep]
 
 What it measures:
   webhook   requests/s and latency p50/p99 of `POST /inbound/sendgrid` on the real app
@@ -18,9 +18,11 @@ How:
   - request bodies are SendGrid raw-mode multipart posts of the demo replies, as five mail clients
     write them (quoted request included, 2-6 KB); wrk's Lua script gives every request a new
     Message-ID (run nonce, wrk thread, counter), so no post is a duplicate;
-  - both apps run under gunicorn as `roundtable serve` runs it: 2 gthread workers x 4 threads, timeout 60, an
-    access log (to a file here; it also gives the server-side status count); `--threads N` tries
-    gthread instead. Both apps up at once on free loopback ports, each warmed up for 1 s, then
+  - both apps run under gunicorn with the options `roundtable serve` gives it
+    (`app.cli.gunicorn_args`): 2 gevent workers, 100 connections each, timeout 60, plus an
+    access log (to a file here; it also gives the server-side status count); `--worker-class
+    gthread --threads N` tries a thread pool instead. Both apps up at once on free loopback
+    ports, each warmed up for 1 s, then
     loaded in turn for --rounds rounds (webhook, no-op, webhook, ...): the ratio is the median
     of the rounds' ratios, so a neighbour's load on the shared machine weighs on both;
   - besides req/s, the gunicorn workers' CPU per request (from /proc): on a shared machine it
@@ -278,23 +280,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_description(threads: int) -> str:
-    kind = f"gthread, {threads} threads each" if threads > 1 else "sync"
-    return (
-        f"gunicorn {GUNICORN_WORKERS} workers ({kind}), timeout 60, access log to a file, 127.0.0.1"
+def server_options(args: argparse.Namespace) -> list[str]:
+    from app.cli import gunicorn_args
+
+    return gunicorn_args(
+        workers=GUNICORN_WORKERS,
+        worker_class=args.worker_class,
+        threads=args.threads,
+        connections=args.worker_connections,
     )
 
 
-def write_gunicorn_config(folder: Path, name: str, port: int, threads: int) -> Path:
-    """The settings `roundtable serve` uses, plus a hook marking each worker ready once loaded."""
+def server_description(args: argparse.Namespace) -> str:
+    kind = (
+        f"gthread, {args.threads} threads each"
+        if args.worker_class == "gthread"
+        else f"gevent, {args.worker_connections} connections each"
+    )
+    return f"gunicorn {GUNICORN_WORKERS} workers ({kind}), timeout 60, access log to a file, 127.0.0.1"
+
+
+def write_gunicorn_config(folder: Path, name: str, port: int) -> Path:
+    """What the bench adds to `roundtable serve`'s options: a loopback port, logs to files, and
+    a hook marking each worker ready once loaded."""
     config = f"""
 from pathlib import Path
 
 bind = "127.0.0.1:{port}"
-workers = {GUNICORN_WORKERS}
-worker_class = {"gthread" if threads > 1 else "sync"!r}
-threads = {max(threads, 1)}
-timeout = 60
 accesslog = {str(folder / f"{name}-access.log")!r}
 access_log_format = "%(m)s %(U)s %(s)s"
 errorlog = {str(folder / f"{name}-error.log")!r}
@@ -326,21 +338,15 @@ class Server:
 
 
 def start_server(
-    app_spec: str, env: dict[str, str], folder: Path, name: str, threads: int
+    app_spec: str, env: dict[str, str], folder: Path, name: str, options: list[str]
 ) -> Server:
     """Start gunicorn on a free loopback port; return once every worker has loaded the app."""
     port = free_port()
-    config = write_gunicorn_config(folder, name, port, threads)
+    config = write_gunicorn_config(folder, name, port)
     command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        str(config),
-        "--pythonpath",
-        str(REPO),
-        app_spec,
-    ]
+        sys.executable, "-m", "gunicorn", "--config", str(config), *options,
+        "--pythonpath", str(REPO), app_spec,
+    ]  # fmt: skip
     process = subprocess.Popen(command, env={**os.environ, **env}, cwd=folder)
     server = Server(process, port, folder / f"{name}-access.log", folder / f"{name}-ready")
     deadline = time.monotonic() + 60
@@ -406,8 +412,8 @@ def load_pair(
     An idle gunicorn costs nothing, so the app that waits does not slow the one under load.
     """
     servers = [
-        start_server("app.web:create_app()", env, folder, "webhook", args.threads),
-        start_server("bench.webhook:noop_app()", {}, folder, "noop", args.threads),
+        start_server("app.web:create_app()", env, folder, "webhook", server_options(args)),
+        start_server("bench.webhook:noop_app()", {}, folder, "noop", server_options(args)),
     ]
     runs: list[list[dict[str, float]]] = [[], []]
     try:
@@ -531,10 +537,14 @@ def count_statuses(settings: Settings, ids: list[int]) -> dict[str, int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per app and round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each app")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating runs of each app")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--worker-class", choices=["gevent", "gthread"], default="gevent",
+                        help="gunicorn's worker class (default gevent, as roundtable serve)")  # fmt: skip
+    parser.add_argument("--worker-connections", type=int, default=100,
+                        help="requests at once per gevent worker (default 100, as roundtable serve)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=4,
-                        help="threads per gunicorn worker; above 1 uses gthread, as roundtable serve does (default 4)")  # fmt: skip
+                        help="threads per gthread worker (default 4, as roundtable serve)")  # fmt: skip
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="a PostgreSQL URL allowed to create databases")  # fmt: skip
     parser.add_argument(
@@ -609,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker_ratio": round(replies_per_s / parses_per_s, 3),
         "body_bytes": [min(sizes), int(statistics.median(sizes)), max(sizes)],
         "load_average_1m": [round(webhook.load_average, 2), round(noop.load_average, 2)],
-        "server": server_description(args.threads),
+        "server": server_description(args),
         "load": f"wrk {min(WRK_THREADS, args.connections)} threads, {args.connections} connections, "
         f"{WARM_UP_SECONDS} s warm-up",
         "worker": "app.jobs.run('workers.jobs.process_inbound', id) in a loop, one process",
