@@ -140,9 +140,11 @@ def _is_unsplit(part: email.message.Message) -> bool:
     return not part.is_multipart() and any(isinstance(d, _BOUNDARY_DEFECTS) for d in part.defects)
 
 
-def _mend_boundaries(message: email.message.Message) -> None:
+def _mend_boundaries(message: email.message.Message) -> list[email.message.Message]:
     """Split each unsplit multipart at the boundary its body does use, as a person reading the
-    raw mail would. One without boundary lines stays one string and reads as plain text."""
+    raw mail would. One without boundary lines stays one string and reads as plain text.
+    Returns the parts it split (mail-parser, which read the raw mail, saw nothing inside them)."""
+    mended = []
     for part in _walk(message):
         if not _is_unsplit(part):
             continue
@@ -158,6 +160,8 @@ def _mend_boundaries(message: email.message.Message) -> None:
             continue
         if split.is_multipart():
             part.set_payload(split.get_payload())
+            mended.append(part)
+    return mended
 
 
 def _first_text_part(message: email.message.Message) -> email.message.Message | None:
@@ -200,13 +204,14 @@ def _body_text(parsed: mailparser.MailParser | None, message: email.message.Mess
     return _part_text(first) if first is not None else ""
 
 
-def _attachments(parsed: mailparser.MailParser | None, message: email.message.Message) -> list[Attachment]:
-    listed: list[Attachment] = []
-    # mail-parser invents a random name for a part without one: use ours, stable across reads.
-    named = {p.get_filename() for p in _walk(message) if p.get_filename()}
-    for number, item in enumerate(parsed.attachments if parsed is not None else [], start=1):
+def _attachments(
+    parsed: mailparser.MailParser | None, message: email.message.Message, mended: list[email.message.Message]
+) -> list[Attachment]:
+    """The files a message carries, as mail-parser lists them, plus those inside the parts we
+    mended; inline images (logos in signatures, pasted screenshots) are part of the body."""
+    found: list[tuple[str | None, str | None, bytes]] = []  # filename, content type, bytes
+    for item in parsed.attachments if parsed is not None else []:
         disposition = (item.get("content-disposition") or "").lower()
-        # Inline images (logos in signatures, pasted screenshots) are part of the body.
         if item.get("content-id") and not disposition.startswith("attachment"):
             continue
         payload = item.get("payload") or ""
@@ -214,14 +219,27 @@ def _attachments(parsed: mailparser.MailParser | None, message: email.message.Me
             data = base64.b64decode(payload) if item.get("binary") else payload.encode()
         except (binascii.Error, ValueError):
             data = payload.encode("utf-8", "replace")
+        found.append((item.get("filename"), item.get("mail_content_type"), data))
+    for part in (p for mended_part in mended for p in _walk(mended_part) if not p.is_multipart()):
+        disposition = str(part.get("Content-Disposition", "")).lower()
+        filename = part.get_filename()
+        if not (disposition.startswith("attachment") or filename) or (
+            part.get("Content-ID") and not disposition.startswith("attachment")
+        ):
+            continue
+        data = part.get_payload(decode=True)
+        found.append((filename, part.get_content_type(), data if isinstance(data, bytes) else b""))
+    # mail-parser invents a random name for a part without one: use ours, stable across reads.
+    named = {p.get_filename() for p in _walk(message) if p.get_filename()}
+    listed = []
+    for number, (filename, content_type, data) in enumerate(found, start=1):
         too_large = len(data) > MAX_ATTACHMENT_BYTES
+        if filename not in named:
+            filename = f"attachment-{number}{mimetypes.guess_extension(content_type or '') or ''}"
         listed.append(
             Attachment(
-                filename=safe_filename(
-                    item.get("filename") if item.get("filename") in named
-                    else f"attachment-{number}{mimetypes.guess_extension(item.get('mail_content_type') or '') or ''}"
-                ),
-                content_type=item.get("mail_content_type") or "application/octet-stream",
+                filename=safe_filename(filename or ""),
+                content_type=content_type or "application/octet-stream",
                 size=len(data),
                 is_too_large=too_large,
                 data=b"" if too_large else data,
@@ -277,7 +295,7 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
             bounced=[asdict(r) for r in verdict.recipients],
         )
     sender_name = parsed.from_[0][0] if parsed is not None and parsed.from_ else from_name
-    _mend_boundaries(message)
+    mended = _mend_boundaries(message)
     # PostgreSQL text cannot hold NUL; no member means one.
     text = new_words(_body_text(parsed, message).replace("\x00", ""), sender_name)
     return Reading(
@@ -289,7 +307,7 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
         reply_to_ids=_message_ids(message),
         text=text,
         sections=split_sections(text).to_json(),
-        attachments=_attachments(parsed, message),
+        attachments=_attachments(parsed, message, mended),
     )
 
 

@@ -175,6 +175,17 @@ case(
     and "PDF" not in r.text,
 )
 case(
+    "boundary_never_appears_attachments_still_listed",
+    mime(*common('Content-Type: multipart/mixed; boundary="declared"'),
+         body=multipart_body("other", part("text/plain", b"WINS\r\nsee the deck"),
+                             part("application/pdf", b"JVBERi0xLjQ=", "Content-Transfer-Encoding: base64",
+                                  'Content-Disposition: attachment; filename="deck.pdf"'),
+                             part("image/png", b"iVBORw0KGgo=", "Content-Transfer-Encoding: base64",
+                                  "Content-ID: <logo@x>", "Content-Disposition: inline"))),
+    lambda r: text_has_no_mime("see the deck", boundary="other")(r)
+    and [(a.filename, a.content_type, a.data) for a in r.attachments] == [("deck.pdf", "application/pdf", b"%PDF-1.4")],
+)
+case(
     "boundary_parameter_missing_in_a_nested_part",
     mime(*common('Content-Type: multipart/mixed; boundary="outer"'),
          body=multipart_body("outer", mime("Content-Type: multipart/alternative",
