@@ -361,7 +361,10 @@ class _Writer:
 @cache
 def _writer(url: str, pid: int) -> db.GroupCommit[dict[str, Any], Stored | None]:
     # pid in the key, as for engines: a forked process starts with a writer of its own.
-    return db.GroupCommit(_Writer(url))
+    # Five rows at most: psycopg parses a statement once and caches it only up to 50
+    # parameters (9 a row); past that it parses every execution again, which costs more than
+    # a second statement does.
+    return db.GroupCommit(_Writer(url), max_items=5)
 
 
 def store(url: str, received: Received) -> Stored | None:
