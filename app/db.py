@@ -128,7 +128,7 @@ class _Slot(Generic[Item, Result]):
 
 
 class GroupCommit(Generic[Item, Result]):
-    """Lets the threads of one process share a statement and a commit.
+    """Lets the threads (or gevent greenlets) of one process share a statement and a commit.
 
     A caller that finds nobody writing becomes the writer: it takes the items waiting (at most
     `max_items`, its own first), calls `write(items)` outside the lock, hands each caller
