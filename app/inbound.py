@@ -263,9 +263,13 @@ def _insert_rows_once(dialect: str, count: int) -> Insert:
 
 
 @cache
-def _driver_sql(dialect: Dialect, count: int) -> str:
-    """That insert as psycopg's own SQL (%(name)s parameters), compiled once per size."""
-    return str(_insert_rows_once(dialect.name, count).compile(dialect=dialect))
+def _driver_sql(dialect: Dialect, count: int) -> tuple[str, tuple[str, ...]]:
+    """That insert with PostgreSQL's own $n parameters, and the parameter names in their
+    order; compiled once per size. psycopg's RawCursor sends it as it is, where its usual
+    cursor would parse %s placeholders again on every execution of a statement with more than
+    50 parameters (past five rows)."""
+    compiled = _insert_rows_once(dialect.name, count).compile(dialect=type(dialect)(paramstyle="numeric_dollar"))
+    return str(compiled), tuple(compiled.positiontup or ())
 
 
 def _insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -281,8 +285,9 @@ def _insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> dict[str
         return {key: id for id, key in connection.execute(_insert_rows_once(connection.dialect.name, len(rows)), params)}
     for i, row in enumerate(rows):
         params[f"fields_{i}"] = json.dumps(row["fields"])
-    driver = connection.connection.driver_connection
-    return {key: id for id, key in driver.execute(_driver_sql(connection.dialect, len(rows)), params)}
+    sql, names = _driver_sql(connection.dialect, len(rows))
+    cursor = psycopg.RawCursor(connection.connection.driver_connection)
+    return {key: id for id, key in cursor.execute(sql, [params[name] for name in names])}
 
 
 @dataclass(frozen=True)
@@ -361,10 +366,7 @@ class _Writer:
 @cache
 def _writer(url: str, pid: int) -> db.GroupCommit[dict[str, Any], Stored | None]:
     # pid in the key, as for engines: a forked process starts with a writer of its own.
-    # Five rows at most: psycopg parses a statement once and caches it only up to 50
-    # parameters (9 a row); past that it parses every execution again, which costs more than
-    # a second statement does.
-    return db.GroupCommit(_Writer(url), max_items=5)
+    return db.GroupCommit(_Writer(url), max_items=16)
 
 
 def store(url: str, received: Received) -> Stored | None:
