@@ -371,6 +371,7 @@ def serve(host: str, port: int, workers: int, worker_class: str, connections: in
         raise click.ClickException(str(error)) from None
     args = gunicorn_args(workers=workers, worker_class=worker_class, threads=threads, connections=connections)
     command = [sys.executable, "-m", "gunicorn", f"--bind={host}:{port}", "--access-logfile=-", *args]
+    db.engine_for(settings.database_url).dispose()  # close the check's connection, not drop it
     sys.stdout.flush()
     os.execv(sys.executable, [*command, "app.web:create_app()"])
 

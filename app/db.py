@@ -37,8 +37,9 @@ def _engine(url: str, pid: int, autocommit: bool = False) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     # No pre-ping: it costs a round trip per request on the webhook's hot path. A connection the
-    # server dropped fails one request (a 5xx SendGrid retries) and is then replaced.
-    return create_engine(url, pool_recycle=1800, **_autocommit(autocommit))
+    # server dropped fails one request (a 5xx SendGrid retries) and is then replaced. A server
+    # that does not answer fails a connect in 10 s, not the system's TCP timeout.
+    return create_engine(url, pool_recycle=1800, connect_args={"connect_timeout": 10}, **_autocommit(autocommit))
 
 
 def _autocommit(on: bool) -> dict[str, str]:
@@ -160,7 +161,9 @@ class GroupCommit(Generic[Item, Result]):
         error: BaseException | None = None
         try:
             results: list[Result | None] = list(self._write([s.item for s in batch]))
-        except BaseException as raised:
+            if len(results) != len(batch):
+                raise RuntimeError(f"write returned {len(results)} results for {len(batch)} items")
+        except BaseException as raised:  # handed to every caller of the batch, never lost
             results, error = [None] * len(batch), raised
         with self._changed:
             for waiting, result in zip(batch, results, strict=True):

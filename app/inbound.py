@@ -30,7 +30,7 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Connection, Dialect, Insert, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -231,6 +231,7 @@ def header_block(raw: bytes) -> bytes:
 # message anyway: parsing them here cost a quarter of the webhook's own time.
 _COLUMNS = ("dedupe_key", "message_id", "source", "raw", "fields", "envelope_from", "envelope_to", "status", "received_at")
 DATABASE_ERRORS = (SQLAlchemyError, psycopg.Error)
+CONNECTION_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def _row(received: Received) -> dict[str, Any]:
@@ -297,11 +298,13 @@ class Stored:
     pending: bool  # not processed yet: worth a nudge
 
 
-def _store_rows(connection: Connection, rows: list[dict[str, Any]]) -> list[Stored]:
+def _store_rows(connection: Connection, rows: list[dict[str, Any]]) -> list[Stored | None]:
     """Store rows in one statement on an autocommit connection: committed when it returns.
 
     `INSERT ... ON CONFLICT (dedupe_key) DO NOTHING`: the schema decides what is a duplicate,
     even between two concurrent retries; the same message twice in one batch goes in once.
+    None for a duplicate whose stored row is gone by the time we look (nothing deletes them
+    today): the sender is asked to retry.
     """
     distinct: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -312,15 +315,18 @@ def _store_rows(connection: Connection, rows: list[dict[str, Any]]) -> list[Stor
         query = select(InboundMessage.dedupe_key, InboundMessage.id, InboundMessage.status)
         found = connection.execute(query.where(InboundMessage.dedupe_key.in_(missing)))
         existing = {key: (id, status) for key, id, status in found}
-    stored, claimed = [], set()
+    stored: list[Stored | None] = []
+    claimed = set()
     for row in rows:
         key = row["dedupe_key"]
         if key in inserted:
             stored.append(Stored(inserted[key], created=key not in claimed, pending=True))
             claimed.add(key)
-        else:
+        elif key in existing:
             id, status = existing[key]
             stored.append(Stored(id, created=False, pending=status == InboundStatus.RECEIVED))
+        else:
+            stored.append(None)
     return stored
 
 
@@ -334,24 +340,31 @@ class _Writer:
         self._connection: Connection | None = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> list[Stored | None]:
-        """Store a batch; None for a message that could not be stored. Each message the batch
-        could not store gets a second try on its own, on a new connection: one bad row fails no
-        other, and a connection the server dropped fails no request. Trying twice is safe: the
-        insert is idempotent."""
+        """Store a batch; None for a message that could not be stored. Trying again is safe:
+        the insert is idempotent. When the connection failed (the server dropped it, or is
+        down), the batch gets one more try on a new connection; when the database refused the
+        data, each message gets a try on its own, so one bad row fails no other."""
         try:
-            return list(self._store(rows))
-        except DATABASE_ERRORS:
-            log.warning("storing %d inbound message(s) failed; trying each on its own", len(rows), exc_info=True)
+            return self._store(rows)
+        except DATABASE_ERRORS as error:
+            failed_connection = isinstance(error, CONNECTION_ERRORS)
+            log.warning("storing %d inbound message(s) failed; trying again", len(rows), exc_info=True)
+        if failed_connection:
+            try:
+                return self._store(rows)
+            except DATABASE_ERRORS:
+                log.exception("could not store %d inbound message(s)", len(rows))
+                return [None] * len(rows)
         results: list[Stored | None] = []
         for row in rows:
             try:
-                results.append(self._store([row])[0])
+                results.extend(self._store([row]))
             except DATABASE_ERRORS:
                 log.exception("could not store inbound message %s", row["dedupe_key"])
                 results.append(None)
         return results
 
-    def _store(self, rows: list[dict[str, Any]]) -> list[Stored]:
+    def _store(self, rows: list[dict[str, Any]]) -> list[Stored | None]:
         if self._connection is None:
             self._connection = db.autocommit_engine_for(self._url).connect()
         try:

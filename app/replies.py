@@ -262,6 +262,16 @@ def _raw_header(message: Message, name: str) -> str:
     return next((str(value) for key, value in message.raw_items() if key.lower() == lowered), "")
 
 
+def _sender(value: str) -> tuple[str, str]:
+    """The From mailbox, (name, address). A comma left unquoted in the name ("Müller, Hans
+    <hans@x.example>") splits the field in two for the parser: the part with an address is the
+    sender."""
+    for name, address in getaddresses([value]):
+        if "@" in address:
+            return name, address
+    return parseaddr(value)
+
+
 def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list[str] | None = None) -> Reading:
     """How a stored message reads. Pure; never raises on malformed mail."""
     verdict = classify(raw, envelope_from)
@@ -274,9 +284,10 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
     except (MailParserError, RecursionError, LookupError, ValueError, TypeError, AttributeError):
         parsed = None
     # Split the address first: a decoded name may hold a comma ("Müller, Hans").
-    from_name, from_address = parseaddr(_raw_header(message, "From"))
+    from_name, from_address = _sender(_raw_header(message, "From"))
     from_name = decode_header_value(from_name)
-    from_address = from_address.lower().replace("\x00", "")
+    # 8-bit bytes in the address too (a UTF-8 mailbox, or a name with a comma left unquoted).
+    from_address = decode_header_value(from_address).lower().replace("\x00", "")
     subject = decode_header_value(_raw_header(message, "Subject")).replace("\x00", "")
     addresses = list(envelope_to or []) + _header_addresses(
         message, "To", "Cc", "Delivered-To", "X-Original-To", "X-Forwarded-To", "Envelope-To"
@@ -518,8 +529,8 @@ def _notice_unknown(
     session: Session, settings: Settings, row: InboundMessage, reading: Reading, now: datetime
 ) -> list[int]:
     """Tell a person whose mail we could not place what happened: once per sender per day."""
-    if not reading.from_address or reading.from_address.endswith("@" + settings.inbound_domain):
-        return []
+    if "@" not in reading.from_address or reading.from_address.endswith("@" + settings.inbound_domain):
+        return []  # nobody to answer, or ourselves
     notice = mail.queue_email(
         session,
         settings,

@@ -143,3 +143,11 @@ def test_many_threads_each_get_exactly_their_own_result(callers: int) -> None:
     assert results == {n: n * 10 for n in range(callers)}
     assert sorted(item for batch in writes.batches for item in batch) == list(range(callers))
     assert max(len(batch) for batch in writes.batches) <= 5
+
+
+def test_a_write_that_answers_the_wrong_number_of_results_fails_its_callers_not_the_next() -> None:
+    answers = [[1, 2], [30]]
+    group: GroupCommit[int, int] = GroupCommit(lambda items: answers.pop(0))
+    with pytest.raises(RuntimeError, match="2 results for 1 items"):
+        group(1)
+    assert group(3) == 30  # not left waiting on a writer that never finished
