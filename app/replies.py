@@ -15,7 +15,6 @@ import mimetypes
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
@@ -204,6 +203,11 @@ def _body_text(parsed: mailparser.MailParser | None, message: email.message.Mess
     return _part_text(first) if first is not None else ""
 
 
+def _is_inline_image(content_id: object, disposition: object) -> bool:
+    """A part the body refers to (a logo, a pasted screenshot) unless it says it is an attachment."""
+    return bool(content_id) and not str(disposition or "").lower().startswith("attachment")
+
+
 def _attachments(
     parsed: mailparser.MailParser | None, message: email.message.Message, mended: list[email.message.Message]
 ) -> list[Attachment]:
@@ -211,8 +215,7 @@ def _attachments(
     mended; inline images (logos in signatures, pasted screenshots) are part of the body."""
     found: list[tuple[str | None, str | None, bytes]] = []  # filename, content type, bytes
     for item in parsed.attachments if parsed is not None else []:
-        disposition = (item.get("content-disposition") or "").lower()
-        if item.get("content-id") and not disposition.startswith("attachment"):
+        if _is_inline_image(item.get("content-id"), item.get("content-disposition")):
             continue
         payload = item.get("payload") or ""
         try:
@@ -221,10 +224,10 @@ def _attachments(
             data = payload.encode("utf-8", "replace")
         found.append((item.get("filename"), item.get("mail_content_type"), data))
     for part in (p for mended_part in mended for p in _walk(mended_part) if not p.is_multipart()):
-        disposition = str(part.get("Content-Disposition", "")).lower()
+        disposition = str(part.get("Content-Disposition", ""))
         filename = part.get_filename()
-        if not (disposition.startswith("attachment") or filename) or (
-            part.get("Content-ID") and not disposition.startswith("attachment")
+        if not (disposition.lower().startswith("attachment") or filename) or _is_inline_image(
+            part.get("Content-ID"), disposition
         ):
             continue
         data = part.get_payload(decode=True)
@@ -255,7 +258,7 @@ def safe_filename(name: str) -> str:
     return name[:120] or "attachment"
 
 
-def _raw_header(message: Message, name: str) -> str:
+def _raw_header(message: email.message.Message, name: str) -> str:
     """A header's first value as parsed, 8-bit bytes still surrogate escapes for
     `decode_header_value` to read as UTF-8 (`message.get` would make them U+FFFD)."""
     lowered = name.lower()
