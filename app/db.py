@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -118,6 +118,9 @@ Result = TypeVar("Result")
 @dataclass(eq=False)  # each slot is its own: equal items must not compare equal
 class _Slot(Generic[Item, Result]):
     item: Item
+    # Set when the slot is done, or when its caller is to write the next batch. Under gevent's
+    # monkey-patching threading.Event is gevent's own, which costs a fraction of a Condition.
+    wake: threading.Event = field(default_factory=threading.Event)
     done: bool = False
     result: Result | None = None
     error: BaseException | None = None
@@ -132,28 +135,71 @@ class GroupCommit(Generic[Item, Result]):
     """Lets the threads (or gevent greenlets) of one process share a statement and a commit.
 
     A caller that finds nobody writing becomes the writer: it takes the items waiting (at most
-    `max_items`, its own first), calls `write(items)` outside the lock, hands each caller
-    its result and wakes them; callers that came meanwhile wait, and one of them writes the next
-    batch. A lone caller writes its own item at once, without waiting for company. Each call
-    returns only once its own item is written, so nothing is less durable than one statement
-    per call. `write` returns one result per item, in order; if it raises, every caller of that
-    batch raises.
+    `max_items`, its own first), calls `write(items)` outside the lock, hands each caller its
+    result and wakes it, and hands the lead to the first caller still waiting, if any. A lone
+    caller writes its own item at once, without waiting for company. Each call returns only
+    once its own item is written, so nothing is less durable than one statement per call.
+    `write` returns one result per item, in order; if it raises, every caller of that batch
+    raises. Each waiting caller is woken once, for its result or for the lead, never to find
+    that nothing changed for it.
     """
 
     def __init__(self, write: Callable[[list[Item]], list[Result]], *, max_items: int = 16) -> None:
         self._write, self._max_items = write, max_items
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._waiting: list[_Slot[Item, Result]] = []
         self._writing = False
 
     def __call__(self, item: Item) -> Result:
         slot: _Slot[Item, Result] = _Slot(item)
-        with self._changed:
-            self._waiting.append(slot)
-            while self._writing and not slot.done:
-                self._changed.wait()
+        with self._lock:
+            lead = not self._writing
+            if lead:
+                self._writing = True
+            else:
+                self._waiting.append(slot)
+        if not lead:
+            try:
+                slot.wake.wait()
+            except BaseException:  # a timeout or kill while waiting: leave no lead unheld
+                self._abandon(slot)
+                raise
             if slot.done:
                 return slot.outcome()
+        with self._lock:  # this caller leads: its slot is out of the queue
+            take = self._max_items - 1
+            batch, self._waiting = [slot, *self._waiting[:take]], self._waiting[take:]
+        error: BaseException | None = None
+        try:
+            results: list[Result | None] = list(self._write([s.item for s in batch]))
+            if len(results) != len(batch):
+                raise RuntimeError(f"write returned {len(results)} results for {len(batch)} items")
+        except BaseException as raised:  # handed to every caller of the batch, never lost
+            results, error = [None] * len(batch), raised
+        for waiting, result in zip(batch, results, strict=True):
+            waiting.result, waiting.error, waiting.done = result, error, True
+        with self._lock:
+            successor = self._waiting.pop(0) if self._waiting else None
+            self._writing = successor is not None
+        if successor is not None:  # first, so the next write starts while these answer
+            successor.wake.set()
+        for waiting in batch[1:]:
+            waiting.wake.set()
+        return slot.outcome()
+
+    def _abandon(self, slot: _Slot[Item, Result]) -> None:
+        """A waiting caller gives up: out of the queue, or, if it was just handed the lead,
+        the lead goes to the next caller waiting."""
+        with self._lock:
+            if slot in self._waiting:
+                self._waiting.remove(slot)
+                return
+            if slot.done:
+                return
+            successor = self._waiting.pop(0) if self._waiting else None
+            self._writing = successor is not None
+        if successor is not None:
+            successor.wake.set()
             self._writing = True
             self._waiting.remove(slot)
             take = self._max_items - 1

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from app.db import GroupCommit
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Writes:
@@ -42,7 +49,7 @@ def call_in_thread(group: GroupCommit[int, int], item: int, results: dict[int, o
 
 def wait_until_waiting(group: GroupCommit[int, int], count: int) -> None:
     for _ in range(1000):
-        with group._changed:
+        with group._lock:
             if len(group._waiting) == count:
                 return
         threading.Event().wait(0.005)
@@ -151,3 +158,69 @@ def test_a_write_that_answers_the_wrong_number_of_results_fails_its_callers_not_
     with pytest.raises(RuntimeError, match="2 results for 1 items"):
         group(1)
     assert group(3) == 30  # not left waiting on a writer that never finished
+
+
+# Under gunicorn's gevent workers a waiting greenlet can be killed (a timeout, a dropped
+# client). Greenlets need gevent's monkey-patching, so this runs in a process of its own.
+GEVENT_CALLERS = """
+from gevent import monkey
+
+monkey.patch_all()
+import json
+import sys
+
+import gevent
+import gevent.event
+
+from app.db import GroupCommit
+
+when = sys.argv[1]
+release = gevent.event.Event()
+batches = []
+
+
+def write(items):
+    batches.append(list(items))
+    if items == [1]:
+        release.wait()
+        if when == "handed-the-lead":
+            # The kill runs when this writer yields, after it handed the lead to 2.
+            doomed.kill(block=False)
+    return [item * 10 for item in items]
+
+
+group = GroupCommit(write)
+results = {}
+
+
+def call(item):
+    results[item] = group(item)
+
+
+first = gevent.spawn(call, 1)
+gevent.sleep(0)
+doomed = gevent.spawn(call, 2)
+gevent.sleep(0)
+others = [gevent.spawn(call, item) for item in (3, 4)]
+gevent.sleep(0)
+if when == "queued":
+    doomed.kill()
+release.set()
+gevent.joinall([first, *others], timeout=5)
+print(json.dumps({"results": results, "batches": batches, "dead": doomed.dead}))
+"""
+
+
+@pytest.mark.parametrize("when", ["queued", "handed-the-lead"])
+def test_under_gevent_a_caller_killed_while_waiting_holds_up_nobody(when: str, tmp_path) -> None:
+    script = tmp_path / "callers.py"
+    script.write_text(GEVENT_CALLERS)
+    finished = subprocess.run(
+        [sys.executable, str(script), when],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr
+    outcome = json.loads(finished.stdout)
+    assert outcome["dead"]
+    assert outcome["results"] == {"1": 10, "3": 30, "4": 40}  # 2 gave up; the rest were answered
+    assert outcome["batches"] == [[1], [3, 4]]
