@@ -171,6 +171,23 @@ def test_a_connection_the_server_dropped_fails_no_request(client, session, setti
     assert session.scalar(select(func.count()).select_from(InboundMessage)) == 2
 
 
+def test_raw_mail_is_compressed_with_lz4_where_postgresql_has_it(client, session, settings) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from app import db
+
+    if db.engine_for(settings.database_url).dialect.name != "postgresql":
+        pytest.skip("column compression is PostgreSQL's (CI runs this on it)")
+    message = reply(None, "Our quarter in detail. " * 400, message_id="<long@x>")  # about 9 KB
+    assert post(client, raw_mode(message)).status_code == 200
+    has_lz4 = session.scalar(
+        text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+    )
+    method, raw = session.execute(text("SELECT pg_column_compression(raw), raw FROM inbound_messages")).one()
+    assert method == ("lz4" if has_lz4 else "pglz")
+    assert bytes(raw) == bytes(message)
+
+
 def test_a_sender_address_with_8bit_bytes_is_read_and_stored_as_text(client, session) -> None:  # type: ignore[no-untyped-def]
     """Raw UTF-8 in From, a name with a comma left unquoted: the worker reads it, never leaves the
     message unprocessed for want of a storable address."""
