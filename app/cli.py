@@ -8,6 +8,7 @@ import sys
 from importlib import import_module
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timezone
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -261,8 +262,18 @@ def inbound_list(status_filter: str | None, limit: int) -> None:
         query = select(InboundMessage).order_by(InboundMessage.id.desc()).limit(limit)
         if status_filter:
             query = query.where(InboundMessage.status == status_filter)
-        for row in session.scalars(query):
-            click.echo(f"{row.id:>6} {row.status:<9} {row.kind or '-':<11} {row.from_address or '-':<32} {row.reason or ''}")
+        rows = session.scalars(query).all()
+        if not rows:
+            click.echo("no mail" + (f" with status {status_filter}" if status_filter else ""))
+            return
+        click.echo(f"{'id':>6} {'received (UTC)':<16} {'status':<9} {'kind':<11} {'sender':<32} reason")
+        for row in rows:
+            # The sender in From is read by the worker; until then, the envelope's.
+            sender = row.from_address or row.envelope_from or "-"
+            at = row.received_at
+            received = f"{at.astimezone(timezone.utc) if at.tzinfo else at:%Y-%m-%d %H:%M}"
+            line = f"{row.id:>6} {received:<16} {row.status:<9} {row.kind or '-':<11} {sender:<32} {row.reason or ''}"
+            click.echo(line.rstrip())
 
 
 @inbound_group.command("release")

@@ -75,3 +75,33 @@ def test_parse_prints_json(run, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert data["text"] == "WINS\nA great month."
     assert data["sections"]["texts"] == {"wins": "A great month."}
     assert data["attachments"] == []
+
+
+def test_inbound_list_shows_the_sender_before_and_after_the_worker_read_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from app import db
+    from app.inbound import Received, store
+    from app.models import InboundMessage
+
+    assert run("db", "upgrade").exit_code == 0
+    assert run("inbound", "list").output.strip() == "no mail"
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    unread = store(url, Received(b"Message-ID: <a@x>\r\n\r\nhi", "raw", {}, "alice@x.example", ["in@x"]))
+    read = store(url, Received(b"Message-ID: <b@x>\r\n\r\nhi", "raw", {}, "bounces@mta.example", ["in@x"]))
+    assert unread is not None and read is not None
+    with db.engine_for(url).begin() as connection:
+        connection.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id == read.id)
+            .values(status="rejected", kind="reply", from_address="bob@x.example", reason="unknown sender")
+        )
+    db.engine_for(url).dispose()
+    lines = run("inbound", "list").output.splitlines()
+    assert lines[0].split() == ["id", "received", "(UTC)", "status", "kind", "sender", "reason"]
+    newest, oldest = lines[1].split(), lines[2].split()
+    assert newest[0] == str(read.id) and newest[3:] == ["rejected", "reply", "bob@x.example", "unknown", "sender"]
+    assert oldest[0] == str(unread.id) and oldest[3:] == ["received", "-", "alice@x.example"]
+    only = run("inbound", "list", "--status", "received").output.splitlines()
+    assert len(only) == 2 and only[1].split()[0] == str(unread.id)
+    assert run("inbound", "list", "--status", "held").output.strip() == "no mail with status held"
