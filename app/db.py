@@ -200,20 +200,3 @@ class GroupCommit(Generic[Item, Result]):
             self._writing = successor is not None
         if successor is not None:
             successor.wake.set()
-            self._writing = True
-            self._waiting.remove(slot)
-            take = self._max_items - 1
-            batch, self._waiting = [slot, *self._waiting[:take]], self._waiting[take:]
-        error: BaseException | None = None
-        try:
-            results: list[Result | None] = list(self._write([s.item for s in batch]))
-            if len(results) != len(batch):
-                raise RuntimeError(f"write returned {len(results)} results for {len(batch)} items")
-        except BaseException as raised:  # handed to every caller of the batch, never lost
-            results, error = [None] * len(batch), raised
-        with self._changed:
-            for waiting, result in zip(batch, results, strict=True):
-                waiting.result, waiting.error, waiting.done = result, error, True
-            self._writing = False
-            self._changed.notify_all()
-        return slot.outcome()
