@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from importlib import import_module
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timezone
+from datetime import UTC, timezone
 from email.utils import parseaddr
+from importlib import import_module
 from pathlib import Path
 
 import click
@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from app import db, jobs, roster
 from app.cycles import CycleError, current_cycle, excuse, local_label, schedule_meeting
-from app.participation import status_report
 from app.models import Cycle, Group, InboundMessage, Member, utcnow
+from app.participation import status_report
 from app.settings import ConfigError, Settings, configure, current_settings
 
 
@@ -271,7 +271,7 @@ def inbound_list(status_filter: str | None, limit: int) -> None:
             # The sender in From is read by the worker; until then, the envelope's.
             sender = row.from_address or row.envelope_from or "-"
             at = row.received_at
-            received = f"{at.astimezone(timezone.utc) if at.tzinfo else at:%Y-%m-%d %H:%M}"
+            received = f"{at.astimezone(UTC) if at.tzinfo else at:%Y-%m-%d %H:%M}"
             line = f"{row.id:>6} {received:<16} {row.status:<9} {row.kind or '-':<11} {sender:<32} {row.reason or ''}"
             click.echo(line.rstrip())
 

@@ -120,7 +120,9 @@ class _Slot(Generic[Item, Result]):
     item: Item
     # Set when the slot is done, or when its caller is to write the next batch. Under gevent's
     # monkey-patching threading.Event is gevent's own, which costs a fraction of a Condition.
-    wake: threading.Event = field(default_factory=threading.Event)
+    # (Looked up per slot, so a module imported before the patching still gets gevent's.)
+    wake: threading.Event = field(default_factory=lambda: threading.Event())
+    lead: bool = False  # handed the lead: this caller writes the next batch
     done: bool = False
     result: Result | None = None
     error: BaseException | None = None
@@ -176,27 +178,38 @@ class GroupCommit(Generic[Item, Result]):
                 raise RuntimeError(f"write returned {len(results)} results for {len(batch)} items")
         except BaseException as raised:  # handed to every caller of the batch, never lost
             results, error = [None] * len(batch), raised
+        # A kill or timeout of this caller is its own; the others learn only that the write failed.
+        shared = error
+        if error is not None and not isinstance(error, Exception):
+            shared = RuntimeError(f"the write was interrupted ({error!r})")
         for waiting, result in zip(batch, results, strict=True):
-            waiting.result, waiting.error, waiting.done = result, error, True
+            waiting.result, waiting.error, waiting.done = result, error if waiting is slot else shared, True
         with self._lock:
-            successor = self._waiting.pop(0) if self._waiting else None
-            self._writing = successor is not None
+            successor = self._next_lead()
         if successor is not None:  # first, so the next write starts while these answer
             successor.wake.set()
         for waiting in batch[1:]:
             waiting.wake.set()
         return slot.outcome()
 
+    def _next_lead(self) -> _Slot[Item, Result] | None:
+        """Under the lock: the caller that writes next, or None, and nobody is writing."""
+        successor = self._waiting.pop(0) if self._waiting else None
+        if successor is not None:
+            successor.lead = True
+        self._writing = successor is not None
+        return successor
+
     def _abandon(self, slot: _Slot[Item, Result]) -> None:
-        """A waiting caller gives up: out of the queue, or, if it was just handed the lead,
-        the lead goes to the next caller waiting."""
+        """A waiting caller gives up. Still queued: it leaves the queue. Handed the lead: the
+        lead goes to the next caller waiting. In a batch being written, or done: nothing to do
+        (its item is written all the same)."""
         with self._lock:
             if slot in self._waiting:
                 self._waiting.remove(slot)
                 return
-            if slot.done:
+            if not slot.lead:
                 return
-            successor = self._waiting.pop(0) if self._waiting else None
-            self._writing = successor is not None
+            successor = self._next_lead()
         if successor is not None:
             successor.wake.set()

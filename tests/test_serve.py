@@ -83,15 +83,30 @@ def server(redis_settings: Settings, tmp_path: Path):  # type: ignore[no-untyped
 def test_serve_stores_concurrent_posts_once_each_and_nudges_a_drain(server, session: Session, redis_settings: Settings) -> None:  # type: ignore[no-untyped-def]
     port, process = server
     bodies = [raw_mode(reply(None, f"WINS\nPost {n}.", message_id=f"<serve-{n}@mail.example>")) for n in range(40)]
-    with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda body: post(port, body), bodies + bodies[:5]))
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    engine = session.get_bind()
+    with ThreadPoolExecutor(16) as pool, engine.connect() as blocker:
+        if postgresql:
+            # Hold every insert back until posts have queued up behind the first in each process.
+            blocker.execute(text("LOCK TABLE inbound_messages IN SHARE MODE"))
+        futures = [pool.submit(post, port, body) for body in bodies + bodies[:5]]
+        if postgresql:
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'inbound_messages'::regclass"
+            deadline = time.monotonic() + 30
+            while session.scalar(text(waiting)) == 0:
+                assert time.monotonic() < deadline, "no insert ever waited for the lock"
+                time.sleep(0.05)
+            session.rollback()
+            time.sleep(0.5)  # the other posts in flight reach the writer and wait their turn
+            blocker.rollback()
+        answers = [future.result() for future in futures]
     assert [status for status, _ in answers] == [200] * 45
     assert sum(b'"duplicate": true' in text for _, text in answers) >= 5  # each message went in once
     stored = session.scalars(select(InboundMessage.message_id)).all()
     assert sorted(stored) == sorted(f"<serve-{n}@mail.example>" for n in range(40))
-    if session.get_bind().dialect.name == "postgresql":
-        # Posts that arrived together shared a statement and a commit (db.GroupCommit): rows
-        # written by one transaction carry its id in xmin.
+    if postgresql:
+        # Posts that came while a write was held shared the next statement and commit
+        # (db.GroupCommit): rows written by one transaction carry its id in xmin.
         transactions = session.scalar(text("SELECT count(DISTINCT xmin::text) FROM inbound_messages"))
         assert transactions < 40
     assert any(job.func_name == DRAIN_JOB for job in queue(redis_settings).get_jobs())

@@ -37,4 +37,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if _has_lz4():
-        op.execute("ALTER TABLE inbound_messages ALTER COLUMN raw SET COMPRESSION pglz")
+        op.execute("ALTER TABLE inbound_messages ALTER COLUMN raw SET COMPRESSION default")
