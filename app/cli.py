@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, timezone
+from datetime import UTC
 from email.utils import parseaddr
 from importlib import import_module
 from pathlib import Path
