@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,7 +140,8 @@ class GroupCommit(Generic[Item, Result]):
     A caller that finds nobody writing becomes the writer: it takes the items waiting (at most
     `max_items`, its own first), calls `write(items)` outside the lock, hands each caller its
     result and wakes it, and hands the lead to the first caller still waiting, if any. A lone
-    caller writes its own item at once, without waiting for company. Each call returns only
+    caller writes its own item at once: before taking its batch a writer only yields once, so
+    callers that are ready to run can join it, and never waits for time to pass. Each call returns only
     once its own item is written, so nothing is less durable than one statement per call.
     `write` returns one result per item, in order; if it raises, every caller of that batch
     raises. Each waiting caller is woken once, for its result or for the lead, never to find
@@ -168,6 +170,10 @@ class GroupCommit(Generic[Item, Result]):
                 raise
             if slot.done:
                 return slot.outcome()
+        # Yield once (under gevent: let every greenlet that is ready run) so callers already on
+        # their way join this batch. No time passes: a lone caller still writes at once. Under
+        # load it took batches from about 4 to about 6.5 messages (bench/webhook.py).
+        time.sleep(0)
         with self._lock:  # this caller leads: its slot is out of the queue
             take = self._max_items - 1
             batch, self._waiting = [slot, *self._waiting[:take]], self._waiting[take:]

@@ -257,3 +257,50 @@ def test_under_gevent_a_caller_killed_while_waiting_holds_up_nobody(when: str, r
     assert outcome["results"] == results
     assert outcome["batches"] == batches
     assert outcome["most"] == 1  # never two writes at once
+
+
+GEVENT_READY_CALLERS = """
+from gevent import monkey
+
+monkey.patch_all()
+import json
+
+import gevent
+
+from app.db import GroupCommit
+
+batches = []
+
+
+def write(items):
+    batches.append(list(items))
+    return [item * 10 for item in items]
+
+
+group = GroupCommit(write)
+results = {}
+
+
+def call(item):
+    results[item] = group(item)
+
+
+gevent.joinall([gevent.spawn(call, item) for item in (1, 2, 3, 4)], timeout=5)
+print(json.dumps({"results": results, "batches": batches}))
+"""
+
+
+def test_under_gevent_callers_ready_to_run_join_the_first_write(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Four requests ready at once: the first yields before it takes its batch, so all four
+    share one write instead of four (nothing waits for time to pass)."""
+    script = tmp_path / "ready.py"
+    script.write_text(GEVENT_READY_CALLERS)
+    finished = subprocess.run(
+        [sys.executable, str(script)],
+        check=False, capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr
+    outcome = json.loads(finished.stdout)
+    assert outcome["results"] == {"1": 10, "2": 20, "3": 30, "4": 40}
+    assert outcome["batches"] == [[1, 2, 3, 4]]
