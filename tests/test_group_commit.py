@@ -304,3 +304,25 @@ def test_under_gevent_callers_ready_to_run_join_the_first_write(tmp_path) -> Non
     outcome = json.loads(finished.stdout)
     assert outcome["results"] == {"1": 10, "2": 20, "3": 30, "4": 40}
     assert outcome["batches"] == [[1, 2, 3, 4]]
+
+
+def test_a_writer_interrupted_before_it_writes_hands_the_lead_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill or timeout can reach the writer while it yields to let others join its batch."""
+    from app import db
+
+    interrupted: list[bool] = []
+
+    def interrupt_once() -> None:
+        if not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt  # a BaseException, as gevent's kill and Timeout are
+
+    monkeypatch.setattr(db, "_let_others_run", interrupt_once)
+    writes = Writes()
+    group = GroupCommit(writes)
+    with pytest.raises(KeyboardInterrupt):
+        group(1)
+    results: dict[int, object] = {}
+    call_in_thread(group, 2, results).join(5)
+    assert results == {2: 20}  # not left waiting on a lead nobody holds
+    assert writes.batches == [[2]]
