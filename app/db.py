@@ -123,6 +123,15 @@ def _let_others_run() -> None:
     time.sleep(0)
 
 
+def _batch_failed(error: BaseException) -> RuntimeError:
+    """What the other callers of a failed write raise: an exception of their own (one shared
+    object would gather every caller's frames in its traceback), caused by the write's; never
+    the writer's own kill or timeout."""
+    failed = RuntimeError(f"the batch's write failed ({type(error).__name__})")
+    failed.__cause__ = error
+    return failed
+
+
 @dataclass(eq=False)  # each slot is its own: equal items must not compare equal
 class _Slot(Generic[Item, Result]):
     item: Item
@@ -193,12 +202,10 @@ class GroupCommit(Generic[Item, Result]):
                 raise RuntimeError(f"write returned {len(results)} results for {len(batch)} items")
         except BaseException as raised:  # handed to every caller of the batch, never lost
             results, error = [None] * len(batch), raised
-        # A kill or timeout of this caller is its own; the others learn only that the write failed.
-        shared = error
-        if error is not None and not isinstance(error, Exception):
-            shared = RuntimeError(f"the write was interrupted ({error!r})")
         for waiting, result in zip(batch, results, strict=True):
-            waiting.result, waiting.error, waiting.done = result, error if waiting is slot else shared, True
+            waiting.result, waiting.done = result, True
+            if error is not None:
+                waiting.error = error if waiting is slot else _batch_failed(error)
         with self._lock:
             successor = self._next_lead()
         if successor is not None:  # first, so the next write starts while these answer

@@ -42,7 +42,7 @@ def call_in_thread(group: GroupCommit[int, int], item: int, results: dict[int, o
         except RuntimeError as error:
             results[item] = error
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, daemon=True)  # a stranded caller fails the test, not pytest
     thread.start()
     return thread
 
@@ -76,6 +76,7 @@ def test_callers_arriving_during_a_write_share_the_next_one_and_get_their_own_re
     writes.hold.set()
     for thread in threads:
         thread.join(10)
+        assert not thread.is_alive()
     assert results == {1: 10, 2: 20, 3: 30, 4: 40}
     assert writes.batches[0] == [1] and sorted(writes.batches[1]) == [2, 3, 4] and len(writes.batches) == 2
 
@@ -92,6 +93,7 @@ def test_a_batch_holds_at_most_max_items_and_the_rest_wait_for_the_next() -> Non
     writes.hold.set()
     for thread in threads:
         thread.join(10)
+        assert not thread.is_alive()
     assert results == {n: n * 10 for n in range(1, 7)}
     assert [len(batch) for batch in writes.batches] == [1, 2, 2, 1]
 
@@ -109,7 +111,12 @@ def test_when_a_write_raises_its_callers_raise_and_the_next_batch_is_written() -
     writes.hold.set()
     for thread in [first, *later]:
         thread.join(10)
+        assert not thread.is_alive()
     assert all(isinstance(results[n], RuntimeError) for n in (1, 2, 3))
+    # In the batch 2 and 3 share, the writer raises the write's error; the other one of its
+    # own, caused by it (one shared object would gather both callers' frames).
+    writers_error, other = sorted((results[2], results[3]), key=lambda e: e.__cause__ is not None)  # type: ignore[union-attr]
+    assert writers_error.__cause__ is None and other.__cause__ is writers_error  # type: ignore[union-attr]
     assert [sorted(batch) for batch in writes.batches] == [[1], [2, 3]]
     writes.fail_on, writes.hold = set(), None
     assert group(4) == 40
@@ -127,7 +134,7 @@ def test_equal_items_are_separate_callers() -> None:
         with lock:
             results.append(value)
 
-    threads = [threading.Thread(target=call) for _ in range(4)]
+    threads = [threading.Thread(target=call, daemon=True) for _ in range(4)]
     threads[0].start()
     assert writes.entered.acquire(timeout=10)
     for thread in threads[1:]:
@@ -136,6 +143,7 @@ def test_equal_items_are_separate_callers() -> None:
     writes.hold.set()
     for thread in threads:
         thread.join(10)
+        assert not thread.is_alive()
     assert results == [70] * 4 and writes.batches == [[7], [7, 7, 7]]
 
 
@@ -147,6 +155,7 @@ def test_many_threads_each_get_exactly_their_own_result(callers: int) -> None:
     threads = [call_in_thread(group, n, results) for n in range(callers)]
     for thread in threads:
         thread.join(10)
+        assert not thread.is_alive()
     assert results == {n: n * 10 for n in range(callers)}
     assert sorted(item for batch in writes.batches for item in batch) == list(range(callers))
     assert max(len(batch) for batch in writes.batches) <= 5
@@ -323,6 +332,8 @@ def test_a_writer_interrupted_before_it_writes_hands_the_lead_on(monkeypatch: py
     with pytest.raises(KeyboardInterrupt):
         group(1)
     results: dict[int, object] = {}
-    call_in_thread(group, 2, results).join(5)
+    thread = call_in_thread(group, 2, results)
+    thread.join(5)
+    assert not thread.is_alive()
     assert results == {2: 20}  # not left waiting on a lead nobody holds
     assert writes.batches == [[2]]
