@@ -159,10 +159,11 @@ class GroupCommit(Generic[Item, Result]):
     caller writes its own item at once: before taking its batch a writer only yields once, so
     callers that are ready to run can join it; it never waits for time to pass. Each call
     returns only once its own item is written, so nothing is less durable than one statement
-    per call.
-    `write` returns one result per item, in order; if it raises, every caller of that batch
-    raises. Each waiting caller is woken once, for its result or for the lead, never to find
-    that nothing changed for it.
+    per call. Each waiting caller is woken once, for its result or for the lead.
+
+    `write` returns one result per item, in order. If it raises, the writer raises that error
+    and each other caller of the batch a RuntimeError caused by it. A caller killed while it
+    waits (a gevent timeout, a dropped client) holds up nobody (`_abandon`).
     """
 
     def __init__(self, write: Callable[[list[Item]], list[Result]], *, max_items: int = 16) -> None:

@@ -1,9 +1,9 @@
 """inbound raw mail compressed with lz4 where PostgreSQL has it
 
 A stored message of more than about 2 KB is compressed by PostgreSQL. Its default, pglz, costs
-the webhook's insert and the worker's read more time than lz4 does for the same mail (measured
-with 5 KB replies, PostgreSQL spent about a quarter less time per stored message). lz4 comes
-with PostgreSQL 14 and newer when built with it, as Debian's and the official images are;
+the webhook's insert more time than lz4 does for the same mail (with 5 KB replies stored four
+to a statement, PostgreSQL's CPU per message fell from 0.068 to 0.050 ms). lz4 comes with
+PostgreSQL 14 and newer when built with it, as Debian's and the official images are;
 elsewhere, and on SQLite, nothing changes.
 
 Revision ID: 0002
