@@ -16,9 +16,9 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import db, jobs, roster
+from app import clock, db, jobs, roster
 from app.cycles import CycleError, current_cycle, excuse, local_label, schedule_meeting
-from app.models import Cycle, Group, InboundMessage, Member, utcnow
+from app.models import Cycle, Group, InboundMessage, Member
 from app.participation import status_report
 from app.settings import ConfigError, Settings, configure, current_settings
 
@@ -189,13 +189,13 @@ def excuse_member(group_slug: str, member_email: str) -> None:
 
     with _session() as (session, _):
         group = roster.find_group(session, group_slug)
-        cycle = current_cycle(session, group, utcnow())
+        cycle = current_cycle(session, group, clock.now())
         member = session.scalar(
             select(Member).where(Member.group_id == group.id, Member.email == roster.normalize_email(member_email))
         )
         if cycle is None or member is None:
             raise click.ClickException("no current cycle or no such member in that group")
-        excuse(session, request_for(session, cycle, member), utcnow())
+        excuse(session, request_for(session, cycle, member), clock.now())
         session.commit()
         click.echo(f"{member.name} is excused from the {local_label(cycle.meeting_starts_at, group.timezone, '%B')} cycle")
 
@@ -229,7 +229,7 @@ def compile_command(group_slug: str) -> None:
     """Compile the current cycle's packet now and mail it to the facilitator."""
     with _session() as (session, _):
         group = roster.find_group(session, group_slug)
-        cycle = current_cycle(session, group, utcnow())
+        cycle = current_cycle(session, group, clock.now())
         if cycle is None:
             raise click.ClickException(f"{group.name} has no meeting scheduled")
         cycle_id = cycle.id
@@ -283,7 +283,7 @@ def inbound_release(inbound_id: int) -> None:
     from app.replies import release_held
 
     with _session() as (session, settings):
-        outcome = release_held(session, settings, inbound_id, utcnow())
+        outcome = release_held(session, settings, inbound_id, clock.now())
         session.commit()
     jobs.enqueue_sends(outcome.outbound_ids)
     click.echo(f"message {inbound_id} accepted" if outcome.outbound_ids else f"message {inbound_id} was not held")

@@ -16,8 +16,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from app import mail
-from app.models import Cycle, CycleStatus, Group, Member, OutboundMessage, UpdateRequest, utcnow
+from app import clock, mail
+from app.models import Cycle, CycleStatus, Group, Member, OutboundMessage, UpdateRequest
 from app.sections import SECTIONS
 from app.settings import Settings
 
@@ -286,7 +286,7 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
     )
     members = [m for m in group.members if reachable(m)]
     new_requests = [
-        {"cycle_id": cycle.id, "member_id": m.id, "token": secrets.token_hex(16), "created_at": utcnow()}
+        {"cycle_id": cycle.id, "member_id": m.id, "token": secrets.token_hex(16), "created_at": clock.now()}
         for m in members
         if m.id not in tokens
     ]
@@ -368,7 +368,7 @@ def tick(
     09:00 tick is still going. Two ticks at once split the cycles between them (row locks,
     SKIP LOCKED on PostgreSQL), and the outbound dedupe keys make any overlap send nothing twice.
     """
-    now = now or utcnow()
+    now = now or clock.now()
     result = TickResult()
     query = (
         select(Cycle)

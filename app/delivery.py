@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import jobs, roster
+from app import clock, jobs, roster
 from app.models import DeliveryEvent, OutboundMessage, OutboundStatus
 from app.settings import Settings
 
@@ -139,7 +139,7 @@ def sendgrid_events() -> Response:
     body = request.get_data(cache=True, as_text=True)
     from sendgrid.helpers.eventwebhook import EventWebhookHeader
 
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     problem = verify(
         settings.sendgrid_webhook_public_key,
         body,

@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from app import db, jobs, roster
+from app import clock, db, jobs, roster
 from app.cycles import current_cycle, local_label, schedule_meeting
-from app.models import Group, OutboundMessage, UpdateRequest, utcnow
+from app.models import Group, OutboundMessage, UpdateRequest
 from app.settings import Settings, configure
 
 GROUP = dict(
@@ -239,9 +239,9 @@ def run_demo(folder: Path) -> str:
             )
             for name, address, company, title in MEMBERS:
                 roster.add_member(session, group, name=name, email=address, company=company, title=title)
-        cycle = current_cycle(session, group, utcnow())
+        cycle = current_cycle(session, group, clock.now())
         if cycle is None:
-            local_now = utcnow().astimezone(ZoneInfo(group.timezone))
+            local_now = clock.now().astimezone(ZoneInfo(group.timezone))
             cycle = schedule_meeting(session, group, day=(local_now + timedelta(days=10)).date(), start="08:30")
         session.commit()
         cycle_id = cycle.id
@@ -285,7 +285,7 @@ def run_demo(folder: Path) -> str:
     with db.session_scope(settings.database_url) as session:
         group = session.scalar(select(Group).where(Group.slug == GROUP["slug"]))
         status = status_report(session, group)
-        cycle = current_cycle(session, group, utcnow())
+        cycle = current_cycle(session, group, clock.now())
         packet = cycle.packets[-1]
         meeting = local_label(cycle.meeting_starts_at, group.timezone)
     outbox = sorted(settings.outbox_dir.glob("*.eml"))
@@ -369,7 +369,7 @@ def out_of_office(name: str, address: str, settings: Settings, token: str, cycle
     message["Subject"] = "Automatic reply: Your update"
     message["Auto-Submitted"] = "auto-replied"
     message["X-Auto-Response-Suppress"] = "All"
-    message["Date"] = email.utils.format_datetime(utcnow())
+    message["Date"] = email.utils.format_datetime(clock.now())
     message["Message-ID"] = f"<demo.oof.{cycle_id}@mail.{address.split('@')[1]}>"
     message.set_content(f"I am out of the office until Monday with limited access to email.\n\n{name}")
     return message

@@ -34,9 +34,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from app import db, jobs
+from app import clock, db, jobs
 from app.machine import decode_bytes
-from app.models import InboundMessage, InboundStatus, utcnow
+from app.models import InboundMessage, InboundStatus
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def _row(received: Received) -> dict[str, Any]:
         envelope_from=received.envelope_from,
         envelope_to=",".join(received.envelope_to) or None,
         status=InboundStatus.RECEIVED,
-        received_at=utcnow(),
+        received_at=clock.now(),
     )
 
 

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import cache
 from importlib import import_module
 from typing import Any
@@ -24,6 +24,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
+from app import clock
 from app.db import session_scope
 from app.models import InboundMessage, InboundStatus, OutboundMessage, OutboundStatus
 from app.settings import Settings, current_settings
@@ -283,7 +284,7 @@ def sweep(settings: Settings, now: datetime | None = None) -> tuple[int, int]:
     The database is the truth and Redis only a nudge: this makes good any nudge that was lost
     (Redis down, a worker killed). Rows younger than a minute are left to their own jobs.
     """
-    cutoff = (now or datetime.now(timezone.utc)) - SWEEP_GRACE
+    cutoff = (now or clock.now()) - SWEEP_GRACE
     with session_scope(settings.database_url) as session:
         inbound = list(
             session.scalars(

@@ -31,7 +31,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import Member, OutboundMessage, OutboundStatus, Packet, UpdateRequest, utcnow
+from app import clock
+from app.models import Member, OutboundMessage, OutboundStatus, Packet, UpdateRequest
 from app.settings import Settings
 
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
@@ -141,7 +142,7 @@ def insert_outbound(session: Session, rows: list[OutboundMessage]) -> list[int]:
         return []
     columns = ("kind", "dedupe_key", "message_id", "to_email", "to_name", "reply_to", "in_reply_to",
                "context", "group_id", "cycle_id", "member_id")
-    now = utcnow()
+    now = clock.now()
     values = [
         {**{c: getattr(row, c) for c in columns}, "status": OutboundStatus.QUEUED, "attempts": 0, "created_at": now}
         for row in rows
@@ -238,7 +239,7 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
         session.commit()
         raise
     row.status = OutboundStatus.SENT
-    row.sent_at = utcnow()
+    row.sent_at = clock.now()
     row.last_error = None
     session.commit()
     return True
@@ -316,7 +317,7 @@ def _send_outbox(settings: Settings, row: OutboundMessage, rendered: Rendered) -
     recipient = re.sub(r"[^a-z0-9]+", "-", row.to_email.lower()).strip("-")
     path = folder / f"{row.id:06d}-{row.kind}-{recipient}.eml"
     partial = path.with_suffix(".eml.partial")
-    partial.write_bytes(bytes(build_mime(settings, row, rendered, utcnow())))
+    partial.write_bytes(bytes(build_mime(settings, row, rendered, clock.now())))
     partial.replace(path)  # atomic: a reader never sees half an email
     return path.name
 

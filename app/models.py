@@ -22,9 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from app import clock
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -103,7 +101,7 @@ class Group(Base):
     deadline_days_before: Mapped[int] = mapped_column(default=2)
     deadline_local_time: Mapped[str] = mapped_column(String(5), default="17:00")
     packet_to_members: Mapped[bool] = mapped_column(default=False)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     facilitators: Mapped[list[Facilitator]] = relationship(back_populates="group", order_by="Facilitator.id")
     members: Mapped[list[Member]] = relationship(back_populates="group", order_by="Member.id")
@@ -135,7 +133,7 @@ class Member(Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     bounced_at: Mapped[datetime | None]
     bounce_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     group: Mapped[Group] = relationship(back_populates="members")
     addresses: Mapped[list[MemberAddress]] = relationship(back_populates="member")
@@ -174,7 +172,7 @@ class Cycle(Base):
     requests_sent_at: Mapped[datetime | None]
     reminder_index_sent: Mapped[int | None]  # the latest reminder queued (0-based)
     digest_sent_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     group: Mapped[Group] = relationship(back_populates="cycles")
     requests: Mapped[list[UpdateRequest]] = relationship(back_populates="cycle", order_by="UpdateRequest.id")
@@ -193,7 +191,7 @@ class UpdateRequest(Base):
     token: Mapped[str] = mapped_column(String(64), unique=True)
     replied_at: Mapped[datetime | None]
     excused_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     cycle: Mapped[Cycle] = relationship(back_populates="requests")
     member: Mapped[Member] = relationship()
@@ -224,7 +222,7 @@ class InboundMessage(Base):
     kind: Mapped[str | None] = mapped_column(String(30))  # reply | bounce | auto_reply | ...
     reason: Mapped[str | None] = mapped_column(Text)
     update_request_id: Mapped[int | None] = mapped_column(ForeignKey("update_requests.id"))
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=clock.now)
     processed_at: Mapped[datetime | None]
 
     update_request: Mapped[UpdateRequest | None] = relationship()
@@ -249,7 +247,7 @@ class Update(Base):
     sections: Mapped[dict[str, Any]]
     attachments: Mapped[dict[str, Any]] = mapped_column(default=dict)
     is_skip: Mapped[bool] = mapped_column(default=False)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     request: Mapped[UpdateRequest] = relationship(back_populates="updates")
 
@@ -275,7 +273,7 @@ class OutboundMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
     sent_at: Mapped[datetime | None]
 
     __table_args__ = (
@@ -296,7 +294,7 @@ class DeliveryEvent(Base):
     email: Mapped[str] = mapped_column(String(320))
     occurred_at: Mapped[datetime]
     payload: Mapped[dict[str, Any]]
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=clock.now)
 
 
 class StoredAttachment(Base):
@@ -330,6 +328,6 @@ class Packet(Base):
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     pdf: Mapped[bytes | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     cycle: Mapped[Cycle] = relationship(back_populates="packets")

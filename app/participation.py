@@ -9,8 +9,9 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import clock
 from app.cycles import current_cycle, local_label
-from app.models import Cycle, Group, UpdateRequest, utcnow
+from app.models import Cycle, Group, UpdateRequest
 
 
 class Attendance(StrEnum):
@@ -101,7 +102,7 @@ def group_standings(session: Session, group: Group, now: datetime, upto: Cycle |
 
 def status_report(session: Session, group: Group) -> str:
     """The current cycle as text: who was asked, who replied when, excused, missing, streaks."""
-    now = utcnow()
+    now = clock.now()
     tz = group.timezone
     cycle = current_cycle(session, group, now)
     lines = [f"{group.name} ({group.slug}, {tz})"]

@@ -6,11 +6,11 @@ from flask import Flask, Response, jsonify, request
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import db, jobs, mail
+from app import clock, db, jobs, mail
 from app.cycles import excuse
 from app.delivery import blueprint as delivery_blueprint
 from app.inbound import blueprint as inbound_blueprint
-from app.models import UpdateRequest, utcnow
+from app.models import UpdateRequest
 from app.settings import Settings, configure, current_settings
 
 
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
             update_request = session.scalar(select(UpdateRequest).where(UpdateRequest.token == token))
             if update_request is None:
                 return "This link is no longer valid.", 404
-            excuse(session, update_request, utcnow())
+            excuse(session, update_request, clock.now())
             session.commit()
         return "Done: no more reminders this month. Your facilitator will see you as excused.", 200
 

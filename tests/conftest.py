@@ -9,7 +9,8 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,27 @@ import pytest
 from sqlalchemy import delete, inspect, text
 from sqlalchemy.orm import Session
 
-from app import db, roster
+from app import clock, db, roster
 from app.cycles import schedule_meeting
 from app.models import Base, Cycle, Group
 from app.settings import Settings, configure
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"sendgrid:s3cret-inbound").decode()}
-FIXED_NOW = datetime(2026, 11, 20, 18, 0, tzinfo=timezone.utc)
+# The tests' clock: the real time when the run started (so that `faketime` moves it, and with it
+# every date the tests build), fixed for the whole run. Dates are built relative to it, never
+# written out: the default meeting is 13 days ahead, so its requests are out and its deadline
+# (T-2d 17:00) is 11 days away.
+NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+TZ = "America/New_York"
+MEETING_DAY = NOW.astimezone(ZoneInfo(TZ)).date() + timedelta(days=13)
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock() -> Iterator[datetime]:
+    """Every test starts with the app's clock at NOW; `clock.set_now` moves it."""
+    clock.set_now(NOW)
+    yield NOW
+    clock.set_now(None)
 
 
 def _needs(name: str) -> str | None:
@@ -126,7 +141,7 @@ MEMBERS = [
 ]
 
 
-def make_group(session: Session, members: list[tuple[str, str, str]] | None = None, tz: str = "America/New_York") -> Group:
+def make_group(session: Session, members: list[tuple[str, str, str]] | None = None, tz: str = TZ) -> Group:
     group = roster.create_group(
         session,
         name="Hudson Valley CEO Forum",
@@ -140,7 +155,7 @@ def make_group(session: Session, members: list[tuple[str, str, str]] | None = No
     return group
 
 
-def make_cycle(session: Session, group: Group, day: date = date(2026, 12, 3), start: str = "08:30") -> Cycle:
+def make_cycle(session: Session, group: Group, day: date = MEETING_DAY, start: str = "08:30") -> Cycle:
     return schedule_meeting(session, group, day=day, start=start)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from app.cycles import CycleError, CycleState, Due, due_actions, local_at, schedule_for, schedule_meeting, tick
 from app.models import OutboundMessage, UpdateRequest
+from tests.conftest import MEETING_DAY
 
 UTC = timezone.utc
 
@@ -77,11 +78,11 @@ def test_due_actions() -> None:
 
 
 def test_schedule_meeting_twice_is_refused(session, group) -> None:  # type: ignore[no-untyped-def]
-    schedule_meeting(session, group, day=datetime(2026, 12, 3).date(), start="08:30")
+    schedule_meeting(session, group, day=MEETING_DAY, start="08:30")
     with pytest.raises(CycleError, match="already has a meeting"):
-        schedule_meeting(session, group, day=datetime(2026, 12, 3).date(), start="08:30")
+        schedule_meeting(session, group, day=MEETING_DAY, start="08:30")
     with pytest.raises(CycleError, match="time of day"):
-        schedule_meeting(session, group, day=datetime(2026, 12, 4).date(), start="half past eight")
+        schedule_meeting(session, group, day=MEETING_DAY + timedelta(days=1), start="half past eight")
 
 
 def test_tick_sends_requests_once_and_catches_up(session, settings, cycle) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from app.models import OutboundMessage, Packet
 from app.packets import MemberEntry, compile_packet, packet_context
-from tests.conftest import FIXED_NOW
+from tests.conftest import NOW
 from tests.mails import raw_mode, reply
 from tests.test_replies import requests_by_email
 from tests.test_webhook import post
@@ -48,7 +48,7 @@ def _reply_all(client, session, settings, cycle):  # type: ignore[no-untyped-def
 
 def test_packet_holds_new_words_not_quotes_or_signatures(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
     _reply_all(client, session, settings, cycle)
-    compiled = compile_packet(session, settings, cycle.id, FIXED_NOW)
+    compiled = compile_packet(session, settings, cycle.id, NOW)
     session.commit()
     packet = session.get_one(Packet, compiled.packet_id)
     for body in (packet.text, packet.html):
@@ -74,9 +74,9 @@ def test_packet_holds_new_words_not_quotes_or_signatures(client, session, settin
 
 def test_compile_twice_keeps_one_version_and_sends_once(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
     _reply_all(client, session, settings, cycle)
-    first = compile_packet(session, settings, cycle.id, FIXED_NOW)
+    first = compile_packet(session, settings, cycle.id, NOW)
     session.commit()
-    second = compile_packet(session, settings, cycle.id, FIXED_NOW + timedelta(hours=1))
+    second = compile_packet(session, settings, cycle.id, NOW + timedelta(hours=1))
     session.commit()
     assert (first.version, first.is_new) == (1, True)
     assert (second.version, second.is_new, second.outbound_ids) == (1, False, [])
@@ -85,7 +85,7 @@ def test_compile_twice_keeps_one_version_and_sends_once(client, session, setting
 
 def test_late_reply_makes_a_new_version(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
     requests = _reply_all(client, session, settings, cycle)
-    compile_packet(session, settings, cycle.id, FIXED_NOW)
+    compile_packet(session, settings, cycle.id, NOW)
     session.commit()
     session.expire_all()
     carmen = requests["carmen@ruizfoods.example"]

@@ -10,7 +10,7 @@ from app.cycles import queue_requests
 from app.models import Cycle, InboundMessage, Member, OutboundMessage, Update, UpdateRequest
 from app.replies import find_tokens, process_inbound, read_message, safe_filename
 from app.settings import Settings
-from tests.conftest import FIXED_NOW
+from tests.conftest import NOW
 from tests.mails import raw_mode, reply
 from tests.test_webhook import post
 
@@ -117,11 +117,11 @@ def test_release_held_applies_it(client, session, settings, cycle) -> None:  # t
     alice = requests_by_email(session, settings, cycle)["alice@northwind.example"]
     post(client, raw_mode(reply(alice.token, "WINS\nVia my assistant.", sender=("Pat", "pat@northwind.example"))))
     row = session.scalars(select(InboundMessage)).one()
-    outcome = release_held(session, settings, row.id, FIXED_NOW)
+    outcome = release_held(session, settings, row.id, NOW)
     session.commit()
     assert outcome.outbound_ids
     assert session.scalars(select(Update)).one().update_request_id == alice.id
-    assert release_held(session, settings, row.id, FIXED_NOW).outbound_ids == []  # safe twice
+    assert release_held(session, settings, row.id, NOW).outbound_ids == []  # safe twice
 
 
 def test_unknown_sender_gets_one_polite_notice_a_day(client, session) -> None:  # type: ignore[no-untyped-def]
@@ -158,7 +158,7 @@ def test_processing_twice_changes_nothing(client, session, settings, cycle) -> N
     alice = requests_by_email(session, settings, cycle)["alice@northwind.example"]
     post(client, raw_mode(reply(alice.token, "WINS\nOnce.")))
     row = session.scalars(select(InboundMessage)).one()
-    outcome = process_inbound(session, settings, row.id, FIXED_NOW)
+    outcome = process_inbound(session, settings, row.id, NOW)
     session.commit()
     assert outcome.outbound_ids == []
     assert session.scalar(select(func.count(Update.id))) == 1

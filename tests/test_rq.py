@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app import db, jobs
+from app import clock, db, jobs
 from app.cycles import queue_requests
 from app.jobs import PROCESS_JOB
 from app.models import (
@@ -34,7 +34,6 @@ from app.models import (
     OutboundMessage,
     Update,
     UpdateRequest,
-    utcnow,
 )
 from app.settings import Settings, configure
 from app.web import create_app
@@ -102,13 +101,13 @@ def requests_queued(session: Session, settings: Settings, cycle: Cycle) -> None:
 
 
 def after_grace() -> datetime:
-    return utcnow() + jobs.SWEEP_GRACE + timedelta(minutes=1)
+    return clock.now() + jobs.SWEEP_GRACE + timedelta(minutes=1)
 
 
 def cycle_due_now(session: Session, group: Group) -> Cycle:
     """A meeting ten days ahead on the real clock: its requests are due (14 days before), its
     first reminder (7 days before) and deadline are not, whatever the time of day."""
-    today = utcnow().astimezone(ZoneInfo(group.timezone)).date()
+    today = clock.now().astimezone(ZoneInfo(group.timezone)).date()
     cycle = make_cycle(session, group, day=today + timedelta(days=10))
     session.commit()
     return cycle
@@ -188,7 +187,7 @@ def test_sweep_leaves_young_rows_to_their_own_jobs(
     redis_settings: Settings, session: Session, cycle: Cycle
 ) -> None:
     requests_queued(session, redis_settings, cycle)
-    assert jobs.sweep(redis_settings, now=utcnow()) == (0, 0)
+    assert jobs.sweep(redis_settings, now=clock.now()) == (0, 0)
     assert jobs.queue(redis_settings).count == 0
 
 

@@ -9,10 +9,10 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import jobs, mail
+from app import clock, jobs, mail
 from app.cycles import tick as _tick
 from app.db import session_scope
-from app.models import InboundMessage, InboundStatus, Packet, utcnow
+from app.models import InboundMessage, InboundStatus, Packet
 from app.packets import compile_packet as _compile_packet
 from app.packets import write_packet_files
 from app.replies import Outcome
@@ -26,7 +26,7 @@ def process_inbound(inbound_id: int) -> None:
     """Read one stored message and act on it. Safe to run twice."""
     settings = current_settings()
     with session_scope(settings.database_url) as session:
-        outcome = _process_inbound(session, settings, inbound_id, utcnow())
+        outcome = _process_inbound(session, settings, inbound_id, clock.now())
         session.commit()
     _after_processing(outcome)
 
@@ -58,7 +58,7 @@ def process_pending() -> None:
             if inbound_id is None:
                 return
             try:
-                outcome = _process_inbound(session, settings, inbound_id, utcnow())
+                outcome = _process_inbound(session, settings, inbound_id, clock.now())
                 session.commit()
             except Exception:
                 session.rollback()
@@ -98,7 +98,7 @@ def compile_packet(cycle_id: int) -> None:
     """Compile the cycle's packet (a new version only if it changed) and mail it."""
     settings = current_settings()
     with session_scope(settings.database_url) as session:
-        compiled = _compile_packet(session, settings, cycle_id, utcnow())
+        compiled = _compile_packet(session, settings, cycle_id, clock.now())
         session.commit()
         packet = session.get_one(Packet, compiled.packet_id)
         write_packet_files(packet, settings.packets_dir)
@@ -114,7 +114,7 @@ def tick() -> None:
     Safe to run twice, and two at once: see app.cycles.tick.
     """
     settings = current_settings()
-    now = utcnow()
+    now = clock.now()
     after_id = 0
     while True:
         with session_scope(settings.database_url) as session:
