@@ -260,10 +260,6 @@ def request_context(shared: dict[str, object], member: Member, commitments: list
     return {**shared, "first_name": member.first_name, "commitments": commitments}
 
 
-def reachable(member: Member) -> bool:
-    return member.is_active and member.bounced_at is None
-
-
 def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[int]:
     """Queue one update request email per active member; return new outbound ids. Safe twice.
 
@@ -284,7 +280,7 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
             )
         )
     )
-    members = [m for m in group.members if reachable(m)]
+    members = [m for m in group.members if m.is_reachable]
     new_requests = [
         {"cycle_id": cycle.id, "member_id": m.id, "token": secrets.token_hex(16), "created_at": clock.now()}
         for m in members
@@ -322,6 +318,21 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
         cycle.status = CycleStatus.REQUESTED
     session.expire(cycle, ["requests"])  # inserted by id above; reload the collection when next read
     return ids
+
+
+def request_new_members(session: Session, settings: Settings, group: Group, now: datetime) -> list[int]:
+    """Queue the update request at once to members who joined (or came back) after the
+    requests went out, in every cycle still open for updates; return new outbound ids.
+
+    Flushes. Safe twice: members who have their request get nothing more.
+    """
+    open_cycles = session.scalars(
+        select(Cycle).where(
+            Cycle.group_id == group.id, Cycle.requests_sent_at.is_not(None), Cycle.deadline_at > now
+        ).with_for_update()
+    ).all()
+    session.refresh(group, ["members"])
+    return [outbound_id for cycle in open_cycles for outbound_id in queue_requests(session, settings, cycle)]
 
 
 def request_message_id(session: Session, request: UpdateRequest) -> str | None:
@@ -416,7 +427,7 @@ def unanswered(cycle: Cycle) -> list[UpdateRequest]:
     return [
         r
         for r in cycle.requests
-        if r.replied_at is None and r.excused_at is None and r.member.is_active and r.member.bounced_at is None
+        if r.replied_at is None and r.excused_at is None and r.member.is_reachable
     ]
 
 

@@ -255,6 +255,8 @@ def no_longer_wanted(session: Session, row: OutboundMessage) -> str | None:
     member = session.get(Member, row.member_id, populate_existing=True)
     if member is not None and member.bounced_at is not None:
         return "the member's address is bouncing"
+    if member is not None and not member.is_reachable:
+        return "the member is no longer active in the group"
     if row.kind == "reminder":
         request = session.scalar(
             select(UpdateRequest)

@@ -133,6 +133,7 @@ class Member(Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     bounced_at: Mapped[datetime | None]
     bounce_reason: Mapped[str | None] = mapped_column(Text)
+    removed_at: Mapped[datetime | None]  # off the roster; kept for the history of past cycles
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     group: Mapped[Group] = relationship(back_populates="members")
@@ -141,6 +142,11 @@ class Member(Base):
     @property
     def first_name(self) -> str:
         return self.name.split()[0] if self.name.split() else self.name
+
+    @property
+    def is_reachable(self) -> bool:
+        """We may mail this member: on the roster, active, and their address not bouncing."""
+        return self.is_active and self.removed_at is None and self.bounced_at is None
 
 
 class MemberAddress(Base):
@@ -247,7 +253,9 @@ class Update(Base):
     sections: Mapped[dict[str, Any]]
     attachments: Mapped[dict[str, Any]] = mapped_column(default=dict)
     is_skip: Mapped[bool] = mapped_column(default=False)
-    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    # How this message changed the update (app.followups.Merge.change): kind and sections touched.
+    change: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)  # when its message arrived
 
     request: Mapped[UpdateRequest] = relationship(back_populates="updates")
 

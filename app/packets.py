@@ -261,7 +261,7 @@ def queue_packet_emails(session: Session, settings: Settings, cycle: Cycle, pack
     group = cycle.group
     recipients = [(f.name, f.email, None) for f in group.facilitators]
     if group.packet_to_members:
-        recipients += [(m.name, m.email, m.id) for m in group.members if m.is_active and m.bounced_at is None]
+        recipients += [(m.name, m.email, m.id) for m in group.members if m.is_reachable]
     ids = []
     for name, email, member_id in recipients:
         row = mail.queue_email(
