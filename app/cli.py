@@ -17,8 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import clock, db, jobs, roster
-from app.cycles import CycleError, current_cycle, excuse, local_label, schedule_meeting
-from app.models import Cycle, Group, InboundMessage, Member
+from app.cycles import (
+    CycleError,
+    current_cycle,
+    excuse,
+    local_label,
+    month_label,
+    request_new_members,
+    schedule_meeting,
+)
+from app.models import Cycle, Group, InboundMessage, Member, OutboundMessage
 from app.participation import status_report
 from app.settings import ConfigError, Settings, configure, current_settings
 
@@ -108,6 +116,28 @@ def member_group() -> None:
     """Group members."""
 
 
+def _request_late_joiners(session: Session, settings: Settings, group: Group) -> tuple[list[int], list[str]]:
+    """Queue the update request to reachable members who have none in a cycle still open for
+    updates; return the outbound ids (to enqueue after the commit) and what to tell the user."""
+    ids = request_new_members(session, settings, group, clock.now())
+    told = []
+    rows = session.execute(
+        select(OutboundMessage.cycle_id, OutboundMessage.to_name).where(OutboundMessage.id.in_(ids)).order_by(OutboundMessage.id)
+    ).all()
+    for cycle_id in dict.fromkeys(cycle_id for cycle_id, _ in rows):
+        names = ", ".join(name for row_cycle_id, name in rows if row_cycle_id == cycle_id)
+        told.append(f"sent {names} the {month_label(session.get_one(Cycle, cycle_id))} update request")
+    return ids, told
+
+
+def _send(outbound_ids: list[int], told: list[str]) -> None:
+    """After the commit: nudge the senders, then say what went out."""
+    if outbound_ids and not jobs.enqueue_sends(outbound_ids):
+        told = [*told, "(Redis was unreachable: `roundtable requeue` sends them)"]
+    for line in told:
+        click.echo(line)
+
+
 @member_group.command("add")
 @click.argument("group_slug")
 @click.option("--name", required=True)
@@ -115,12 +145,14 @@ def member_group() -> None:
 @click.option("--company", default="")
 @click.option("--title", default="")
 def member_add(group_slug: str, name: str, email: str, company: str, title: str) -> None:
-    """Add one member to a group."""
-    with _session() as (session, _):
+    """Add one member to a group; after the requests went out, they get theirs at once."""
+    with _session() as (session, settings):
         group = roster.find_group(session, group_slug)
         member = roster.add_member(session, group, name=name, email=email, company=company, title=title)
+        ids, told = _request_late_joiners(session, settings, group)
         session.commit()
         click.echo(f"added {member.name} <{member.email}> to {group.name}")
+    _send(ids, told)
 
 
 @member_group.command("import")
@@ -128,30 +160,174 @@ def member_add(group_slug: str, name: str, email: str, company: str, title: str)
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def member_import(group_slug: str, csv_file: Path) -> None:
     """Import members from a CSV with columns name, email, company, title (all rows or none)."""
-    with _session() as (session, _):
+    with _session() as (session, settings):
         group = roster.find_group(session, group_slug)
         try:
             text = csv_file.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
             raise click.ClickException(f"{csv_file}: not UTF-8 text; save the CSV as UTF-8") from None
         members = roster.import_members_csv(session, group, text)
+        ids, told = _request_late_joiners(session, settings, group)
         session.commit()
         click.echo(f"imported {len(members)} members into {group.name}")
+    _send(ids, told)
+
+
+@member_group.command("edit")
+@click.argument("group_slug")
+@click.argument("member_email")
+@click.option("--email", "new_email", default=None, help="A new address (clears a bounce mark)")
+@click.option("--name", default=None)
+@click.option("--company", default=None)
+@click.option("--title", default=None)
+def member_edit(
+    group_slug: str, member_email: str, new_email: str | None, name: str | None, company: str | None, title: str | None
+) -> None:
+    """Change a member's address, name, company or title."""
+    if new_email is None and name is None and company is None and title is None:
+        raise click.UsageError("nothing to change: give --email, --name, --company or --title")
+    with _session() as (session, settings):
+        group = roster.find_group(session, group_slug)
+        member = roster.find_member(session, group, member_email)
+        changes = roster.edit_member(session, member, email=new_email, name=name, company=company, title=title)
+        ids, told = _request_late_joiners(session, settings, group) if new_email else ([], [])
+        session.commit()
+        click.echo(f"{member.name}: " + ("; ".join(changes) if changes else "nothing changed"))
+    _send(ids, told)
+
+
+@member_group.command("deactivate")
+@click.argument("group_slug")
+@click.argument("member_email")
+def member_deactivate(group_slug: str, member_email: str) -> None:
+    """Put a member on leave: no requests or reminders until `member activate`."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        member = roster.find_member(session, group, member_email)
+        changed = roster.set_active(session, member, False)
+        session.commit()
+        click.echo(f"{member.name} is {'now' if changed else 'already'} inactive")
+
+
+@member_group.command("activate")
+@click.argument("group_slug")
+@click.argument("member_email")
+def member_activate(group_slug: str, member_email: str) -> None:
+    """Bring a member back from leave (or back on the roster); mailed again from now on."""
+    with _session() as (session, settings):
+        group = roster.find_group(session, group_slug)
+        member = roster.find_member(session, group, member_email)
+        changed = roster.set_active(session, member, True)
+        ids, told = _request_late_joiners(session, settings, group)
+        session.commit()
+        click.echo(f"{member.name} is {'active again' if changed else 'already active'}")
+    _send(ids, told)
+
+
+@member_group.command("remove")
+@click.argument("group_slug")
+@click.argument("member_email")
+def member_remove(group_slug: str, member_email: str) -> None:
+    """Take a member off the roster: never mailed again, kept in past cycles' history."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        member = roster.find_member(session, group, member_email)
+        changed = roster.remove_member(session, member, clock.now())
+        session.commit()
+        click.echo(f"{member.name} {'is removed from' if changed else 'was already removed from'} {group.name}")
+
+
+@member_group.command("clear-bounce")
+@click.argument("group_slug")
+@click.argument("member_email")
+def member_clear_bounce(group_slug: str, member_email: str) -> None:
+    """Mail a member's address again after a bounce (the address was right after all)."""
+    with _session() as (session, settings):
+        group = roster.find_group(session, group_slug)
+        member = roster.find_member(session, group, member_email)
+        changed = roster.clear_bounce(session, member)
+        ids, told = _request_late_joiners(session, settings, group)
+        session.commit()
+        click.echo(f"{member.email}: " + ("bounce mark cleared" if changed else "not marked as bouncing"))
+    _send(ids, told)
+
+
+@member_group.command("list")
+@click.argument("group_slug")
+def member_list(group_slug: str) -> None:
+    """List a group's members: address, company, state and alternate addresses."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        if not group.members:
+            click.echo(f"{group.name} has no members yet: roundtable member add {group.slug} ...")
+        for member in group.members:
+            alternates = ", ".join(a.email for a in member.addresses)
+            line = f"{member.name:<24} {member.email:<34} {member.company or '-':<24} {roster.member_state(member, group.timezone)}"
+            click.echo(line + (f"  (also writes from {alternates})" if alternates else ""))
 
 
 @member_group.command("alias")
 @click.argument("member_email")
 @click.argument("alternate_email")
-def member_alias(member_email: str, alternate_email: str) -> None:
-    """Let a member also write from another address."""
+@click.option("--group", "group_slug", default=None, help="Only the member of this group (default: every group)")
+@click.option("--remove", is_flag=True, help="Stop taking mail from the alternate address")
+def member_alias(member_email: str, alternate_email: str, group_slug: str | None, remove: bool) -> None:
+    """Let a member also write from another address (or, with --remove, no longer)."""
     with _session() as (session, _):
-        members = list(session.scalars(select(Member).where(Member.email == roster.normalize_email(member_email))))
+        query = select(Member).where(Member.email == roster.normalize_email(member_email))
+        if group_slug is not None:
+            query = query.where(Member.group_id == roster.find_group(session, group_slug).id)
+        members = list(session.scalars(query))
         if not members:
             raise click.ClickException(f"no member with the address {member_email}")
         for member in members:
-            roster.add_alternate_address(session, member, alternate_email)
+            if remove:
+                roster.remove_alternate_address(session, member, alternate_email)
+            else:
+                roster.add_alternate_address(session, member, alternate_email)
         session.commit()
-        click.echo(f"{alternate_email} now counts as {members[0].name}")
+        name = members[0].name
+        click.echo(f"{alternate_email} no longer counts as {name}" if remove else f"{alternate_email} now counts as {name}")
+
+
+@main.group("facilitator")
+def facilitator_group() -> None:
+    """Facilitators: told of bounces and held mail, sent the packet."""
+
+
+@facilitator_group.command("add")
+@click.argument("group_slug")
+@click.argument("facilitator")
+def facilitator_add(group_slug: str, facilitator: str) -> None:
+    """Add a co-facilitator, given as "Name <email>"."""
+    name, email = parseaddr(facilitator)
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        added = roster.add_facilitator(session, group, name=name, email=email or facilitator)
+        session.commit()
+        click.echo(f"{added.name} <{added.email}> now facilitates {group.name}")
+
+
+@facilitator_group.command("remove")
+@click.argument("group_slug")
+@click.argument("email")
+def facilitator_remove(group_slug: str, email: str) -> None:
+    """Remove a facilitator (never the last one)."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        removed = roster.remove_facilitator(session, group, email)
+        session.commit()
+        click.echo(f"{removed.name} <{removed.email}> no longer facilitates {group.name}")
+
+
+@facilitator_group.command("list")
+@click.argument("group_slug")
+def facilitator_list(group_slug: str) -> None:
+    """List a group's facilitators."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        for facilitator in group.facilitators:
+            click.echo(f"{facilitator.name:<24} {facilitator.email}")
 
 
 # --- cycles ---------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ turns due actions into outbound rows (unique dedupe keys), and leaves the commit
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -17,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app import clock, mail
+from app.addresses import new_token
 from app.models import Cycle, CycleStatus, Group, Member, OutboundMessage, UpdateRequest
 from app.sections import SECTIONS
 from app.settings import Settings
@@ -229,7 +229,7 @@ def request_for(session: Session, cycle: Cycle, member: Member) -> UpdateRequest
     )
     if existing is not None:
         return existing
-    request = UpdateRequest(cycle_id=cycle.id, member_id=member.id, token=secrets.token_hex(16))
+    request = UpdateRequest(cycle_id=cycle.id, member_id=member.id, token=new_token())
     try:
         with session.begin_nested():
             session.add(request)
@@ -282,7 +282,7 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
     )
     members = [m for m in group.members if m.is_reachable]
     new_requests = [
-        {"cycle_id": cycle.id, "member_id": m.id, "token": secrets.token_hex(16), "created_at": clock.now()}
+        {"cycle_id": cycle.id, "member_id": m.id, "token": new_token(), "created_at": clock.now()}
         for m in members
         if m.id not in tokens
     ]

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import clock, jobs, roster
+from app.addresses import normalize
 from app.models import DeliveryEvent, OutboundMessage, OutboundStatus
 from app.settings import Settings
 
@@ -82,7 +83,7 @@ def record_events(session: Session, settings: Settings, events: list[dict[str, A
             sg_event_id=str(event["sg_event_id"])[:128],
             outbound_message_id=None,
             event=str(event.get("event", ""))[:30],
-            email=str(event.get("email", "")).lower()[:320],
+            email=normalize(str(event.get("email", "")))[:320],
             occurred_at=_when(event.get("timestamp"), now),
             payload=event,
         )

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from app import clock, db, jobs, roster
+from app import clock, db, jobs, mail, roster
 from app.cycles import current_cycle, local_label, schedule_meeting
 from app.models import Group, OutboundMessage, UpdateRequest
 from app.settings import Settings, configure
@@ -278,6 +278,29 @@ def run_demo(folder: Path) -> str:
         if response.status_code != 200:
             raise RuntimeError(f"the webhook answered {response.status_code}: {response.get_data(as_text=True)}")
         posted += 1
+    # The second email in a thread: one member answers the receipt with thanks (which changes
+    # nothing and gets no receipt), another corrects one section of her update.
+    with db.session_scope(settings.database_url) as session:
+        follow_ups = []
+        for request in session.scalars(select(UpdateRequest).where(UpdateRequest.cycle_id == cycle_id)):
+            if request.member.email not in FOLLOW_UPS:
+                continue
+            receipt = session.scalar(
+                select(OutboundMessage)
+                .where(OutboundMessage.member_id == request.member_id, OutboundMessage.cycle_id == cycle_id,
+                       OutboundMessage.kind == "receipt")
+                .order_by(OutboundMessage.id)
+                .limit(1)
+            )
+            if receipt is not None:
+                follow_ups.append(follow_up_email(request.member, request.token, receipt, settings, cycle_id))
+    for message in follow_ups:
+        response = client.post(
+            "/inbound/sendgrid", data=sendgrid_form(message, "raw"), headers=auth, content_type="multipart/form-data"
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"the webhook answered {response.status_code}: {response.get_data(as_text=True)}")
+        posted += 1
     jobs.run(jobs.COMPILE_JOB, cycle_id)
 
     from app.participation import status_report
@@ -293,7 +316,8 @@ def run_demo(folder: Path) -> str:
     return "\n".join(
         [
             f"Demo cycle for {GROUP['name']}, meeting {meeting}.",
-            f"Posted {posted} emails to the webhook (11 replies from 5 kinds of mail client, 1 out-of-office).",
+            f"Posted {posted} emails to the webhook (11 replies from 5 kinds of mail client, 1 out-of-office,"
+            " and 2 answers to receipts: a thanks that changes nothing and a correction of one section).",
             "",
             status,
             "",
@@ -322,7 +346,7 @@ def reply_email(member, token: str, request_email: OutboundMessage, client: str,
     quoted_lines = rendered.text.rstrip("\n").splitlines()
     message = EmailMessage()
     message["From"] = email.utils.formataddr((member.name, member.email))
-    message["To"] = f"Roundtable <reply+{token}@{settings.inbound_domain}>"
+    message["To"] = f"Roundtable <{mail.reply_address(settings, token)}>"
     message["Subject"] = "Re: " + rendered.subject
     message["Date"] = email.utils.format_datetime(sent + timedelta(days=1, hours=3))
     message["Message-ID"] = f"<demo.{cycle_id}.{member.id}.{client}@mail.{member.email.split('@')[1]}>"
@@ -362,10 +386,39 @@ def reply_email(member, token: str, request_email: OutboundMessage, client: str,
     return message
 
 
+# Answers to the receipt. Carmen's replaces only her challenges; Alice's thanks changes nothing.
+FOLLOW_UPS: dict[str, str] = {
+    "alice@northwind-robotics.example": "Thanks, looks right!",
+    "carmen@ruizfoods.example": (
+        "Correction:\n\nCHALLENGES\nHiring line workers for the second shift, and our co-packer"
+        " wants a 9% price increase from March."
+    ),
+}
+
+
+def follow_up_email(member, token: str, receipt: OutboundMessage, settings: Settings, cycle_id: int) -> EmailMessage:  # type: ignore[no-untyped-def]
+    """A member's answer to their receipt, Apple Mail style: their words over the quoted receipt."""
+    from app.mail import render
+
+    rendered = render(receipt.kind, receipt.context)
+    quoted = "\n".join(f"> {line}".rstrip() for line in rendered.text.rstrip("\n").splitlines())
+    message = EmailMessage()
+    message["From"] = email.utils.formataddr((member.name, member.email))
+    message["To"] = f"Roundtable <{mail.reply_address(settings, token)}>"
+    message["Subject"] = "Re: " + rendered.subject
+    message["Date"] = email.utils.format_datetime(clock.now())
+    message["Message-ID"] = f"<demo.{cycle_id}.{member.id}.followup@mail.{member.email.split('@')[1]}>"
+    message["In-Reply-To"] = receipt.message_id
+    message["References"] = receipt.message_id
+    body = FOLLOW_UPS[member.email]
+    message.set_content(f"{body}\n\n> On {local_label(clock.now(), 'UTC', '%b %-d, %Y, at %H:%M')}, {settings.mail_from} wrote:\n> \n{quoted}\n")
+    return message
+
+
 def out_of_office(name: str, address: str, settings: Settings, token: str, cycle_id: int) -> EmailMessage:
     message = EmailMessage()
     message["From"] = email.utils.formataddr((name, address))
-    message["To"] = f"reply+{token}@{settings.inbound_domain}"
+    message["To"] = mail.reply_address(settings, token)
     message["Subject"] = "Automatic reply: Your update"
     message["Auto-Submitted"] = "auto-replied"
     message["X-Auto-Response-Suppress"] = "All"

@@ -31,7 +31,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import clock
+from app import addresses, clock
 from app.models import Member, OutboundMessage, OutboundStatus, Packet, UpdateRequest
 from app.settings import Settings
 
@@ -105,7 +105,7 @@ def new_message_id(settings: Settings, kind: str) -> str:
 
 
 def reply_address(settings: Settings, token: str) -> str:
-    return f"reply+{token}@{settings.inbound_domain}"
+    return addresses.reply_address(settings.inbound_domain, token)
 
 
 @cache

@@ -227,6 +227,7 @@ class InboundMessage(Base):
     status: Mapped[str] = mapped_column(String(20), default=InboundStatus.RECEIVED)
     kind: Mapped[str | None] = mapped_column(String(30))  # reply | bounce | auto_reply | ...
     reason: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)  # the words of a message that changed nothing
     update_request_id: Mapped[int | None] = mapped_column(ForeignKey("update_requests.id"))
     received_at: Mapped[datetime] = mapped_column(default=clock.now)
     processed_at: Mapped[datetime | None]

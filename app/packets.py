@@ -19,9 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import mail
+from app.addresses import normalize
 from app.cycles import local_label, meeting_label, month_label, open_commitments
+from app.followups import describe
 from app.mail import template_env
-from app.models import Cycle, CycleStatus, Packet, UpdateRequest
+from app.models import Cycle, CycleStatus, InboundMessage, Packet, UpdateRequest
+from app.participation import Attendance, standing_in
 from app.sections import SECTIONS
 from app.settings import Settings
 
@@ -42,6 +45,9 @@ class MemberEntry:
     commitments: list[str] = field(default_factory=list)
     attachments: list[str] = field(default_factory=list)
     version: int = 0
+    flagged: list[str] = field(default_factory=list)  # sections holding two texts to settle
+    notes: list[str] = field(default_factory=list)  # messages that changed nothing ("Thanks!")
+    changed: str = ""  # what the latest version changed, in words
 
 
 def packet_context(
@@ -112,7 +118,7 @@ def packet_context(
             {
                 **asdict(m),
                 "sections": [
-                    {"key": key, "title": titles[key], "text": m.texts[key]}
+                    {"key": key, "title": titles[key], "text": m.texts[key], "is_flagged": key in m.flagged}
                     for key in order
                     if m.texts.get(key) and key != "ratings"
                 ],
@@ -137,7 +143,8 @@ def changes_since(previous: dict[str, Any], members: list[MemberEntry]) -> list[
         if m.status in ("replied", "late") and old_status in ("missing", "excused"):
             changes.append(f"{m.name}: new update ({'late reply' if m.status == 'late' else 'reply'})")
         elif m.status in ("replied", "late"):
-            changes.append(f"{m.name}: update corrected (version {m.version})")
+            said = m.changed.rstrip(".") if m.changed else "update corrected"
+            changes.append(f"{m.name}: {said[:1].lower() + said[1:]} (version {m.version})")
         elif m.status == "excused":
             changes.append(f"{m.name}: now excused")
         else:
@@ -145,42 +152,66 @@ def changes_since(previous: dict[str, Any], members: list[MemberEntry]) -> list[
     return changes
 
 
-def member_entries(session: Session, cycle: Cycle) -> list[MemberEntry]:
+def member_entries(session: Session, cycle: Cycle, now: datetime) -> list[MemberEntry]:
     tz = cycle.group.timezone
     requests = {r.member_id: r for r in cycle.requests}
     all_commitments = open_commitments(session, cycle)
+    notes = _notes(session, [r.id for r in requests.values()])
+    status_of = {Attendance.ON_TIME: "replied", Attendance.LATE: "late", Attendance.EXCUSED: "excused"}
     entries = []
     for member in cycle.group.members:
         request: UpdateRequest | None = requests.get(member.id)
-        if request is None and not member.is_active:
+        if request is None and not member.is_reachable:
             continue
-        update = request.latest_update if request is not None else None
         commitments = all_commitments.get(member.id, [])
-        if request is not None and request.excused_at is not None:
-            entries.append(MemberEntry(member.name, member.company, "excused", commitments=commitments))
-            continue
-        if update is None or update.is_skip:
-            entries.append(MemberEntry(member.name, member.company, "missing", commitments=commitments))
+        standing = standing_in(cycle, request, now) if request is not None else Attendance.NOT_ASKED
+        status = status_of.get(standing, "missing")
+        update = next((u for u in reversed(request.updates) if not u.is_skip), None) if request is not None else None
+        member_notes = notes.get(request.id, []) if request is not None else []
+        if status not in ("replied", "late") or update is None or request is None or request.replied_at is None:
+            entries.append(MemberEntry(member.name, member.company, status, commitments=commitments, notes=member_notes))
             continue
         sections = update.sections
-        late = update.created_at > cycle.deadline_at
+        label = local_label(request.replied_at, tz)
+        if update.version > 1:
+            label += f"; last changed {local_label(update.created_at, tz)}"
         entries.append(
             MemberEntry(
                 name=member.name,
                 company=member.company,
-                status="late" if late else "replied",
-                replied_label=local_label(update.created_at, tz),
+                status=status,
+                replied_label=label,
                 ratings=sections.get("ratings", {}),
                 texts=sections.get("texts", {}),
                 topic_priority=sections.get("topic_priority"),
                 commitments=commitments,
-                attachments=[a["filename"] for a in update.attachments.get("files", [])],
+                attachments=list(dict.fromkeys(a["filename"] for u in request.updates for a in u.attachments.get("files", []))),
                 version=update.version,
+                flagged=list(sections.get("flagged", [])),
+                notes=member_notes,
+                changed=describe(update.change) if update.version > 1 else "",
             )
         )
     # Who wrote most recently sits lowest; members who owe an update go last.
     rank = {"replied": 0, "late": 0, "excused": 1, "missing": 2}
     return sorted(entries, key=lambda e: (rank[e.status], e.name))
+
+
+MAX_NOTE_CHARS = 300
+
+
+def _notes(session: Session, request_ids: list[int]) -> dict[int, list[str]]:
+    """Per request, the words of its messages that changed nothing (thanks, questions), oldest
+    first: the facilitator still sees them."""
+    rows = session.execute(
+        select(InboundMessage.update_request_id, InboundMessage.note)
+        .where(InboundMessage.update_request_id.in_(request_ids), InboundMessage.note.is_not(None))
+        .order_by(InboundMessage.received_at, InboundMessage.id)
+    )
+    notes: dict[int, list[str]] = {}
+    for request_id, note in rows:
+        notes.setdefault(request_id, []).append(note[:MAX_NOTE_CHARS])
+    return notes
 
 
 def render_packet(context: dict[str, Any]) -> tuple[str, str]:
@@ -216,7 +247,7 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
     cycle = session.scalars(select(Cycle).where(Cycle.id == cycle_id).with_for_update()).one()
     group = cycle.group
     latest = cycle.packets[-1] if cycle.packets else None
-    members = member_entries(session, cycle)
+    members = member_entries(session, cycle, now)
     base = dict(
         group_name=group.name,
         month=month_label(cycle),
@@ -268,7 +299,7 @@ def queue_packet_emails(session: Session, settings: Settings, cycle: Cycle, pack
             session,
             settings,
             kind="packet",
-            dedupe_key=f"packet:{cycle.id}:{packet.version}:{email.lower()}",
+            dedupe_key=f"packet:{cycle.id}:{packet.version}:{normalize(email)}",
             to_email=email,
             to_name=name,
             group_id=group.id,

@@ -26,14 +26,23 @@ class Attendance(StrEnum):
 def attendance(
     *, asked: bool, replied_at: datetime | None, excused_at: datetime | None, deadline_at: datetime, now: datetime
 ) -> Attendance:
-    """One member's standing in one cycle. Pure."""
-    if excused_at is not None:
-        return Attendance.EXCUSED
+    """One member's standing in one cycle. Pure. The one rule for "late": the member's first
+    real update arrived after the deadline (a correction after it does not make them late). A
+    real update outweighs an excuse (a SKIP or the "no more reminders" link)."""
     if replied_at is not None:
         return Attendance.ON_TIME if replied_at <= deadline_at else Attendance.LATE
+    if excused_at is not None:
+        return Attendance.EXCUSED
     if not asked:
         return Attendance.NOT_ASKED
     return Attendance.MISSING if now >= deadline_at else Attendance.PENDING
+
+
+def standing_in(cycle: Cycle, request: UpdateRequest, now: datetime) -> Attendance:
+    """`attendance` for one member's request in `cycle`."""
+    return attendance(
+        asked=True, replied_at=request.replied_at, excused_at=request.excused_at, deadline_at=cycle.deadline_at, now=now
+    )
 
 
 @dataclass(frozen=True)
@@ -118,18 +127,22 @@ def status_report(session: Session, group: Group) -> str:
     for member in group.members:
         request: UpdateRequest | None = requests.get(member.id)
         if request is None:
+            if member.removed_at is not None:
+                continue
             state = "not asked yet" if member.is_active else "inactive"
-        elif request.excused_at is not None:
-            state = f"excused {local_label(request.excused_at, tz)}"
-        elif request.replied_at is not None:
-            replied += 1
-            late = " (late)" if request.replied_at > cycle.deadline_at else ""
-            versions = len(request.updates)
-            state = f"replied {local_label(request.replied_at, tz)}{late}" + (f", {versions} versions" if versions > 1 else "")
-        elif now >= cycle.deadline_at:
-            state = "missing"
         else:
-            state = "asked, no reply yet"
+            standing = standing_in(cycle, request, now)
+            if standing in (Attendance.ON_TIME, Attendance.LATE):
+                replied += 1
+                late = " (late)" if standing is Attendance.LATE else ""
+                versions = len(request.updates)
+                state = f"replied {local_label(request.replied_at, tz)}{late}" + (f", {versions} versions" if versions > 1 else "")
+            elif standing is Attendance.EXCUSED:
+                state = f"excused {local_label(request.excused_at, tz)}"
+            elif standing is Attendance.MISSING:
+                state = "missing"
+            else:
+                state = "asked, no reply yet"
         standing = standings[member.id]
         record = f"streak {standing.streak}" + (f", missed {standing.missed_in_a_row} in a row" if standing.missed_in_a_row > 1 else "")
         if member.bounced_at is not None:

@@ -25,10 +25,13 @@ from mailparser.exceptions import MailParserError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import mail, roster
-from app.cycles import excuse, month_label, request_message_id
+from app import followups, mail, roster
+from app.addresses import find_tokens, normalize, same
+from app.authentication import sender_authentication
+from app.cycles import excuse, month_label, request_for, request_message_id
 from app.machine import classify, decode_bytes, decode_header_value
 from app.models import (
+    Cycle,
     InboundMessage,
     InboundStatus,
     Member,
@@ -42,8 +45,6 @@ from app.sections import SECTIONS, split_sections
 from app.settings import Settings
 from app.trimming import html_to_text, new_words
 
-# `+` may be stripped by an MTA, or arrive as a space from an unescaped query string.
-TOKEN_RE = re.compile(r"\breply[+ ]?([0-9a-f]{32})@", re.IGNORECASE)
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 MAX_HEADER_IDS = 6  # In-Reply-To plus the newest References, as Discourse does
 
@@ -84,17 +85,6 @@ class Reading:
         data["attachments"] = [a.listing() for a in self.attachments]
         data["token"] = self.tokens[0] if self.tokens else None
         return data
-
-
-def find_tokens(addresses: list[str]) -> list[str]:
-    """Reply tokens in the order given, each once; tolerant of a stripped `+` and case."""
-    tokens: list[str] = []
-    for address in addresses:
-        for match in TOKEN_RE.finditer(address or ""):
-            token = match.group(1).lower()
-            if token not in tokens:
-                tokens.append(token)
-    return tokens
 
 
 def _header_addresses(message: email.message.Message, *names: str) -> list[str]:
@@ -290,7 +280,7 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
     from_name, from_address = _sender(_raw_header(message, "From"))
     from_name = decode_header_value(from_name)
     # 8-bit bytes in the address too (a UTF-8 mailbox, or a name with a comma left unquoted).
-    from_address = decode_header_value(from_address).lower().replace("\x00", "")
+    from_address = normalize(decode_header_value(from_address).replace("\x00", ""))
     subject = decode_header_value(_raw_header(message, "Subject")).replace("\x00", "")
     addresses = list(envelope_to or []) + _header_addresses(
         message, "To", "Cc", "Delivered-To", "X-Original-To", "X-Forwarded-To", "Envelope-To"
@@ -337,7 +327,11 @@ class Outcome:
 
 
 def process_inbound(session: Session, settings: Settings, inbound_id: int, now: datetime) -> Outcome:
-    """Read one stored message and act on it. Flushes; a processed row is left alone (safe twice)."""
+    """Read one stored message and act on it. Flushes; a processed row is left alone (safe twice).
+
+    `now` is when the worker reads it; the reply itself counts from when it arrived
+    (`received_at`), so a backlog at the deadline makes nobody late.
+    """
     row = session.scalars(
         select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update()
     ).one_or_none()
@@ -358,29 +352,72 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
             outcome.outbound_ids += _record_bounce(session, settings, row, reading, now)
         session.flush()
         return outcome
-    request = route(session, reading)
-    if request is None:
+    answered = route(session, reading)
+    if answered is None:
         row.status = InboundStatus.REJECTED
         row.reason = "no reply token or thread of ours: not an answer to an update request"
         outcome.outbound_ids += _notice_unknown(session, settings, row, reading, now)
         session.flush()
         return outcome
-    row.update_request_id = request.id
-    member = request.member
+    member = answered.member
+    row.update_request_id = answered.id
     if not _is_members_address(session, member, reading.from_address):
-        row.status = InboundStatus.HELD
-        row.reason = f"sent from {reading.from_address or 'no address'}, which is not {member.name}'s"
-        outcome.outbound_ids += _notice_held(session, settings, row, request, reading)
+        reason = (f"it came from {reading.from_address or 'no address'}, which is not {member.name}'s address"
+                  " or one of their registered alternates")
+        return _hold(session, settings, row, answered, reading, reason)
+    authentication = sender_authentication(row.raw, row.fields or {}, reading.from_address)
+    if authentication.verdict == "fail":
+        return _hold(session, settings, row, answered, reading, f"it failed sender authentication ({authentication.reason})")
+    request = open_request(session, answered, row.received_at)
+    row.update_request_id = request.id
+    return _apply(session, settings, row, request, reading, now, moved_from=answered if request is not answered else None)
+
+
+def _apply(
+    session: Session,
+    settings: Settings,
+    row: InboundMessage,
+    request: UpdateRequest,
+    reading: Reading,
+    now: datetime,
+    *,
+    moved_from: UpdateRequest | None = None,
+) -> Outcome:
+    """Merge a member's message into their update for `request`, then receipt and recompile."""
+    outcome = Outcome()
+    previous = request.latest_update
+    merged = followups.merge(previous.sections if previous is not None else None, reading.sections, reading.text)
+    row.status = InboundStatus.ACCEPTED
+    if merged.changes_nothing:
+        # Kept (the packet shows it to the facilitator) and never answered: a receipt for
+        # "thanks" would invite another "thanks".
+        row.kind = "note"
+        row.note = reading.text.strip() or None
+        row.reason = "a note with no update content: " + (merged.notes[0] if merged.notes else "nothing changed")
         session.flush()
         return outcome
-    update = save_update(session, request, row, reading, now)
-    row.status = InboundStatus.ACCEPTED
-    row.reason = "excused: the member replied SKIP" if update.is_skip else f"update version {update.version}"
-    receipt = _queue_receipt(session, settings, request, update)
+    update = save_update(session, request, row, reading, merged)
+    if update.is_skip:
+        row.reason = "excused: the member replied SKIP"
+    else:
+        row.reason = f"update version {update.version} ({merged.kind})"
+    receipt = _queue_receipt(session, settings, request, update, moved_from=moved_from)
     if receipt is not None:
         outcome.outbound_ids.append(receipt.id)
-    if request.cycle.packets:
-        outcome.recompile_cycle_ids.append(request.cycle_id)  # a late reply: a new packet version
+    cycle = request.cycle
+    if cycle.packets and now < cycle.meeting_starts_at:
+        outcome.recompile_cycle_ids.append(cycle.id)  # after the deadline: a new packet version
+    session.flush()
+    return outcome
+
+
+def _hold(
+    session: Session, settings: Settings, row: InboundMessage, request: UpdateRequest, reading: Reading, reason: str
+) -> Outcome:
+    """Keep a message for the facilitator to vouch for (`roundtable inbound release`)."""
+    row.status = InboundStatus.HELD
+    row.reason = reason
+    outcome = Outcome(outbound_ids=_notice_held(session, settings, row, request, reading))
     session.flush()
     return outcome
 
@@ -390,19 +427,40 @@ def release_held(session: Session, settings: Settings, inbound_id: int, now: dat
     row = session.scalars(
         select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update()
     ).one_or_none()
-    outcome = Outcome()
     if row is None or row.status != InboundStatus.HELD or row.update_request is None:
-        return outcome
-    request = row.update_request
+        return Outcome()
     envelope_to = [a for a in (row.envelope_to or "").split(",") if a]
-    update = save_update(session, request, row, read_message(row.raw, row.envelope_from, envelope_to), now)
-    row.status = InboundStatus.ACCEPTED
-    row.reason = f"released by the facilitator (sent from {row.from_address})"
-    receipt = _queue_receipt(session, settings, request, update)
-    if receipt is not None:
-        outcome.outbound_ids.append(receipt.id)
-    session.flush()
+    reading = read_message(row.raw, row.envelope_from, envelope_to)
+    held_reason = row.reason
+    answered = row.update_request
+    request = open_request(session, answered, row.received_at)
+    row.update_request_id = request.id
+    outcome = _apply(session, settings, row, request, reading, now, moved_from=answered if request is not answered else None)
+    row.reason = f"released by the facilitator (held: {held_reason}); {row.reason}"
     return outcome
+
+
+def open_request(session: Session, request: UpdateRequest, at: datetime) -> UpdateRequest:
+    """The request a message arriving at `at` belongs to: a reply on an old cycle's thread,
+    after its meeting, goes to the member's request in the group's open cycle if there is one.
+
+    Flushes when it has to make that request (a member added since, say).
+    """
+    cycle = request.cycle
+    if at < cycle.meeting_ends_at:
+        return request
+    open_cycle = session.scalar(
+        select(Cycle)
+        .where(
+            Cycle.group_id == cycle.group_id,
+            Cycle.meeting_starts_at > cycle.meeting_starts_at,
+            Cycle.request_at <= at,
+            Cycle.meeting_ends_at > at,
+        )
+        .order_by(Cycle.meeting_starts_at)
+        .limit(1)
+    )
+    return request if open_cycle is None else request_for(session, open_cycle, request.member)
 
 
 def route(session: Session, reading: Reading) -> UpdateRequest | None:
@@ -438,38 +496,38 @@ def route(session: Session, reading: Reading) -> UpdateRequest | None:
 
 
 def _is_members_address(session: Session, member: Member, address: str) -> bool:
-    address = address.lower()
+    """The member's own address or one registered for them (stored normalized by app.roster)."""
     if not address:
         return False
-    if member.email.lower() == address:
+    if same(member.email, address):
         return True
-    return (
-        session.scalar(
-            select(MemberAddress.id).where(
-                MemberAddress.member_id == member.id, func.lower(MemberAddress.email) == address
-            )
-        )
-        is not None
-    )
+    return session.scalar(
+        select(MemberAddress.id).where(MemberAddress.member_id == member.id, MemberAddress.email == normalize(address))
+    ) is not None
 
 
 def save_update(
-    session: Session, request: UpdateRequest, row: InboundMessage, reading: Reading, now: datetime
+    session: Session, request: UpdateRequest, row: InboundMessage, reading: Reading, merged: followups.Merge
 ) -> Update:
-    """Store the reply as the request's next version; a SKIP excuses the member. Flushes."""
+    """Store the update as it stands after this message, as the request's next version. Flushes.
+
+    A SKIP excuses the member; a real update clears an excuse (a SKIP or the "no more reminders"
+    link) and counts from when its message arrived.
+    """
     version = (session.scalar(
         select(func.max(Update.version)).where(Update.update_request_id == request.id)
     ) or 0) + 1
-    is_skip = bool(reading.sections.get("is_skip"))
+    is_skip = merged.kind == "skip"
     update = Update(
         request=request,
         inbound_message_id=row.id,
         version=version,
         text=reading.text,
-        sections=reading.sections,
+        sections=merged.sections,
+        change=merged.change,
         attachments={"files": [a.listing() for a in reading.attachments]},
         is_skip=is_skip,
-        created_at=now,
+        created_at=row.received_at,
     )
     session.add(update)
     for position, attachment in enumerate(reading.attachments):
@@ -484,25 +542,34 @@ def save_update(
             )
         )
     if is_skip:
-        excuse(session, request, now)
-    elif request.replied_at is None:
-        request.replied_at = now
+        excuse(session, request, row.received_at)
+    else:
+        request.excused_at = None
+        if request.replied_at is None or request.replied_at > row.received_at:
+            request.replied_at = row.received_at
     session.flush()
     return update
 
 
 def _queue_receipt(
-    session: Session, settings: Settings, request: UpdateRequest, update: Update
+    session: Session,
+    settings: Settings,
+    request: UpdateRequest,
+    update: Update,
+    *,
+    moved_from: UpdateRequest | None = None,
 ) -> OutboundMessage | None:
     member = request.member
     cycle = request.cycle
     texts: dict[str, str] = update.sections.get("texts", {})
     ratings: dict[str, int] = update.sections.get("ratings", {})
+    flagged = set(update.sections.get("flagged", []))
     captured = [
-        {"title": s.title, "text": texts[s.key]} for s in SECTIONS if texts.get(s.key)
+        {"title": s.title, "text": texts[s.key], "is_flagged": s.key in flagged} for s in SECTIONS if texts.get(s.key)
     ]
     if texts.get("other"):
-        captured.append({"title": "Other notes", "text": texts["other"]})
+        captured.append({"title": "Other notes", "text": texts["other"], "is_flagged": "other" in flagged})
+    files = [a["filename"] for u in request.updates for a in u.attachments.get("files", [])]
     return mail.queue_email(
         session,
         settings,
@@ -521,9 +588,11 @@ def _queue_receipt(
             "month_label": month_label(cycle),
             "version": update.version,
             "is_skip": update.is_skip,
+            "changed": followups.describe(update.change),
+            "moved_from_month": month_label(moved_from.cycle) if moved_from is not None else "",
             "ratings": ratings,
             "captured": captured,
-            "attachments": [a["filename"] for a in update.attachments.get("files", [])],
+            "attachments": list(dict.fromkeys(files)),
         },
     )
 
@@ -563,7 +632,9 @@ def _notice_held(
             cycle_id=cycle.id,
             context={
                 "group_name": cycle.group.name,
+                "group_slug": cycle.group.slug,
                 "facilitator_name": facilitator.name,
+                "reason": row.reason or "",
                 "member_name": request.member.name,
                 "member_email": request.member.email,
                 "sender": reading.from_address or "(no address)",

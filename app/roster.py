@@ -1,4 +1,5 @@
-"""Groups, facilitators and members: creating them and importing a roster from CSV."""
+"""Groups, facilitators and members: creating them, importing a roster from CSV, and the
+repairs a facilitator makes from the command line (an address, a leave, a removal, a bounce)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -85,6 +85,41 @@ def find_group(session: Session, slug: str) -> Group:
     return group
 
 
+def find_member(session: Session, group: Group, email: str) -> Member:
+    """The member of `group` at `email`, removed ones included; RosterError when there is none."""
+    email = normalize_email(email)
+    member = session.scalar(select(Member).where(Member.group_id == group.id, func.lower(Member.email) == email))
+    if member is None:
+        raise RosterError(f"no member {email} in {group.name} (see: roundtable member list {group.slug})")
+    return member
+
+
+def _check_address_free(session: Session, group: Group, email: str, member: Member | None = None) -> None:
+    """Refuse `email` as the address of `member` (or of a new member) when another member of
+    `group` has it, as their address or as a registered alternate: a reply must name one member."""
+    others = select(Member).where(Member.group_id == group.id)
+    if member is not None:
+        others = others.where(Member.id != member.id)
+    owner = session.scalar(others.where(func.lower(Member.email) == email))
+    if owner is not None and owner.removed_at is not None:
+        raise RosterError(
+            f"{email} belongs to {owner.name}, removed from {group.name};"
+            f" to bring them back: roundtable member activate {group.slug} {email}"
+        )
+    if owner is not None:
+        raise RosterError(f"{email} is already a member of {group.name} ({owner.name})")
+    alternate_of = session.scalar(
+        others.join(MemberAddress, MemberAddress.member_id == Member.id).where(
+            func.lower(MemberAddress.email) == email
+        )
+    )
+    if alternate_of is not None:
+        raise RosterError(
+            f"{email} is an alternate address of {alternate_of.name} in {group.name};"
+            f" to free it: roundtable member alias {alternate_of.email} {email} --remove"
+        )
+
+
 def add_member(
     session: Session, group: Group, *, name: str, email: str, company: str = "", title: str = ""
 ) -> Member:
@@ -92,23 +127,159 @@ def add_member(
     if not name.strip():
         raise RosterError("name is empty")
     email = check_email(email)
-    duplicate = session.scalar(
-        select(Member.id).where(Member.group_id == group.id, func.lower(Member.email) == email)
-    )
-    if duplicate is not None:
-        raise RosterError(f"{email} is already a member of {group.name}")
+    _check_address_free(session, group, email)
     member = Member(group=group, name=name.strip(), email=email, company=company.strip(), title=title.strip())
     session.add(member)
     session.flush()
     return member
 
 
+def edit_member(
+    session: Session,
+    member: Member,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    company: str | None = None,
+    title: str | None = None,
+) -> list[str]:
+    """Change what is given (None leaves it); return what changed, one line each. Flushes.
+
+    A new address clears the bounce mark: the old address bounced, the new one has not.
+    """
+    changes: list[str] = []
+    if email is not None:
+        email = check_email(email)
+        group = member.group
+        if email == member.email:
+            hint = f"; to mail it again: roundtable member clear-bounce {group.slug} {email}" if member.bounced_at else ""
+            raise RosterError(f"{email} is {member.name}'s address already{hint}")
+        _check_address_free(session, group, email, member)
+        for address in [a for a in member.addresses if a.email.lower() == email]:
+            session.delete(address)  # their own alternate becomes their address
+        changes.append(f"address {member.email} -> {email}")
+        member.email = email
+        if member.bounced_at is not None:
+            member.bounced_at = None
+            member.bounce_reason = None
+            changes.append("bounce mark cleared")
+    for field, value in (("name", name), ("company", company), ("title", title)):
+        if value is None or value.strip() == getattr(member, field):
+            continue
+        if field == "name" and not value.strip():
+            raise RosterError("name is empty")
+        changes.append(f"{field} {getattr(member, field) or '(none)'} -> {value.strip() or '(none)'}")
+        setattr(member, field, value.strip())
+    session.flush()
+    session.expire(member, ["addresses"])
+    return changes
+
+
+def set_active(session: Session, member: Member, is_active: bool) -> bool:
+    """Put a member on leave (False) or back (True); activating a removed member puts them back
+    on the roster. Flushes; safe twice; returns whether anything changed."""
+    changed = member.is_active != is_active or (is_active and member.removed_at is not None)
+    member.is_active = is_active
+    if is_active:
+        member.removed_at = None
+    session.flush()
+    return changed
+
+
+def remove_member(session: Session, member: Member, now: datetime) -> bool:
+    """Take a member off the roster: never mailed again, kept in past cycles' history (the row
+    stays). Flushes; safe twice; returns whether anything changed."""
+    if member.removed_at is not None:
+        return False
+    member.removed_at = now
+    member.is_active = False
+    session.flush()
+    return True
+
+
+def clear_bounce(session: Session, member: Member) -> bool:
+    """Mail the member's address again. Flushes; safe twice; returns whether it was marked."""
+    if member.bounced_at is None:
+        return False
+    member.bounced_at = None
+    member.bounce_reason = None
+    session.flush()
+    return True
+
+
+def member_state(member: Member, tz: str) -> str:
+    """active / inactive / removed (with the day), and whether the address bounces. Pure."""
+    if member.removed_at is not None:
+        return f"removed {member.removed_at.astimezone(ZoneInfo(tz)):%Y-%m-%d}"
+    state = "active" if member.is_active else "inactive"
+    if member.bounced_at is not None:
+        state += f", bouncing: {member.bounce_reason or 'no reason given'}"
+    return state
+
+
 def add_alternate_address(session: Session, member: Member, email: str) -> MemberAddress:
-    """Let `member` also write from `email` (an assistant, a personal account). Flushes."""
-    address = MemberAddress(member=member, email=check_email(email))
+    """Let `member` also write from `email` (an assistant, a personal account).
+
+    Flushes; safe twice. Refused when `email` is the address of a member of the group.
+    """
+    email = check_email(email)
+    existing = session.scalar(
+        select(MemberAddress).where(MemberAddress.member_id == member.id, func.lower(MemberAddress.email) == email)
+    )
+    if existing is not None:
+        return existing
+    if email == member.email:
+        raise RosterError(f"{email} is {member.name}'s own address")
+    owner = session.scalar(
+        select(Member).where(Member.group_id == member.group_id, func.lower(Member.email) == email)
+    )
+    if owner is not None:
+        raise RosterError(f"{email} is the address of {owner.name}, a member of {member.group.name}")
+    address = MemberAddress(member=member, email=email)
     session.add(address)
     session.flush()
     return address
+
+
+def remove_alternate_address(session: Session, member: Member, email: str) -> None:
+    """Stop taking mail from `email` as `member`'s. Flushes; RosterError when it is not theirs."""
+    email = normalize_email(email)
+    address = session.scalar(
+        select(MemberAddress).where(MemberAddress.member_id == member.id, func.lower(MemberAddress.email) == email)
+    )
+    if address is None:
+        raise RosterError(f"{email} is not an alternate address of {member.name}")
+    session.delete(address)
+    session.flush()
+    session.expire(member, ["addresses"])
+
+
+def add_facilitator(session: Session, group: Group, *, name: str, email: str) -> Facilitator:
+    """Add a co-facilitator: told of bounces and held mail, sent the packet. Flushes."""
+    email = check_email(email)
+    if any(f.email == email for f in group.facilitators):
+        raise RosterError(f"{email} is already a facilitator of {group.name}")
+    facilitator = Facilitator(name=name.strip() or email, email=email)
+    group.facilitators.append(facilitator)
+    session.flush()
+    return facilitator
+
+
+def remove_facilitator(session: Session, group: Group, email: str) -> Facilitator:
+    """Remove a facilitator; the last one stays (someone must hear of bounces). Flushes."""
+    email = normalize_email(email)
+    facilitator = next((f for f in group.facilitators if f.email == email), None)
+    if facilitator is None:
+        raise RosterError(f"{email} is not a facilitator of {group.name}")
+    if len(group.facilitators) == 1:
+        raise RosterError(
+            f"{facilitator.name} is the only facilitator of {group.name}:"
+            f' add another first (roundtable facilitator add {group.slug} "Name <email>")'
+        )
+    group.facilitators.remove(facilitator)
+    session.delete(facilitator)
+    session.flush()
+    return facilitator
 
 
 def import_members_csv(session: Session, group: Group, text: str) -> list[Member]:
@@ -123,6 +294,13 @@ def import_members_csv(session: Session, group: Group, text: str) -> list[Member
         raise RosterError(f"line 1: the header needs columns {', '.join(sorted(missing))} (got {', '.join(headers) or 'nothing'})")
     existing = set(
         session.scalars(select(func.lower(Member.email)).where(Member.group_id == group.id))
+    )
+    alternates = dict(
+        session.execute(
+            select(func.lower(MemberAddress.email), Member.name)
+            .join(Member, MemberAddress.member_id == Member.id)
+            .where(Member.group_id == group.id)
+        ).all()
     )
     errors: list[RowError] = []
     rows: list[dict[str, str]] = []
@@ -139,6 +317,8 @@ def import_members_csv(session: Session, group: Group, text: str) -> list[Member
             errors.append(RowError(line, f"{values.get('email', '')!r} is not an email address"))
         elif email in existing:
             errors.append(RowError(line, f"{email} is already a member of {group.name}"))
+        elif email in alternates:
+            errors.append(RowError(line, f"{email} is an alternate address of {alternates[email]}"))
         elif email in seen:
             errors.append(RowError(line, f"{email} appears twice (also on line {seen[email]})"))
         else:
@@ -184,6 +364,7 @@ def mark_bouncing(session: Session, settings: Settings, address: str, reason: st
                 member_id=member.id,
                 context={
                     "group_name": member.group.name,
+                    "group_slug": member.group.slug,
                     "facilitator_name": facilitator.name,
                     "member_name": member.name,
                     "member_email": member.email,

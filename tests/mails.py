@@ -64,8 +64,11 @@ def multipart(fields: dict[str, Any]) -> tuple[bytes, str]:
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
 
 
-def raw_mode(message: EmailMessage | bytes, envelope_to: list[str] | None = None) -> tuple[bytes, str]:
-    """A raw-mode post: the whole MIME message in the `email` field."""
+def raw_mode(
+    message: EmailMessage | bytes, envelope_to: list[str] | None = None, *, auth: dict[str, str] | None = None
+) -> tuple[bytes, str]:
+    """A raw-mode post: the whole MIME message in the `email` field. `auth` overrides SendGrid's
+    authentication fields (`SPF`, `dkim`)."""
     raw = message if isinstance(message, bytes) else bytes(message)
     if envelope_to is None and not isinstance(message, bytes):
         envelope_to = [parseaddr(str(message["To"]))[1]]
@@ -76,6 +79,7 @@ def raw_mode(message: EmailMessage | bytes, envelope_to: list[str] | None = None
             "envelope": json.dumps({"to": envelope_to or [], "from": sender}),
             "charsets": json.dumps({"to": "UTF-8", "from": "UTF-8", "subject": "UTF-8"}),
             "SPF": "pass",
+            **(auth or {}),
             "email": raw,
         }
     )
@@ -87,6 +91,7 @@ def parsed_mode(
     text_charset: str = "UTF-8",
     attachments: list[tuple[str, bytes, str]] | None = None,
     envelope_to: list[str] | None = None,
+    auth: dict[str, str] | None = None,
 ) -> tuple[bytes, str]:
     """A default-mode post: headers, text, html and attachments in separate fields."""
     fields: dict[str, Any] = {
@@ -98,6 +103,7 @@ def parsed_mode(
             {"to": envelope_to or [parseaddr(str(message["To"]))[1]], "from": parseaddr(str(message["From"]))[1]}
         ),
         "SPF": "pass",
+        **(auth or {}),
     }
     charsets = {"to": "UTF-8", "from": "UTF-8", "subject": "UTF-8", "headers": "UTF-8"}
     for part in message.walk():

@@ -19,7 +19,8 @@ def test_demo_runs_twice_and_its_packet_is_clean(tmp_path: Path) -> None:
     assert sorted(p.name for p in (folder / "outbox").glob("*.eml")) == outbox  # nothing sent twice
     kinds = [name.split("-")[1] for name in outbox]
     assert kinds.count("update_request") == len(MEMBERS) == 12
-    assert kinds.count("receipt") == len(REPLIES) == 11
+    # A receipt per reply, and one for the correction that answered a receipt; none for the thanks.
+    assert kinds.count("receipt") == len(REPLIES) + 1 == 12
     assert kinds.count("packet") == 1
     assert "11 of 12 asked have replied" not in summary  # one member excused herself
     assert "Luis Ortega" in summary and "asked, no reply yet" in summary
@@ -40,6 +41,11 @@ def test_demo_runs_twice_and_its_packet_is_clean(tmp_path: Path) -> None:
     ]:
         assert phrase in packet, phrase
     assert "Elena Petrova (Petrova Design): excused" in packet
+    # The correction replaced one section only; the thanks changed nothing and is shown as a note.
+    assert "our co-packer wants a 9% price increase from March" in packet
+    assert "Shift bonuses beat hourly raises" in packet and "Version 2: Replaced Challenges." in packet
+    assert 'Also wrote (changed nothing): "Thanks, looks right!"' in packet
+    assert "Closed the pilot with Bay Logistics" in packet and "Priority A. How do I keep the team steady" in packet
     assert "no update from Luis Ortega" in packet
     # Nothing of the quoted request, the quote headers, the signatures or the out-of-office.
     for leak in [

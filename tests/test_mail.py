@@ -71,11 +71,14 @@ RECEIPT = {
     "month_label": "December",
     "version": 2,
     "is_skip": False,
+    "changed": "Replaced Wins; kept both the earlier and the new text of Asks.",
+    "moved_from_month": "November",
     "ratings": {"business": 7, "personal": 6, "family": 8},
     "captured": [
-        {"title": "Wins", "text": "Closed the Series A.\nHired a VP of Sales."},
+        {"title": "Wins", "text": "Closed the Series A.\nHired a VP of Sales.", "is_flagged": False},
         # Member text is untrusted: the HTML golden shows it escaped.
-        {"title": "Asks", "text": "An intro to a CFO who has done R&D tax credits <under $50M>."},
+        {"title": "Asks", "text": "An intro to a CFO who has done R&D tax credits <under $50M>.\n\nA banker.",
+         "is_flagged": True},
     ],
     "attachments": ["Q4 plan.pdf"],
 }
@@ -92,15 +95,18 @@ SKIP_RECEIPT = {
 NOTICE = {"subject": "Quick question about the retreat", "group_name": "Roundtable"}
 HELD_NOTICE = {
     "group_name": GROUP,
+    "group_slug": "hudson",
     "facilitator_name": "Dana Whitfield",
     "member_name": "Alice Chen",
     "member_email": "alice@northwind.example",
     "sender": "assistant@northwind.example",
     "subject": "Re: Your December update for Hudson Valley CEO Forum",
     "inbound_id": 42,
+    "reason": "it came from assistant@northwind.example, which is not Alice Chen's address or one of their registered alternates",
 }
 BOUNCE_NOTICE = {
     "group_name": GROUP,
+    "group_slug": "hudson",
     "facilitator_name": "Dana Whitfield",
     "member_name": "Carmen Ruiz",
     "member_email": "carmen@ruizfoods.example",
@@ -126,6 +132,9 @@ def packet_email_context() -> dict[str, Any]:
             commitments=["Hire a CFO"],
             attachments=["Q4 plan.pdf"],
             version=2,
+            flagged=["asks"],
+            notes=["Thanks, looks right!"],
+            changed="Replaced Wins; kept both the earlier and the new text of Asks.",
         ),
         MemberEntry(name="Ben Okafor", company="Okafor Logistics", status="excused"),
         MemberEntry(

@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 from app import roster
 from app.cycles import queue_requests
 from app.models import Cycle, InboundMessage, Member, OutboundMessage, Update, UpdateRequest
-from app.replies import find_tokens, process_inbound, read_message, safe_filename
+from app.addresses import find_tokens
+from app.replies import process_inbound, read_message, safe_filename
 from app.settings import Settings
 from tests.conftest import NOW
 from tests.mails import raw_mode, reply

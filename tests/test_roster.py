@@ -53,3 +53,25 @@ def test_csv_import_reports_bad_rows_by_line_and_imports_nothing(session, group)
 def test_csv_without_the_needed_columns(session, group) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(roster.RosterError, match="line 1: the header needs columns email"):
         roster.import_members_csv(session, group, "name,mail\nA,a@b.example\n")
+
+
+def test_csv_import_refuses_another_members_alternate_address(session, group) -> None:  # type: ignore[no-untyped-def]
+    alice = session.scalars(select(Member).where(Member.email == "alice@northwind.example")).one()
+    roster.add_alternate_address(session, alice, "assistant@northwind.example")
+    with pytest.raises(roster.RosterError, match="line 2: assistant@northwind.example is an alternate address of Alice Chen"):
+        roster.import_members_csv(session, group, "name,email\nPat,Assistant@Northwind.example\n")
+
+
+def test_member_state_says_removed_inactive_or_bouncing(session, group) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import NOW
+
+    alice, ben, carmen = group.members
+    roster.set_active(session, ben, False)
+    carmen.bounced_at, carmen.bounce_reason = NOW, "5.1.1 no such user"
+    assert [roster.member_state(m, "UTC") for m in (alice, ben, carmen)] == [
+        "active",
+        "inactive",
+        "active, bouncing: 5.1.1 no such user",
+    ]
+    roster.remove_member(session, ben, NOW)
+    assert roster.member_state(ben, "UTC") == f"removed {NOW:%Y-%m-%d}"

@@ -2,7 +2,8 @@
 
 `updates.change` records how a later message was read (a whole new update, a correction, an
 addition, or unclear and flagged) and which sections it touched, so a receipt and the packet
-can say what changed. `members.removed_at` keeps a removed member in the history of past cycles
+can say what changed. `inbound_messages.note` keeps the words of a message that changed nothing
+(thanks, a question), for the facilitator. `members.removed_at` keeps a removed member in the history of past cycles
 while they leave the roster.
 
 Revision ID: 0003
@@ -23,6 +24,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('updates') as batch:
         batch.add_column(sa.Column('change', sa.JSON(), nullable=False, server_default='{}'))
+    with op.batch_alter_table('inbound_messages') as batch:
+        batch.add_column(sa.Column('note', sa.Text(), nullable=True))
     with op.batch_alter_table('members') as batch:
         batch.add_column(sa.Column('removed_at', sa.DateTime(timezone=True), nullable=True))
 
@@ -30,5 +33,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('members') as batch:
         batch.drop_column('removed_at')
+    with op.batch_alter_table('inbound_messages') as batch:
+        batch.drop_column('note')
     with op.batch_alter_table('updates') as batch:
         batch.drop_column('change')
