@@ -9,7 +9,7 @@ import secrets
 # A reply token: 128 random bits, lower-case hex, in `reply+<token>@<inbound domain>`.
 TOKEN_BYTES = 16
 # `+` may be stripped by an MTA, or arrive as a space from an unescaped query string.
-_TOKEN_IN_ADDRESS = re.compile(r"\breply[+ ]?([0-9a-f]{%d})@" % (2 * TOKEN_BYTES), re.IGNORECASE)
+_TOKEN_IN_ADDRESS = re.compile(rf"\breply[+ ]?([0-9a-f]{{{2 * TOKEN_BYTES}}})@", re.IGNORECASE)
 
 
 def normalize(address: str) -> str:

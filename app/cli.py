@@ -27,7 +27,7 @@ from app.cycles import (
     schedule_meeting,
 )
 from app.models import Cycle, Group, InboundMessage, Member, OutboundMessage
-from app.participation import status_report
+from app.status import status_report
 from app.settings import ConfigError, Settings, configure, current_settings
 
 

@@ -3,14 +3,14 @@ column defaults) read it here, so that a test can set it for everything at once.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 _fixed: datetime | None = None
 
 
 def now() -> datetime:
     """The current time, timezone-aware UTC (or the time `set_now` fixed)."""
-    return _fixed if _fixed is not None else datetime.now(timezone.utc)
+    return _fixed if _fixed is not None else datetime.now(UTC)
 
 
 def set_now(value: datetime | None) -> None:
@@ -18,4 +18,4 @@ def set_now(value: datetime | None) -> None:
     global _fixed
     if value is not None and value.tzinfo is None:
         raise ValueError("naive datetime given; pass a timezone-aware datetime")
-    _fixed = None if value is None else value.astimezone(timezone.utc)
+    _fixed = None if value is None else value.astimezone(UTC)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select
@@ -16,8 +16,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app import clock, mail
-from app.addresses import new_token
-from app.models import Cycle, CycleStatus, Group, Member, OutboundMessage, UpdateRequest
+from app.addresses import new_token, normalize, same
+from app.models import (
+    Cycle,
+    CycleStatus,
+    Group,
+    Member,
+    OutboundMessage,
+    OutboundStatus,
+    UpdateRequest,
+)
+from app.participation import group_standings
 from app.sections import SECTIONS
 from app.settings import Settings
 
@@ -41,7 +50,7 @@ class Schedule:
 def local_at(day: date, clock: str, tz: str) -> datetime:
     """`clock` (HH:MM) on `day` in zone `tz`, as UTC; wall-clock time, so DST never shifts it."""
     hour, minute = (int(part) for part in clock.split(":"))
-    return datetime.combine(day, time(hour, minute), tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+    return datetime.combine(day, time(hour, minute), tzinfo=ZoneInfo(tz)).astimezone(UTC)
 
 
 def schedule_for(
@@ -260,6 +269,10 @@ def request_context(shared: dict[str, object], member: Member, commitments: list
     return {**shared, "first_name": member.first_name, "commitments": commitments}
 
 
+# A request that never reached the member: sent again when their address is corrected.
+UNDELIVERED = (OutboundStatus.FAILED, OutboundStatus.BOUNCED, OutboundStatus.DROPPED)
+
+
 def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[int]:
     """Queue one update request email per active member; return new outbound ids. Safe twice.
 
@@ -273,13 +286,15 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
             select(UpdateRequest.member_id, UpdateRequest.token).where(UpdateRequest.cycle_id == cycle.id)
         ).all()
     )
-    queued_keys = set(
-        session.scalars(
-            select(OutboundMessage.dedupe_key).where(
-                OutboundMessage.cycle_id == cycle.id, OutboundMessage.kind == "update_request"
-            )
-        )
-    )
+    queued = session.execute(
+        select(OutboundMessage.dedupe_key, OutboundMessage.member_id, OutboundMessage.to_email, OutboundMessage.status)
+        .where(OutboundMessage.cycle_id == cycle.id, OutboundMessage.kind == "update_request")
+        .order_by(OutboundMessage.id)
+    ).all()
+    queued_keys = {key for key, *_ in queued}
+    # The latest request to a member that never arrived, and where it went: a corrected address
+    # gets the request again.
+    undelivered = {member_id: to_email for _, member_id, to_email, status in queued if status in UNDELIVERED}
     members = [m for m in group.members if m.is_reachable]
     new_requests = [
         {"cycle_id": cycle.id, "member_id": m.id, "token": new_token(), "created_at": clock.now()}
@@ -294,6 +309,8 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
     rows = []
     for member in members:
         key = f"request:{cycle.id}:{member.id}"
+        if key in queued_keys and member.id in undelivered and not same(undelivered[member.id], member.email):
+            key = f"{key}:{normalize(member.email)}"
         if key in queued_keys:
             continue
         token = tokens[member.id]
@@ -321,8 +338,9 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
 
 
 def request_new_members(session: Session, settings: Settings, group: Group, now: datetime) -> list[int]:
-    """Queue the update request at once to members who joined (or came back) after the
-    requests went out, in every cycle still open for updates; return new outbound ids.
+    """Queue the update request at once to members who joined (or came back, or whose address
+    was corrected after their request bounced) after the requests went out, in every cycle still
+    open for updates; return new outbound ids.
 
     Flushes. Safe twice: members who have their request get nothing more.
     """
@@ -471,8 +489,6 @@ def queue_reminders(session: Session, settings: Settings, cycle: Cycle, index: i
 
 def queue_digest(session: Session, settings: Settings, cycle: Cycle, now: datetime) -> list[int]:
     """After the last reminder: tell each facilitator who is still missing, with a nudge to forward."""
-    from app.participation import group_standings
-
     group = cycle.group
     standings = group_standings(session, group, now, upto=cycle)
     requests = {r.member_id: r for r in cycle.requests}

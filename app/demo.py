@@ -303,7 +303,7 @@ def run_demo(folder: Path) -> str:
         posted += 1
     jobs.run(jobs.COMPILE_JOB, cycle_id)
 
-    from app.participation import status_report
+    from app.status import status_report
 
     with db.session_scope(settings.database_url) as session:
         group = session.scalar(select(Group).where(Group.slug == GROUP["slug"]))

@@ -36,7 +36,9 @@ from app.models import Member, OutboundMessage, OutboundStatus, Packet, UpdateRe
 from app.settings import Settings
 
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
-NO_REPLY_KINDS = frozenset({"packet", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice"})
+NO_REPLY_KINDS = frozenset(
+    {"packet", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice", "question_notice"}
+)
 
 
 # rq retries a send 5 times (about 45 minutes), then the sweep re-enqueues it on later ticks.

@@ -66,6 +66,9 @@ def packet_context(
     `previous` is the last version's context: a new version says what changed since it.
     """
     replied = [m for m in members if m.status in ("replied", "late")]
+    # The packet is read, not answered: "Topic for the group", not its "(priority A, B or C)".
+    titles = {s.key: s.label for s in SECTIONS} | {"other": "Other notes"}
+    order = [s.key for s in SECTIONS] + ["other"]
     low_ratings = sorted(
         (
             {"name": m.name, "area": area, "value": value}
@@ -89,9 +92,6 @@ def packet_context(
         for m in members
         if m.commitments or m.texts.get("commitments")
     ]
-    # The packet is read, not answered: "Topic for the group", not its "(priority A, B or C)".
-    titles = {s.key: s.label for s in SECTIONS} | {"other": "Other notes"}
-    order = [s.key for s in SECTIONS] + ["other"]
     return {
         "group_name": group_name,
         "month_label": month,
@@ -111,6 +111,12 @@ def packet_context(
             "low_ratings": low_ratings,
             "urgent_topics": [t for t in topics if t["priority"] == "A"],
             "asks": asks,
+            # Sections where a later message left two texts: settle them with the member.
+            "flagged": [
+                {"name": m.name, "sections": [titles[key] for key in m.flagged if key in titles]}
+                for m in replied
+                if m.flagged
+            ],
         },
         "topics": topics,
         "ledger": ledger,
@@ -162,6 +168,9 @@ def member_entries(session: Session, cycle: Cycle, now: datetime) -> list[Member
     for member in cycle.group.members:
         request: UpdateRequest | None = requests.get(member.id)
         if request is None and not member.is_reachable:
+            continue
+        left = not member.is_active or member.removed_at is not None  # on leave or removed
+        if left and (request is None or request.replied_at is None):
             continue
         commitments = all_commitments.get(member.id, [])
         standing = standing_in(cycle, request, now) if request is not None else Attendance.NOT_ASKED

@@ -394,6 +394,8 @@ def _apply(
         row.kind = "note"
         row.note = reading.text.strip() or None
         row.reason = "a note with no update content: " + (merged.notes[0] if merged.notes else "nothing changed")
+        if row.note and "?" in row.note:
+            outcome.outbound_ids += _pass_on_question(session, settings, row, request)
         session.flush()
         return outcome
     update = save_update(session, request, row, reading, merged)
@@ -409,6 +411,37 @@ def _apply(
         outcome.recompile_cycle_ids.append(cycle.id)  # after the deadline: a new packet version
     session.flush()
     return outcome
+
+
+def _pass_on_question(session: Session, settings: Settings, row: InboundMessage, request: UpdateRequest) -> list[int]:
+    """A member's question ("Can I bring a guest?") goes to the facilitators now, not only into
+    the packet; their answer goes straight to the member (Reply-To)."""
+    cycle, member = request.cycle, request.member
+    ids = []
+    for facilitator in cycle.group.facilitators:
+        notice = mail.queue_email(
+            session,
+            settings,
+            kind="question_notice",
+            dedupe_key=f"question:{row.id}:{facilitator.id}",
+            to_email=facilitator.email,
+            to_name=facilitator.name,
+            reply_to=member.email,
+            group_id=cycle.group_id,
+            cycle_id=cycle.id,
+            member_id=member.id,
+            context={
+                "group_name": cycle.group.name,
+                "facilitator_name": facilitator.name,
+                "member_name": member.name,
+                "member_email": member.email,
+                "month_label": month_label(cycle),
+                "question": row.note,
+            },
+        )
+        if notice is not None:
+            ids.append(notice.id)
+    return ids
 
 
 def _hold(

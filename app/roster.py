@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import mail
+from app import addresses, mail
 from app.models import Facilitator, Group, Member, MemberAddress
 from app.settings import Settings
 
@@ -34,7 +34,7 @@ class RowError:
 
 
 def normalize_email(address: str) -> str:
-    return address.strip().lower()
+    return addresses.normalize(address)
 
 
 def check_email(address: str) -> str:
@@ -347,8 +347,8 @@ def mark_bouncing(session: Session, settings: Settings, address: str, reason: st
     Flushes. Safe to call twice: an address already marked is left as it is, told once.
     """
     notices: list[int] = []
-    for member in session.scalars(select(Member).where(func.lower(Member.email) == address.lower())):
-        if member.bounced_at is not None:
+    for member in session.scalars(select(Member).where(func.lower(Member.email) == addresses.normalize(address))):
+        if member.bounced_at is not None or member.removed_at is not None:
             continue
         member.bounced_at = now
         member.bounce_reason = reason[:500]

@@ -181,6 +181,7 @@ def test_an_unclear_rewrite_keeps_both_texts_and_flags_them_in_the_packet(client
     packet = _packet(session, settings, cycle)
     assert "Closed the Acme contract." in packet.text and "Hired a COO from Globex." in packet.text
     assert "Two texts kept" in packet.text and "Two texts kept" in packet.html
+    assert "Check with Alice Chen: two texts kept for Wins" in packet.text
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -291,3 +292,15 @@ def test_processing_a_follow_up_twice_changes_nothing(client, session, settings,
     session.commit()
     after = (session.scalar(select(func.count(Update.id))), session.scalar(select(func.count(OutboundMessage.id))))
     assert before == after == (2, before[1])
+
+
+def test_a_question_reaches_the_facilitator_at_once_and_their_answer_goes_to_the_member(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    alice = requests_by_email(session, settings, cycle)["alice@northwind.example"]
+    post(client, raw_mode(reply(alice.token, FULL)))
+    post(client, raw_mode(reply(alice.token, "Can I bring a guest on Thursday?")))
+    post(client, raw_mode(reply(alice.token, "Thanks!")))  # not a question: no notice
+    [notice] = outbound(session, "question_notice")
+    assert (notice.to_email, notice.reply_to) == ("dana@facilitation.example", "alice@northwind.example")
+    assert notice.context["question"] == "Can I bring a guest on Thursday?"
+    assert len(outbound(session, "receipt")) == 1
+    assert session.scalar(select(func.count(Update.id))) == 1

@@ -177,6 +177,12 @@ GOLDEN_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "receipt_skip": ("receipt", SKIP_RECEIPT),
     "notice": ("notice", NOTICE),
     "held_notice": ("held_notice", HELD_NOTICE),
+    "question_notice": (
+        "question_notice",
+        {"group_name": GROUP, "facilitator_name": "Dana Whitfield", "member_name": "Alice Chen",
+         "member_email": "alice@northwind.example", "month_label": "December",
+         "question": "Can I bring a guest on Thursday? She runs <our> Ohio plant."},
+    ),
     "bounce_notice": ("bounce_notice", BOUNCE_NOTICE),
     "packet": ("packet", packet_email_context()),
 }

@@ -274,6 +274,30 @@ def test_a_new_address_for_a_member_who_bounced_before_the_requests_gets_the_req
     assert CARMEN not in sent_to(settings)
 
 
+def test_a_corrected_address_gets_the_request_that_bounced_and_only_once(run, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    month = open_cycle(run, session, cycle)
+    fresh(session)
+    request_mail = session.scalars(
+        select(OutboundMessage).where(OutboundMessage.kind == "update_request", OutboundMessage.to_email == CARMEN)
+    ).one()
+    request_mail.status = "bounced"  # as the Event Webhook records it
+    roster.mark_bouncing(session, settings, CARMEN, "5.1.1 no such user", NOW)
+    session.commit()
+
+    result = run("member", "edit", SLUG, CARMEN, "--email", "carmen@ruiz.example")
+
+    assert f"sent Carmen Ruiz the {month} update request" in result.output
+    assert sent_to(settings, "update").count("carmen@ruiz.example") == 1
+    fresh(session)
+    resent = session.scalars(
+        select(OutboundMessage).where(OutboundMessage.to_email == "carmen@ruiz.example")
+    ).one()
+    assert resent.reply_to == request_mail.reply_to  # the same request, the same token
+    assert run("member", "activate", SLUG, "carmen@ruiz.example").exit_code == 0
+    assert run("tick").exit_code == 0
+    assert sent_to(settings, "update").count("carmen@ruiz.example") == 1
+
+
 # --- member list and alternates -------------------------------------------------------------------
 
 

@@ -169,7 +169,7 @@ def test_attendance_and_streaks() -> None:
 
 
 def test_status_shows_participation(session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
-    from app.participation import status_report
+    from app.status import status_report
 
     run_tick(session, settings, cycle.request_at)
     text = status_report(session, cycle.group)
