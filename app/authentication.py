@@ -82,19 +82,29 @@ def sender_authentication(raw: bytes, fields: dict[str, Any], from_address: str)
         and r.result == "fail"
         and (domain is None or r.domain in (None, domain))
     ]
-    spf_failed = any(r.method == "spf" and r.result in _SPF_FAILED for r in results)
+    spf = [r for r in results if r.method == "spf"]
+    spf_failed = any(r.result in _SPF_FAILED for r in spf)
+    # An SPF pass for another domain (the forger's own) says nothing for the From domain: as
+    # DMARC reads it, SPF failed to align.
+    spf_elsewhere = sorted(
+        {r.domain for r in spf if r.result == "pass" and r.domain and domain and not _aligned(r.domain, domain)}
+    )
+    if any(r.result == "pass" and _aligned(r.domain, domain) for r in spf):
+        spf_elsewhere = []
     dkim = [r for r in results if r.method == "dkim"]
     dkim_state = _dkim_state(dkim, domain)
 
     shown = _shown(from_address)
-    if dmarc_failed or (spf_failed and dkim_state in ("fail", "none")):
+    spf_not_for_sender = spf_failed or bool(spf_elsewhere)
+    if dmarc_failed or (spf_not_for_sender and dkim_state in ("fail", "none")):
         clauses = (
             [f"DMARC failed for {_shown(domain or dmarc_failed[0].domain) or 'its domain'}"]
             if dmarc_failed
             else []
         )
-        if spf_failed and dkim_state in ("fail", "none"):
-            clauses += ["SPF failed", _dkim_failure(dkim, domain, dkim_state)]
+        if spf_not_for_sender and dkim_state in ("fail", "none"):
+            said_spf = "SPF failed" if spf_failed else f"SPF passed only for {', '.join(_shown(d) for d in spf_elsewhere[:3])}"
+            clauses += [said_spf, _dkim_failure(dkim, domain, dkim_state)]
         said = ", ".join(clauses[:-1]) + " and " + clauses[-1] if len(clauses) > 1 else clauses[0]
         opening = f"it claims to be from {shown}, but" if shown else "it has no From address, and"
         return Authentication("fail", f"{opening} {said}")

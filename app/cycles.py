@@ -7,6 +7,7 @@ turns due actions into outbound rows (unique dedupe keys), and leaves the commit
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app import clock, mail
-from app.addresses import new_token, normalize, same
+from app.addresses import new_token, same
 from app.models import (
     Cycle,
     CycleStatus,
@@ -281,20 +282,23 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
     fail this statement and the next tick retries.
     """
     group = cycle.group
-    tokens = dict(
-        session.execute(
-            select(UpdateRequest.member_id, UpdateRequest.token).where(UpdateRequest.cycle_id == cycle.id)
-        ).all()
-    )
+    existing = session.execute(
+        select(UpdateRequest.member_id, UpdateRequest.token, UpdateRequest.replied_at).where(
+            UpdateRequest.cycle_id == cycle.id
+        )
+    ).all()
+    tokens = {member_id: token for member_id, token, _ in existing}
+    answered = {member_id for member_id, _, replied_at in existing if replied_at is not None}
     queued = session.execute(
         select(OutboundMessage.dedupe_key, OutboundMessage.member_id, OutboundMessage.to_email, OutboundMessage.status)
         .where(OutboundMessage.cycle_id == cycle.id, OutboundMessage.kind == "update_request")
         .order_by(OutboundMessage.id)
     ).all()
     queued_keys = {key for key, *_ in queued}
-    # The latest request to a member that never arrived, and where it went: a corrected address
-    # gets the request again.
-    undelivered = {member_id: to_email for _, member_id, to_email, status in queued if status in UNDELIVERED}
+    # Each member's latest request email, and how many there were: one that never arrived goes
+    # again once the address is corrected or its bounce mark cleared.
+    latest = {member_id: (to_email, status) for _, member_id, to_email, status in queued}
+    sent_count = Counter(member_id for _, member_id, _, _ in queued)
     members = [m for m in group.members if m.is_reachable]
     new_requests = [
         {"cycle_id": cycle.id, "member_id": m.id, "token": new_token(), "created_at": clock.now()}
@@ -308,9 +312,11 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
     shared = cycle_context(cycle)
     rows = []
     for member in members:
+        if member.id in answered:
+            continue  # their update came before their request (a reply on last month's thread)
         key = f"request:{cycle.id}:{member.id}"
-        if key in queued_keys and member.id in undelivered and not same(undelivered[member.id], member.email):
-            key = f"{key}:{normalize(member.email)}"
+        if key in queued_keys and _worth_resending(member, *latest[member.id]):
+            key = f"{key}:{sent_count[member.id]}"
         if key in queued_keys:
             continue
         token = tokens[member.id]
@@ -335,6 +341,14 @@ def queue_requests(session: Session, settings: Settings, cycle: Cycle) -> list[i
         cycle.status = CycleStatus.REQUESTED
     session.expire(cycle, ["requests"])  # inserted by id above; reload the collection when next read
     return ids
+
+
+def _worth_resending(member: Member, last_to: str, last_status: str) -> bool:
+    """The member's last request email never arrived, and something changed since: their address,
+    or a bounce mark cleared (a full mailbox, a server since fixed)."""
+    if last_status not in UNDELIVERED:
+        return False
+    return not same(last_to, member.email) or last_status == OutboundStatus.BOUNCED
 
 
 def request_new_members(session: Session, settings: Settings, group: Group, now: datetime) -> list[int]:

@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import socket
+import unicodedata
 import urllib.error
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,8 +28,9 @@ import css_inline
 from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from python_http_client import exceptions as http_errors
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import addresses, clock
@@ -199,7 +201,9 @@ def queue_email(
 def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
     """Send one queued email and mark it sent; True if this call sent it. Safe to call twice.
 
-    Commits. Raises TransientSendError after recording the attempt, so the job is retried.
+    Commits. Raises TransientSendError after recording the attempt, so the job is retried. An
+    email that cannot be rendered or built (a line break in an old roster name, an address the
+    parser refuses, a template error) is marked failed with the reason, and the job goes on.
     """
     row = session.scalars(
         select(OutboundMessage)
@@ -216,13 +220,25 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
         row.last_error = reason
         session.commit()
         return False
-    rendered = render(row.kind, row.context)
-    if row.kind == "packet":
-        packet = session.get(Packet, row.context["packet_id"])
-        if packet is not None and packet.pdf:
-            pdf = (row.context["pdf_name"], "application/pdf", packet.pdf)
-            rendered = Rendered(rendered.subject, rendered.text, rendered.html, (pdf,))
     row.attempts += 1
+    try:
+        rendered = render(row.kind, row.context)
+        if row.kind == "packet":
+            packet = session.get(Packet, row.context["packet_id"])
+            if packet is not None and packet.pdf:
+                pdf = (row.context["pdf_name"], "application/pdf", packet.pdf)
+                rendered = Rendered(rendered.subject, rendered.text, rendered.html, (pdf,))
+        # Built here whatever the transport (the outbox builds it again, cheaply): what this row
+        # holds is the row's problem, so it fails alone instead of ending the job with the rest
+        # of its batch unsent, and failing the same way on every retry.
+        build_mime(settings, row, rendered, clock.now())
+    except (SQLAlchemyError, BaseTimeoutException, MemoryError, OSError):
+        raise  # ours, not the email's: the job ends, and rq records or retries it
+    except Exception as error:  # noqa: BLE001 - recorded on the row: a status, not a log line
+        row.status = OutboundStatus.FAILED
+        row.last_error = f"could not build this email: {type(error).__name__}: {error}"[:2000]
+        session.commit()
+        return False
     try:
         row.provider_message_id = transport_send(settings, row, rendered)
     except PermanentSendError as error:
@@ -296,9 +312,13 @@ def extra_headers(row: OutboundMessage) -> dict[str, str]:
 
 
 def build_mime(settings: Settings, row: OutboundMessage, rendered: Rendered, sent_at: datetime) -> EmailMessage:
-    """The full RFC 5322 message, as the outbox writes it."""
+    """The full RFC 5322 message, as the outbox writes it. Raises ValueError (or email.errors'
+    HeaderParseError) on a recipient no header can carry."""
     message = EmailMessage()
     message["From"] = settings.mail_from
+    # The parser refuses CR and LF in a name but would write NUL, ESC or DEL into the header.
+    if any(unicodedata.category(c) == "Cc" and c != "\t" for c in row.to_name):
+        raise ValueError(f"the recipient's name {row.to_name!r} has control characters")
     message["To"] = Address(display_name=row.to_name, addr_spec=row.to_email)
     if row.reply_to:
         message["Reply-To"] = row.reply_to

@@ -74,6 +74,7 @@ class InboundStatus(StrEnum):
     IGNORED = "ignored"  # machine mail: recorded, never answered
     REJECTED = "rejected"  # a person's mail we could not take; `reason` says why
     HELD = "held"  # valid token from a stranger's address: waits for the facilitator
+    FAILED = "failed"  # we could not read it (it raised, or ran out of time); kept, `reason` says why
 
 
 class OutboundStatus(StrEnum):
@@ -144,9 +145,14 @@ class Member(Base):
         return self.name.split()[0] if self.name.split() else self.name
 
     @property
+    def is_listed(self) -> bool:
+        """On the roster and active (not on leave, not removed)."""
+        return self.is_active and self.removed_at is None
+
+    @property
     def is_reachable(self) -> bool:
-        """We may mail this member: on the roster, active, and their address not bouncing."""
-        return self.is_active and self.removed_at is None and self.bounced_at is None
+        """We may mail this member: listed, and their address not bouncing."""
+        return self.is_listed and self.bounced_at is None
 
 
 class MemberAddress(Base):

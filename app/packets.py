@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app import mail
 from app.addresses import normalize
 from app.cycles import local_label, meeting_label, month_label, open_commitments
-from app.followups import describe
+from app.followups import combined, describe
 from app.mail import template_env
 from app.models import Cycle, CycleStatus, InboundMessage, Packet, UpdateRequest
 from app.participation import Attendance, standing_in
@@ -158,7 +158,11 @@ def changes_since(previous: dict[str, Any], members: list[MemberEntry]) -> list[
     return changes
 
 
-def member_entries(session: Session, cycle: Cycle, now: datetime) -> list[MemberEntry]:
+def member_entries(
+    session: Session, cycle: Cycle, now: datetime, shown_versions: dict[str, int] | None = None
+) -> list[MemberEntry]:
+    """Each member asked this cycle, as the packet shows them. `shown_versions`: the update
+    version of each member (by name) in the last packet, so a new one says what changed since."""
     tz = cycle.group.timezone
     requests = {r.member_id: r for r in cycle.requests}
     all_commitments = open_commitments(session, cycle)
@@ -167,19 +171,18 @@ def member_entries(session: Session, cycle: Cycle, now: datetime) -> list[Member
     entries = []
     for member in cycle.group.members:
         request: UpdateRequest | None = requests.get(member.id)
-        if request is None and not member.is_reachable:
-            continue
-        left = not member.is_active or member.removed_at is not None  # on leave or removed
-        if left and (request is None or request.replied_at is None):
-            continue
+        if request is None or (not member.is_listed and request.replied_at is None):
+            continue  # not asked this cycle, or gone (on leave, removed) without a word
         commitments = all_commitments.get(member.id, [])
-        standing = standing_in(cycle, request, now) if request is not None else Attendance.NOT_ASKED
-        status = status_of.get(standing, "missing")
-        update = next((u for u in reversed(request.updates) if not u.is_skip), None) if request is not None else None
-        member_notes = notes.get(request.id, []) if request is not None else []
-        if status not in ("replied", "late") or update is None or request is None or request.replied_at is None:
+        status = status_of.get(standing_in(cycle, request, now), "missing")
+        updates = [u for u in request.updates if not u.is_skip]
+        member_notes = notes.get(request.id, [])
+        if status not in ("replied", "late") or not updates or request.replied_at is None:
             entries.append(MemberEntry(member.name, member.company, status, commitments=commitments, notes=member_notes))
             continue
+        update = updates[-1]
+        since = (shown_versions or {}).get(member.name, 1)
+        changes = [u.change for u in updates if u.version > since]
         sections = update.sections
         label = local_label(request.replied_at, tz)
         if update.version > 1:
@@ -198,7 +201,7 @@ def member_entries(session: Session, cycle: Cycle, now: datetime) -> list[Member
                 version=update.version,
                 flagged=list(sections.get("flagged", [])),
                 notes=member_notes,
-                changed=describe(update.change) if update.version > 1 else "",
+                changed=describe(combined(changes)) if changes else "",
             )
         )
     # Who wrote most recently sits lowest; members who owe an update go last.
@@ -256,7 +259,8 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
     cycle = session.scalars(select(Cycle).where(Cycle.id == cycle_id).with_for_update()).one()
     group = cycle.group
     latest = cycle.packets[-1] if cycle.packets else None
-    members = member_entries(session, cycle, now)
+    shown = {m["name"]: m["version"] for m in latest.context.get("members", [])} if latest is not None else None
+    members = member_entries(session, cycle, now, shown)
     base = dict(
         group_name=group.name,
         month=month_label(cycle),
@@ -265,7 +269,8 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
         members=members,
     )
     content_hash = hashlib.sha256(
-        json.dumps({**base, "members": [asdict(m) for m in members]}, sort_keys=True).encode()
+        # What changed since the last version is about the versions, not the content: left out.
+        json.dumps({**base, "members": [asdict(m) | {"changed": ""} for m in members]}, sort_keys=True).encode()
     ).hexdigest()
     if latest is not None and latest.content_hash == content_hash:
         packet, is_new = latest, False

@@ -14,7 +14,7 @@ import email.errors
 import mimetypes
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
@@ -32,11 +32,13 @@ from app.cycles import excuse, month_label, request_for, request_message_id
 from app.machine import classify, decode_bytes, decode_header_value
 from app.models import (
     Cycle,
+    CycleStatus,
     InboundMessage,
     InboundStatus,
     Member,
     MemberAddress,
     OutboundMessage,
+    OutboundStatus,
     StoredAttachment,
     Update,
     UpdateRequest,
@@ -385,8 +387,21 @@ def _apply(
 ) -> Outcome:
     """Merge a member's message into their update for `request`, then receipt and recompile."""
     outcome = Outcome()
+    # One message at a time per request: two drains merging into the same version would lose one.
+    session.scalars(select(UpdateRequest.id).where(UpdateRequest.id == request.id).with_for_update()).one()
+    session.refresh(request, ["updates"])
     previous = request.latest_update
-    merged = followups.merge(previous.sections if previous is not None else None, reading.sections, reading.text)
+    cycle = request.cycle
+    # A message released after newer versions were made, or arriving after the meeting, may add
+    # but never replace: what differs is kept twice and flagged.
+    older = row.received_at >= cycle.meeting_ends_at or (previous is not None and previous.created_at > row.received_at)
+    merged = followups.merge(
+        previous.sections if previous is not None else None,
+        reading.sections,
+        reading.text,
+        older=older,
+        has_attachments=bool(reading.attachments),
+    )
     row.status = InboundStatus.ACCEPTED
     if merged.changes_nothing:
         # Kept (the packet shows it to the facilitator) and never answered: a receipt for
@@ -394,7 +409,7 @@ def _apply(
         row.kind = "note"
         row.note = reading.text.strip() or None
         row.reason = "a note with no update content: " + (merged.notes[0] if merged.notes else "nothing changed")
-        if row.note and "?" in row.note:
+        if row.note and followups.is_question(row.note):
             outcome.outbound_ids += _pass_on_question(session, settings, row, request)
         session.flush()
         return outcome
@@ -403,10 +418,9 @@ def _apply(
         row.reason = "excused: the member replied SKIP"
     else:
         row.reason = f"update version {update.version} ({merged.kind})"
-    receipt = _queue_receipt(session, settings, request, update, moved_from=moved_from)
+    receipt = _queue_receipt(session, settings, request, update, now, moved_from=moved_from)
     if receipt is not None:
         outcome.outbound_ids.append(receipt.id)
-    cycle = request.cycle
     if cycle.packets and now < cycle.meeting_starts_at:
         outcome.recompile_cycle_ids.append(cycle.id)  # after the deadline: a new packet version
     session.flush()
@@ -475,19 +489,20 @@ def release_held(session: Session, settings: Settings, inbound_id: int, now: dat
 
 def open_request(session: Session, request: UpdateRequest, at: datetime) -> UpdateRequest:
     """The request a message arriving at `at` belongs to: a reply on an old cycle's thread,
-    after its meeting, goes to the member's request in the group's open cycle if there is one.
+    after its meeting, goes to the member's request for the group's next meeting if there is one.
 
     Flushes when it has to make that request (a member added since, say).
     """
     cycle = request.cycle
     if at < cycle.meeting_ends_at:
         return request
+    # The next meeting, even if its requests have not gone out yet (the member then gets none:
+    # they have answered already).
     open_cycle = session.scalar(
         select(Cycle)
         .where(
             Cycle.group_id == cycle.group_id,
             Cycle.meeting_starts_at > cycle.meeting_starts_at,
-            Cycle.request_at <= at,
             Cycle.meeting_ends_at > at,
         )
         .order_by(Cycle.meeting_starts_at)
@@ -584,16 +599,30 @@ def save_update(
     return update
 
 
+MAX_RECEIPTS_A_DAY = 4  # per member and cycle: an auto-responder that ignores RFC 3834 cannot loop
+
+
 def _queue_receipt(
     session: Session,
     settings: Settings,
     request: UpdateRequest,
     update: Update,
+    now: datetime,
     *,
     moved_from: UpdateRequest | None = None,
 ) -> OutboundMessage | None:
     member = request.member
     cycle = request.cycle
+    sent_today = session.scalar(
+        select(func.count(OutboundMessage.id)).where(
+            OutboundMessage.kind == "receipt",
+            OutboundMessage.cycle_id == cycle.id,
+            OutboundMessage.member_id == member.id,
+            OutboundMessage.created_at > now - timedelta(days=1),
+        )
+    )
+    if (sent_today or 0) >= MAX_RECEIPTS_A_DAY:
+        return None  # the update is saved; the next receipt tomorrow shows it all
     texts: dict[str, str] = update.sections.get("texts", {})
     ratings: dict[str, int] = update.sections.get("ratings", {})
     flagged = set(update.sections.get("flagged", []))
@@ -688,7 +717,23 @@ def _record_bounce(
     for recipient in reading.bounced:
         if recipient.get("is_hard") and recipient.get("address"):
             reason = f"{recipient.get('status') or ''} {recipient.get('diagnostic') or ''}".strip()
-            notices += roster.mark_bouncing(
-                session, settings, str(recipient["address"]), reason or "the receiving server refused it", now
-            )
+            reason = reason or "the receiving server refused it"
+            notices += roster.mark_bouncing(session, settings, str(recipient["address"]), reason, now)
+            _mark_requests_bounced(session, str(recipient["address"]), reason)
     return notices
+
+
+def _mark_requests_bounced(session: Session, address: str, reason: str) -> None:
+    """The update requests we sent to a bouncing address never arrived: say so on the ledger, so
+    that a corrected address (or a cleared bounce mark) gets them again (app.cycles)."""
+    open_cycles = select(Cycle.id).where(Cycle.status != CycleStatus.DONE)
+    for row in session.scalars(
+        select(OutboundMessage).where(
+            OutboundMessage.to_email == normalize(address),
+            OutboundMessage.kind == "update_request",
+            OutboundMessage.status.in_((OutboundStatus.SENT, OutboundStatus.DELIVERED)),
+            OutboundMessage.cycle_id.in_(open_cycles),
+        )
+    ):
+        row.status = OutboundStatus.BOUNCED
+        row.last_error = f"bounced: {reason}"[:500]

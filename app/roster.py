@@ -6,8 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
@@ -17,7 +20,14 @@ from app import addresses, mail
 from app.models import Facilitator, Group, Member, MemberAddress
 from app.settings import Settings
 
+# The shape of an address we store: no spaces, brackets or quotes, an ASCII domain with a dot.
+# check_email then asks the parser build_mime uses (see email_problem).
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+MAX_EMAIL = 254  # RFC 5321's limit on a forward path, less its angle brackets
+MAX_TEXT = 200  # names, companies and titles: the String(200) columns of models.py
+# Line and paragraph breaks, tabs and their kin: what a multi-line spreadsheet cell brings.
+_LINE_BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
+_NEEDS_QUOTES = frozenset("()[]:\\")  # RFC 5322 specials that EMAIL_RE lets through
 
 
 class RosterError(ValueError):
@@ -37,11 +47,61 @@ def normalize_email(address: str) -> str:
     return addresses.normalize(address)
 
 
-def check_email(address: str) -> str:
-    address = normalize_email(address)
+def email_problem(address: str) -> str | None:
+    """Why `address` (normalised) is not one we take, as the end of a sentence; None when it is.
+
+    Pure. The last word is the standard library's address parser, the one build_mime uses for
+    `To:`: an address we take is one we can send to, so no roster row can stall a send batch.
+    """
+    if len(address) > MAX_EMAIL:
+        return f"is longer than {MAX_EMAIL} characters"
     if not EMAIL_RE.match(address):
-        raise RosterError(f"{address!r} is not an email address")
+        return "is not an email address"
+    try:
+        Address(addr_spec=address)
+    except (ValueError, HeaderParseError) as error:
+        local = address.rpartition("@")[0]
+        if ".." in local or local.startswith(".") or local.endswith("."):
+            why = "a dot at the start or end of the part before the @, or two in a row"
+        elif not local.isascii():
+            why = "letters outside ASCII before the @"
+        elif odd := sorted(_NEEDS_QUOTES & set(local)):
+            word = "the character" if len(odd) == 1 else "the characters"
+            why = f"{word} {' '.join(odd)} before the @"
+        else:
+            why = str(error)
+        return f"is not an email address we can send to: {why}"
+    return None
+
+
+def check_email(address: str) -> str:
+    """The address as we store it (normalize_email); RosterError when we could not send to it."""
+    address = normalize_email(address)
+    problem = email_problem(address)
+    if problem is not None:
+        raise RosterError(f"{address!r} {problem}")
     return address
+
+
+def one_line(value: str, what: str = "name", *, required: bool = True) -> str:
+    """`value` as we store a name, company or title: on one line, trimmed. Pure.
+
+    A cell typed over two lines in Excel (Alt+Enter) is joined with a space, not refused: the
+    name is right, only its layout is not. Any other control character (NUL, ESC, DEL, C1) is
+    refused instead, since it means a file read in the wrong encoding, and a name goes into the
+    `To:` header, where a line break would fail the email and a control character garble it.
+    """
+    value = " ".join(part.strip() for part in _LINE_BREAKS.split(value) if part.strip())
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise RosterError(
+            f"{what} contains the control character U+{ord(bad):04X} (is the file UTF-8?)"
+        )
+    if required and not value:
+        raise RosterError(f"{what} is empty")
+    if len(value) > MAX_TEXT:
+        raise RosterError(f"{what} is longer than {MAX_TEXT} characters")
+    return value
 
 
 def slugify(name: str) -> str:
@@ -61,6 +121,8 @@ def create_group(
     """Add a group with its first facilitator. Flushes; raises RosterError on bad input."""
     if not name.strip():
         raise RosterError("the group needs a name")
+    name = one_line(name, "the group's name")
+    facilitator_name = one_line(facilitator_name, "the facilitator's name", required=False)
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -68,10 +130,9 @@ def create_group(
     slug = slugify(slug or name)
     if session.scalar(select(Group.id).where(Group.slug == slug)) is not None:
         raise RosterError(f"a group with the slug {slug!r} exists already")
-    group = Group(name=name.strip(), slug=slug, timezone=timezone, default_location=location)
-    group.facilitators.append(
-        Facilitator(name=facilitator_name.strip(), email=check_email(facilitator_email))
-    )
+    group = Group(name=name, slug=slug, timezone=timezone, default_location=location)
+    facilitator = Facilitator(name=facilitator_name, email=check_email(facilitator_email))
+    group.facilitators.append(facilitator)
     session.add(group)
     session.flush()
     return group
@@ -124,11 +185,12 @@ def add_member(
     session: Session, group: Group, *, name: str, email: str, company: str = "", title: str = ""
 ) -> Member:
     """Add one member to `group`. Flushes; raises RosterError on bad input or a duplicate."""
-    if not name.strip():
-        raise RosterError("name is empty")
+    name = one_line(name)
+    company = one_line(company, "company", required=False)
+    title = one_line(title, "title", required=False)
     email = check_email(email)
     _check_address_free(session, group, email)
-    member = Member(group=group, name=name.strip(), email=email, company=company.strip(), title=title.strip())
+    member = Member(group=group, name=name, email=email, company=company, title=title)
     session.add(member)
     session.flush()
     return member
@@ -164,12 +226,13 @@ def edit_member(
             member.bounce_reason = None
             changes.append("bounce mark cleared")
     for field, value in (("name", name), ("company", company), ("title", title)):
-        if value is None or value.strip() == getattr(member, field):
+        if value is None:
             continue
-        if field == "name" and not value.strip():
-            raise RosterError("name is empty")
-        changes.append(f"{field} {getattr(member, field) or '(none)'} -> {value.strip() or '(none)'}")
-        setattr(member, field, value.strip())
+        value = one_line(value, field, required=field == "name")
+        if value == getattr(member, field):
+            continue
+        changes.append(f"{field} {getattr(member, field) or '(none)'} -> {value or '(none)'}")
+        setattr(member, field, value)
     session.flush()
     session.expire(member, ["addresses"])
     return changes
@@ -257,9 +320,10 @@ def remove_alternate_address(session: Session, member: Member, email: str) -> No
 def add_facilitator(session: Session, group: Group, *, name: str, email: str) -> Facilitator:
     """Add a co-facilitator: told of bounces and held mail, sent the packet. Flushes."""
     email = check_email(email)
+    name = one_line(name, required=False) or email
     if any(f.email == email for f in group.facilitators):
         raise RosterError(f"{email} is already a facilitator of {group.name}")
-    facilitator = Facilitator(name=name.strip() or email, email=email)
+    facilitator = Facilitator(name=name, email=email)
     group.facilitators.append(facilitator)
     session.flush()
     return facilitator
@@ -285,10 +349,10 @@ def remove_facilitator(session: Session, group: Group, email: str) -> Facilitato
 def import_members_csv(session: Session, group: Group, text: str) -> list[Member]:
     """Add every row of a CSV (name, email, company, title) or none of them.
 
-    Raises RosterError listing every bad row with its line number; nothing is flushed then.
+    Raises RosterError listing every bad row with the line it starts on; nothing is flushed then.
     """
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    headers = [h.strip().lower() for h in reader.fieldnames or []]
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    headers = [h.strip().lower() for h in next(reader, [])]
     missing = {"name", "email"} - set(headers)
     if missing:
         raise RosterError(f"line 1: the header needs columns {', '.join(sorted(missing))} (got {', '.join(headers) or 'nothing'})")
@@ -305,16 +369,22 @@ def import_members_csv(session: Session, group: Group, text: str) -> list[Member
     errors: list[RowError] = []
     rows: list[dict[str, str]] = []
     seen: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
-        values = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
+    end = reader.line_num
+    for cells in reader:
+        # A quoted cell may span lines (Alt+Enter in Excel): name the line its row starts on.
+        line, end = end + 1, reader.line_num
+        values = {header: cell.strip() for header, cell in zip(headers, cells) if header}
         if not any(values.values()):
             continue
-        if not values.get("name"):
-            errors.append(RowError(line, "name is empty"))
+        for field in ("name", "company", "title"):
+            try:
+                values[field] = one_line(values.get(field, ""), field, required=field == "name")
+            except RosterError as error:
+                errors.append(RowError(line, str(error)))
         email = normalize_email(values.get("email", ""))
-        if not EMAIL_RE.match(email):
-            errors.append(RowError(line, f"{values.get('email', '')!r} is not an email address"))
+        problem = email_problem(email)
+        if problem is not None:
+            errors.append(RowError(line, f"{values.get('email', '')!r} {problem}"))
         elif email in existing:
             errors.append(RowError(line, f"{email} is already a member of {group.name}"))
         elif email in alternates:

@@ -256,9 +256,11 @@ EXAMPLES = [
         sendgrid("pass", "none", "bounce@mailer.example"),
         ALICE,
         Authentication(
-            "unknown", "neither SPF nor DKIM confirms that it comes from northwind.example"
+            "fail",
+            "it claims to be from alice@northwind.example, but SPF passed only for mailer.example"
+            " and it has no DKIM signature",
         ),
-        id="spf-pass-for-another-domain-proves-nothing",
+        id="spf-pass-for-another-domain-with-no-dkim-is-a-forgery",
     ),
     pytest.param(
         [],
@@ -289,9 +291,7 @@ EXAMPLES = [
         [FORGED_PASS],
         sendgrid("pass", "none", "bounce@mailer.example"),
         ALICE,
-        Authentication(
-            "unknown", "neither SPF nor DKIM confirms that it comes from northwind.example"
-        ),
+        Authentication("fail", f"{CLAIMS} SPF passed only for mailer.example and it has no DKIM signature"),
         id="header-pass-reads-as-no-information",
     ),
     pytest.param(

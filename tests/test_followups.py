@@ -304,3 +304,161 @@ def test_a_question_reaches_the_facilitator_at_once_and_their_answer_goes_to_the
     assert notice.context["question"] == "Can I bring a guest on Thursday?"
     assert len(outbound(session, "receipt")) == 1
     assert session.scalar(select(func.count(Update.id))) == 1
+
+
+# --- kinds of second email that must not be misread (found in review) -----------------------------
+
+PARTIAL = "RATINGS\nBusiness: 4\nPersonal: 7\nFamily: 8\n\nWINS\nClosed the Acme contract.\n\nMore later, boarding a flight."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Great news - we received a term sheet from a buyer. Considering selling the company.",
+        "Our CFO is out on medical leave, cash flow is ok for now but payroll is tight.",
+        "Thanks! One thing I missed: we hired a new head of sales, starting January.",
+        "Also, we lost our biggest client this week. Could the group discuss how to replace that revenue?",
+    ],
+)
+def test_news_with_a_thank_you_or_a_question_in_it_is_content_not_a_note(text: str) -> None:
+    merged = _merge(FIRST, text)
+    assert merged.kind == "addition"
+    assert merged.sections["texts"]["other"] == text
+
+
+@pytest.mark.parametrize("text", ["Danke, passt so!", "¡Gracias, todo correcto!", "Merci, parfait.", "Perfect, thanks.\n\nBest,\nAlice"])
+def test_thanks_in_other_languages_is_a_note(text: str) -> None:
+    assert _merge(FIRST, text).kind == "note"
+
+
+def test_a_greeting_line_does_not_hide_a_correction() -> None:
+    merged = _merge(FIRST, "Hi,\n\nCorrection: WINS\nClosed Acme and Beta.")
+    assert merged.kind == "correction" and merged.sections["texts"]["wins"] == "Closed Acme and Beta."
+    assert "other" not in merged.sections["texts"]
+
+
+def test_words_around_a_section_are_kept_unless_they_only_introduce_it() -> None:
+    kept = _merge(FIRST, "Also, we hired a new CFO last week!\n\nASKS\nA payroll provider.")
+    assert kept.sections["texts"]["other"] == "Also, we hired a new CFO last week!"
+    dropped = _merge(FIRST, "Hi, here's the rest of it:\n\nLEARNED\nDelegate earlier.")
+    assert "other" not in dropped.sections["texts"] and dropped.sections["texts"]["learned"] == "Delegate earlier."
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("Hired a VP Sales.", "Hired a CFO."), ("An intro to a banker.", "An intro to a lawyer."),
+     ("Our VP Engineering resigned.", "Our CTO resigned too.")],
+)
+def test_a_different_short_text_is_kept_beside_the_old_one_not_over_it(old: str, new: str) -> None:
+    first = _merge(None, f"WINS\n{old}").sections
+    merged = _merge(first, f"WINS\n{new}")
+    assert merged.kind == "unclear" and merged.sections["texts"]["wins"] == f"{old}\n\n{new}"
+
+
+def test_a_typo_fixed_replaces_the_section() -> None:
+    merged = _merge(FIRST, "WINS\nClosed the Acme contarct.".replace("contarct", "contract, finally"))
+    assert merged.kind == "correction"
+    typo = _merge(_merge(None, "WINS\nClosed the Acme contarct.").sections, "WINS\nClosed the Acme contract.")
+    assert typo.kind == "correction" and typo.sections["texts"]["wins"] == "Closed the Acme contract."
+
+
+def test_the_rest_of_an_update_adds_to_it() -> None:
+    first = _merge(None, PARTIAL).sections
+    merged = _merge(first, "CHALLENGES\nHiring.\n\nTOPIC FOR THE GROUP\nA: pricing.\n\nASKS\nA CFO intro.")
+    assert merged.kind == "addition"
+    assert merged.sections["ratings"] == {"business": 4, "personal": 7, "family": 8}
+    assert merged.sections["texts"]["wins"] == first["texts"]["wins"]
+    assert merged.sections["texts"]["asks"] == "A CFO intro."
+
+
+def test_a_word_like_changed_inside_a_sentence_is_not_a_correction() -> None:
+    text = "Interest rates changed everything for us this month.\n\nWINS\nRefinanced the plant.\n\nASKS\nA treasury advisor."
+    merged = _merge(FIRST, text)
+    assert merged.sections["texts"]["wins"] == "Closed the Acme contract.\n\nRefinanced the plant."
+    assert merged.sections["texts"]["other"] == "Interest rates changed everything for us this month."
+
+
+def test_a_ratings_correction_in_prose_is_applied() -> None:
+    merged = _merge(FIRST, "Correction to my ratings: business 6, personal 7, family 8")
+    assert merged.sections["ratings"] == {"business": 6, "personal": 7, "family": 8}
+    assert merged.replaced == ("ratings",)
+
+
+def test_an_older_message_adds_but_never_replaces() -> None:
+    corrected = _merge(FIRST, "Correction: WINS\nClosed Acme and Beta.").sections
+    whole = "RATINGS\nBusiness: 5\nPersonal: 7\nFamily: 8\n\nWINS\nClosed Acme.\n\nCHALLENGES\nHiring.\n\nASKS\nA CFO."
+    merged = merge(corrected, split_sections(whole).to_json(), whole, older=True)
+    assert merged.sections["texts"]["wins"] == "Closed Acme and Beta.\n\nClosed Acme."
+    assert "wins" in merged.flagged and merged.sections["ratings"]["business"] == 4
+
+
+def test_a_note_with_files_is_kept_as_a_version() -> None:
+    merged = merge(FIRST, split_sections("Thanks! See attached.").to_json(), "Thanks! See attached.", has_attachments=True)
+    assert merged.kind == "attachment" and merged.sections == FIRST
+    assert describe(merged.change) == "Added the attached files."
+
+
+def test_skip_then_thanks_keeps_the_member_excused(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    ben = requests_by_email(session, settings, cycle)["ben@okafor.example"]
+    post(client, raw_mode(reply(ben.token, "SKIP", sender=BEN)))
+    post(client, raw_mode(reply(ben.token, "Thanks, see you next month!", sender=BEN)))
+    session.expire_all()
+    assert ben.excused_at is not None and ben.replied_at is None
+    assert len(outbound(session, "receipt")) == 1
+    assert "Ben Okafor (Okafor Logistics): excused" in _packet(session, settings, cycle).text
+
+
+def test_a_first_message_that_only_says_later_is_not_a_reply(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    ben = requests_by_email(session, settings, cycle)["ben@okafor.example"]
+    post(client, raw_mode(reply(ben.token, "Thanks, will send it by Friday.", sender=BEN)))
+    session.expire_all()
+    assert ben.replied_at is None and session.scalar(select(func.count(Update.id))) == 0
+    assert outbound(session, "receipt") == []
+
+
+def test_a_held_update_released_after_a_correction_does_not_undo_it(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    from app.replies import release_held
+
+    alice = requests_by_email(session, settings, cycle)["alice@northwind.example"]
+    post(client, raw_mode(reply(alice.token, FULL, sender=("Alice Chen", "alice.chen@gmail.example"))))
+    held = session.scalars(select(InboundMessage)).one()
+    assert held.status == "held"
+    clock.set_now(NOW + timedelta(hours=1))
+    post(client, raw_mode(reply(alice.token, "WINS\nClosed Acme and Beta.")))
+    release_held(session, settings, held.id, clock.now())
+    session.commit()
+    latest = session.scalars(select(Update).order_by(Update.version.desc())).first()
+    assert latest.version == 2 and latest.sections["texts"]["wins"] == "Closed Acme and Beta.\n\nClosed the Acme contract."
+    assert latest.sections["flagged"] == ["wins"]
+    assert latest.sections["texts"]["challenges"] == "Our VP Engineering resigned."
+
+
+def test_a_reply_after_the_meeting_goes_to_the_next_meeting_even_before_its_requests(client, session, settings, group) -> None:  # type: ignore[no-untyped-def]
+    from app.cycles import tick
+
+    old = schedule_meeting(session, group, day=MEETING_DAY - timedelta(days=42), start="08:30")
+    new = schedule_meeting(session, group, day=MEETING_DAY + timedelta(days=14), start="08:30")
+    session.commit()
+    old_alice = requests_by_email(session, settings, old)["alice@northwind.example"]
+    clock.set_now(old.meeting_ends_at + timedelta(days=2))  # the next cycle's requests are weeks away
+    post(client, raw_mode(reply(old_alice.token, FULL)))
+    session.expire_all()
+    assert session.scalars(select(Update)).one().request.cycle_id == new.id
+    assert session.scalar(select(func.count(Update.id)).join(UpdateRequest).where(UpdateRequest.cycle_id == old.id)) == 0
+    # When the requests go out, Alice, who has answered, gets none.
+    clock.set_now(new.request_at + timedelta(minutes=1))
+    tick(session, settings, clock.now())
+    session.commit()
+    asked = session.scalars(select(OutboundMessage.to_email).where(OutboundMessage.kind == "update_request", OutboundMessage.cycle_id == new.id)).all()
+    assert sorted(asked) == ["ben@okafor.example", "carmen@ruizfoods.example"]
+
+
+def test_receipts_stop_at_a_few_a_day_so_nothing_can_loop(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    from app.replies import MAX_RECEIPTS_A_DAY
+
+    alice = requests_by_email(session, settings, cycle)["alice@northwind.example"]
+    post(client, raw_mode(reply(alice.token, FULL)))
+    for n in range(MAX_RECEIPTS_A_DAY + 2):  # a ticketing system that answers every receipt
+        post(client, raw_mode(reply(alice.token, f"Your request #{1000 + n} has been logged by our helpdesk team.")))
+    assert len(outbound(session, "receipt")) == MAX_RECEIPTS_A_DAY
+    assert session.scalar(select(func.count(Update.id))) == MAX_RECEIPTS_A_DAY + 3  # nothing lost

@@ -298,6 +298,25 @@ def test_a_corrected_address_gets_the_request_that_bounced_and_only_once(run, se
     assert sent_to(settings, "update").count("carmen@ruiz.example") == 1
 
 
+def test_a_request_bounced_by_a_dsn_goes_again_to_the_corrected_address(run, client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_machine import dsn
+
+    month = open_cycle(run, session, cycle)
+    raw = dsn("5.1.1", "failed", "550 5.1.1 User unknown").replace(b"jane@member.example", CARMEN.encode())
+    assert post(client, raw_mode(raw, envelope_to=["bounces@in.forum.example"])).status_code == 200
+    fresh(session)
+    request_mail = session.scalars(
+        select(OutboundMessage).where(OutboundMessage.kind == "update_request", OutboundMessage.to_email == CARMEN)
+    ).one()
+    assert request_mail.status == "bounced" and "5.1.1" in request_mail.last_error
+    assert member(session, CARMEN).bounced_at is not None
+
+    result = run("member", "edit", SLUG, CARMEN, "--email", "carmen@ruiz.example")
+
+    assert f"sent Carmen Ruiz the {month} update request" in result.output
+    assert sent_to(settings, "update").count("carmen@ruiz.example") == 1
+
+
 # --- member list and alternates -------------------------------------------------------------------
 
 
