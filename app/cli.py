@@ -459,10 +459,18 @@ def inbound_release(inbound_id: int) -> None:
     from app.replies import release_held
 
     with _session() as (session, settings):
+        row = session.get(InboundMessage, inbound_id)
+        if row is None:
+            raise click.ClickException(f"there is no message {inbound_id} (roundtable inbound list --status held)")
+        if row.status != "held":
+            raise click.ClickException(f"message {inbound_id} is not held: it is {row.status} ({row.reason or 'no reason'})")
         outcome = release_held(session, settings, inbound_id, clock.now())
         session.commit()
+        said = row.reason
     jobs.enqueue_sends(outcome.outbound_ids)
-    click.echo(f"message {inbound_id} accepted" if outcome.outbound_ids else f"message {inbound_id} was not held")
+    for cycle_id in outcome.recompile_cycle_ids:  # after the deadline: the packet gets a new version
+        jobs.enqueue_compile(cycle_id)
+    click.echo(f"message {inbound_id} accepted: {said}")
 
 
 # --- inspecting a message -------------------------------------------------------------------
@@ -505,11 +513,33 @@ def parse(eml: Path, as_json: bool) -> None:
 @click.option("--fork", is_flag=True, help="Fork a process per job (rq's Worker) instead of running jobs in-process")
 def worker(burst: bool, fork: bool) -> None:
     """Run one rq worker (needs REDIS_URL). Run as many as you like, on any machines."""
+    import ctypes
+    import signal
+
     from rq import SimpleWorker, Worker
 
     settings = _settings()
     if settings.redis_url is None:
         raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inside the web process")
+    db.use_worker_sessions()  # lock and idle timeouts; no connection handed down to a child
+    if sys.platform.startswith("linux"):
+        # rq forks its scheduler (and, with --fork, a work horse per job), and nothing stops
+        # them when this process is killed alone (kill -9, the OOM killer): each child asks the
+        # kernel for SIGTERM when its parent dies (strictly: when the forking thread ends; rq
+        # forks from the main one). SIGTERM, not SIGKILL: the scheduler then gives up its
+        # Redis lock, so the next worker's scheduler takes over at once.
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        forked_by = [0]
+
+        def note_parent() -> None:
+            forked_by[0] = os.getpid()
+
+        def die_with_parent() -> None:
+            prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            if os.getppid() != forked_by[0]:  # the parent died before we asked
+                os._exit(1)
+
+        os.register_at_fork(before=note_parent, after_in_child=die_with_parent)
     try:
         db.check_migrated(settings.database_url)
     except db.DatabaseNotMigrated as error:

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -17,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -25,9 +24,28 @@ class DatabaseNotMigrated(RuntimeError):
     """The schema is missing or behind the code; the message says what to run."""
 
 
-@cache
-def _engine(url: str, pid: int, autocommit: bool = False) -> Engine:
-    # pid in the cache key: a forked rq work horse must not reuse its parent's connections.
+# Worker sessions on PostgreSQL (use_worker_sessions). A transaction left idle by a worker that
+# froze, or that the network cut off with its socket half-open, ends after a minute and frees
+# its row locks: far above the longest pause a job makes inside a transaction (a packet's PDF,
+# a few seconds; one send, SENDGRID_TIMEOUT). A statement waits at most 10 s for a lock, then
+# fails and rq retries the job, instead of holding a worker until its job's timeout.
+WORKER_SESSION_OPTIONS = "-c idle_in_transaction_session_timeout=60s -c lock_timeout=10s"
+
+_worker_sessions = False  # set by use_worker_sessions
+_engines: dict[tuple[str, int, bool, bool], Engine] = {}
+
+
+def _engine(url: str, autocommit: bool = False) -> Engine:
+    # pid in the key: a forked rq work horse must not reuse its parent's connections.
+    key = (url, os.getpid(), autocommit, _worker_sessions)
+    engine = _engines.get(key)
+    if engine is None:
+        # Two threads may both build one: the first stays, and an engine connects only when used.
+        engine = _engines.setdefault(key, _create_engine(url, autocommit, _worker_sessions))
+    return engine
+
+
+def _create_engine(url: str, autocommit: bool, worker: bool) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -40,7 +58,13 @@ def _engine(url: str, pid: int, autocommit: bool = False) -> Engine:
     # No pre-ping: it costs a round trip per request on the webhook's hot path. A connection the
     # server dropped fails one request (a 5xx SendGrid retries) and is then replaced. A server
     # that does not answer fails a connect in 10 s, not the system's TCP timeout.
-    return create_engine(url, pool_recycle=1800, connect_args={"connect_timeout": 10}, **_autocommit(autocommit))
+    connect_args: dict[str, object] = {"connect_timeout": 10}
+    if worker:
+        given = make_url(url).query.get("options", "")  # connect_args would replace the URL's
+        connect_args["options"] = f"{given} {WORKER_SESSION_OPTIONS}".strip()
+    return create_engine(
+        url, pool_recycle=1800, connect_args=connect_args, **_autocommit(autocommit)
+    )
 
 
 def _autocommit(on: bool) -> dict[str, str]:
@@ -56,12 +80,36 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 
 def engine_for(url: str) -> Engine:
-    return _engine(url, os.getpid())
+    return _engine(url)
 
 
 def autocommit_engine_for(url: str) -> Engine:
     """Connections where each statement is its own transaction: the webhook's one INSERT."""
-    return _engine(url, os.getpid(), True)
+    return _engine(url, True)
+
+
+def use_worker_sessions() -> None:
+    """Make this process a worker's (`roundtable worker`). Safe to call twice.
+
+    Its PostgreSQL sessions, and its children's, get WORKER_SESSION_OPTIONS. And before it forks
+    (rq's scheduler; with --fork, a work horse per job) it closes its pooled connections: a child
+    that inherited one would keep the socket open after this process died, so the server would
+    never see the client go, and a transaction in flight, with the row it claimed, would stay
+    open forever. The process reconnects when it next needs to.
+    """
+    global _worker_sessions
+    if not _worker_sessions:
+        _worker_sessions = True
+        os.register_at_fork(before=_close_pooled_connections)
+
+
+def _close_pooled_connections() -> None:
+    """Close this process's idle pooled connections. (Forks happen between jobs, when every
+    connection is back in its pool.)"""
+    pid = os.getpid()
+    for (_url, engine_pid, _autocommit, _worker), engine in list(_engines.items()):
+        if engine_pid == pid:
+            engine.dispose()
 
 
 def sessionmaker_for(url: str) -> sessionmaker[Session]:

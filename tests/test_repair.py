@@ -453,3 +453,29 @@ def test_the_held_notice_renders_without_the_newer_keys() -> None:
     assert "roundtable inbound release 7" in text
     assert "member alias" not in text  # the member's own address (failed authentication): no alias to add
     assert "roundtable member edit GROUP" in mail.render("bounce_notice", {**context, "reason": "550"}).text
+
+
+def test_inbound_release_says_what_happened_and_recompiles_a_packet_already_out(run, client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    from app.models import InboundMessage, Packet
+    from app.packets import compile_packet
+
+    open_cycle(run, session, cycle)
+    alice = member(session, ALICE)
+    token = session.scalars(select(UpdateRequest.token).where(UpdateRequest.member_id == alice.id)).one()
+    post(client, raw_mode(reply(token, "WINS\nOpened the Denver office.", sender=("Alice", "alice.c@gmail.example"))))
+    fresh(session)
+    held = session.scalars(select(InboundMessage)).one()
+    clock.set_now(cycle.deadline_at + timedelta(hours=1))
+    compile_packet(session, settings, cycle.id, clock.now())
+    session.commit()
+
+    assert "there is no message 999" in run("inbound", "release", "999").output
+    result = run("inbound", "release", str(held.id))
+
+    assert result.exit_code == 0, result.output
+    assert f"message {held.id} accepted: released by the facilitator" in result.output, result.output
+    fresh(session)
+    packets = session.scalars(select(Packet).order_by(Packet.version)).all()
+    assert [p.version for p in packets] == [1, 2] and "Opened the Denver office." in packets[1].text
+    again = run("inbound", "release", str(held.id))
+    assert again.exit_code != 0 and f"message {held.id} is not held: it is accepted" in again.output
