@@ -430,7 +430,7 @@ def inbound_group() -> None:
 
 
 @inbound_group.command("list")
-@click.option("--status", "status_filter", default=None, help="received, accepted, ignored, rejected, held")
+@click.option("--status", "status_filter", default=None, help="received, accepted, ignored, rejected, held, failed")
 @click.option("--limit", default=30, show_default=True)
 def inbound_list(status_filter: str | None, limit: int) -> None:
     """List received mail, newest first, with the reason for anything not accepted."""

@@ -566,9 +566,10 @@ def _bounce_verdict(mail: _Mail, null_return_path: bool) -> Verdict | None:
         reason = f'subject "{mail.subject[:60]}"; body "{strong.group(0).strip()}"'
     else:
         return None
-    # A "still trying" warning is not a failure yet (RFC 3464 Action: delayed).
+    # A "still trying" warning is not a failure yet (RFC 3464 Action: delayed). `[^\S\n]`, spaces
+    # but not a line end: a `\s*` after `^` read every blank line below each line start again.
     delayed = bool(_DELAY_SUBJECT.search(mail.subject)) and not re.search(
-        r"(?im)^\s*action\s*:\s*failed", mail.notice
+        r"(?im)^[^\S\n]*action\s*:\s*failed", mail.notice
     )
     recipients = _text_recipients(mail, delayed)
     if delayed:

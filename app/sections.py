@@ -21,7 +21,12 @@ class Section:
     @property
     def label(self) -> str:
         """The title without its parenthesis ("Last month's commitments"): for packet headings."""
-        return re.sub(r"\s*\(.*\)", "", self.title)
+        return self.title.partition("(")[0].rstrip()
+
+    @property
+    def parenthesis(self) -> str:
+        """What the title says in parentheses ("done / partial / dropped"), or ""."""
+        return self.title.partition("(")[2].rpartition(")")[0]
 
 
 # The single source of truth for section keys, titles and order. Text templates upper-case the
@@ -115,7 +120,7 @@ _PHRASE_TO_KEY: dict[str, str] = {
     _squash(phrase): key for key, phrases in _HEADING_PHRASES.items() for phrase in phrases
 }
 for _section in SECTIONS:
-    _PHRASE_TO_KEY[_squash(re.sub(r"\(.*\)", "", _section.title))] = _section.key
+    _PHRASE_TO_KEY[_squash(_section.label)] = _section.key
 
 
 def _phrase_pattern(phrase: str) -> str:
@@ -124,7 +129,7 @@ def _phrase_pattern(phrase: str) -> str:
 
 
 _ALL_PHRASES = sorted(
-    {re.sub(r"\s*\(.*\)", "", s.title).lower() for s in SECTIONS}
+    {s.label.lower() for s in SECTIONS}
     | {p for phrases in _HEADING_PHRASES.values() for p in phrases},
     key=len,
     reverse=True,
@@ -144,7 +149,7 @@ _TAIL_SEPARATOR = re.compile(r"\s*:|\s*[–—]|\s+-+(?=\s|$)|\s*\.$")
 
 # Parentheses and hints that belong to our own request text, so quoting them back is no answer.
 _OWN_WORDS: frozenset[str] = frozenset(
-    {_squash(m) for s in SECTIONS for m in re.findall(r"\((.*)\)", s.title)}
+    {_squash(s.parenthesis) for s in SECTIONS if s.parenthesis}
     | {_squash(s.hint) for s in SECTIONS}
     | {_squash("1 to 10")}
 )
@@ -153,9 +158,11 @@ _OWN_WORDS: frozenset[str] = frozenset(
 # it back as a plain line.
 _HINTS: frozenset[str] = frozenset(_squash(s.hint) for s in SECTIONS)
 
+# Each run of spaces is possessive (`\s*+`) and read once: five optional `\s*` in a row took 22 s
+# on "business", 190 spaces and a letter.
 _RATING_LABEL_LINE = re.compile(
-    r"(?P<label>business|personal|family)(?:\s+(?:rating|score))?\s*(?:\(1\s*[-–]\s*10\))?"
-    r"\s*[*_]{0,3}\s*:?\s*[*_]{0,3}\s*",
+    r"(?P<label>business|personal|family)(?:\s++(?:rating|score))?\s*+(?:\(1\s*+[-–]\s*+10\)\s*+)?"
+    r"(?:[*_]{1,3}\s*+)?(?::\s*+)?(?:[*_]{1,3}\s*+)?",
     re.IGNORECASE,
 )
 
@@ -214,25 +221,26 @@ def match_heading(line: str) -> HeadingMatch | None:
     key = _PHRASE_TO_KEY.get(_squash(m.group("phrase")))
     if key is None:
         return None
-    tail = text[m.end() :]
+    # Read by position: slicing the tail after each mark copied a long line once per mark.
+    position = m.end()
     has_separator = False
     closed_emphasis = False
     kept_paren = ""
-    while tail:
-        if em := _TAIL_EMPHASIS.match(tail):
+    while position < len(text):
+        if em := _TAIL_EMPHASIS.match(text, position):
             closed_emphasis = True
-            tail = tail[em.end() :]
-        elif paren := _TAIL_PAREN.match(tail):
+            position = em.end()
+        elif paren := _TAIL_PAREN.match(text, position):
             if _squash(paren.group("paren")) not in _OWN_WORDS:
                 # "Topic (A): pricing" -- the member's own words, kept with the answer.
                 kept_paren = paren.group().strip()
-            tail = tail[paren.end() :]
-        elif sep := _TAIL_SEPARATOR.match(tail):
+            position = paren.end()
+        elif sep := _TAIL_SEPARATOR.match(text, position):
             has_separator = True
-            tail = tail[sep.end() :]
+            position = sep.end()
         else:
             break
-    rest = tail.strip()
+    rest = text[position:].strip()
     if rest and not (has_separator or (is_bold and closed_emphasis)):
         return None
     if kept_paren and rest and not has_separator:
@@ -276,9 +284,10 @@ _RATING_LABELS: dict[str, str] = {
 }
 _NUMBER = r"(?P<n>\d+(?:[.,]\d+)?)(?P<of10>\s*/\s*10\b|\s+out\s+of\s+10\b)?"
 # "Business: 7", "business 7/10", "B: 7", "Family - 8", "personal = 6", "Business rating is 7".
+# "is" needs a space before it: the `(?<=\s)` stands for the `\s+` the possessive run took.
 _RATING_PAIR = re.compile(
     r"(?<![^\W_])(?P<label>business|biz|personal|family|b|p|f)"
-    r"(?:\s+(?:rating|score))?\s*(?:[:=–—-]|\s+is\b)?\s*" + _NUMBER,
+    r"(?:\s++(?:rating|score))?\s*+(?:[:=–—-]\s*+|(?<=\s)is\b\s*+)?" + _NUMBER,
     re.IGNORECASE,
 )
 # Not part of a word or of a longer decimal; "7," ends a number, "7,5" does not.
@@ -351,9 +360,11 @@ def _number_list(text: str) -> list[int] | None:
 
     The separators must all be alike, so a decimal comma ("7,5, 6") is not read as two scores.
     """
-    text = re.sub(r"\s*/\s*10\b", " ", text.strip().rstrip(".!"))
-    text = re.sub(r"\s*\band\b\s*", ", ", text, flags=re.IGNORECASE).strip()
-    if not re.fullmatch(r"\d+(?:\s*[,;|/]?\s*\d+)*", text):
+    # `(?<!\s)` starts a match only where a run of spaces starts, and the possessive `++` reads
+    # each run of digits once: `\d+(?:\s*[,;|/]?\s*\d+)*` split 30 digits every possible way.
+    text = re.sub(r"(?<!\s)\s*/\s*10\b", " ", text.strip().rstrip(".!"))
+    text = re.sub(r"(?<!\s)\s*\band\b\s*", ", ", text, flags=re.IGNORECASE).strip()
+    if not re.fullmatch(r"\d++(?:\s*+[,;|/]?\s*+\d++)*+", text):
         return None
     separators = {re.sub(r"\s+", " ", sep) for sep in re.findall(r"(?<=\d)\D+(?=\d)", text)}
     if len(separators) > 1:
@@ -461,14 +472,15 @@ _PRIORITY_PATTERNS: tuple[re.Pattern[str], ...] = (
     # "Priority: A", "priority a", "Priority - B", "(priority A)"
     # but not "top priority: a new CFO"
     re.compile(
-        r"\bpriority\s*(?:is\s*)?[:=–—-]?\s*\(?(?P<p>[abc])\)?(?=\s*(?:$|[-–—:,;.)\]!]))",
+        r"\bpriority\s*+(?:is\s*+)?(?:[:=–—-]\s*+)?\(?(?P<p>[abc])\)?(?=\s*(?:$|[-–—:,;.)\]!]))",
         re.IGNORECASE | re.MULTILINE,
     ),
     # "(A)", "[B]" -- capitals only, so an "(a)" list item is not a priority
     re.compile(r"[(\[](?P<p>[ABC])[)\]]"),
     # "A - pricing", "B: hiring", or just "B", at the start of a line; not "A)", which is
-    # how people number options ("A) raise or B) sell")
-    re.compile(r"^[^\w(\[]*(?P<p>[ABC])\s*(?:[:–—]|-+\s|\.\s|$)", re.MULTILINE),
+    # how people number options ("A) raise or B) sell"). The lead stays on its line: from each
+    # line start it would otherwise read every blank line below.
+    re.compile(r"^[^\w(\[\n]*(?P<p>[ABC])\s*(?:[:–—]|-+\s|\.\s|$)", re.MULTILINE),
 )
 
 

@@ -69,7 +69,7 @@ class Settings:
         if urlsplit(api_host).scheme not in ("http", "https"):
             raise ConfigError(f"SENDGRID_API_HOST: expected an http(s) URL, got {api_host!r}")
         mail_from = get("MAIL_FROM") or defaults.mail_from
-        if not re.search(r"[^@\s<]+@[^@\s>]+", mail_from):
+        if not re.search(r"(?<![^@\s<])[^@\s<]+@[^@\s>]+", mail_from):
             raise ConfigError(f"MAIL_FROM: expected an address like 'Name <a@b.org>', got {mail_from!r}")
         inbound_domain = (get("INBOUND_DOMAIN") or defaults.inbound_domain).lower()
         if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", inbound_domain):

@@ -73,8 +73,9 @@ _WROTE = (
     r"|написав|писав|пише|kirjoitti|yazd[ıi]|napsal\s*\(a\)|napsala?|[íi]rta|a\s+scris|έγραψε)"
     r"|写道|寫道|書きました|のメッセージ"
 )
+# Possessive runs (`*+`): a run of spaces is read once, not again from each of its characters.
 _WROTE_HEADER = re.compile(
-    r"[\s*]*.{0,250}?(?:" + _WROTE + r")(?P<post>.{0,80}?)\s*(?:[:：]|\s-{2,})[\s*]*",
+    r"[\s*]*+.{0,250}?(?:" + _WROTE + r")(?P<post>.{0,80}?)(?:\s*+[:：]|\s++-{2,})[\s*]*+",
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"@[\w-]+(?:\.[\w-]+)+|mailto:", re.IGNORECASE)
@@ -111,7 +112,7 @@ _FIELDS = {
 _FIELD = re.compile(
     r"\s*[*_]{0,2}(?P<name>"
     + "|".join(f"(?P<{key.replace('-', '_')}>{names})" for key, names in _FIELDS.items())
-    + r")\s*[*_]{0,2}\s*[:：]",
+    + r")\s*+(?:[*_]{1,2}\s*+)?[:：]",
     re.IGNORECASE,
 )
 
@@ -120,10 +121,14 @@ _FIELD = re.compile(
 # most five words and a comma ends it unless an apology follows, so "Sent from my desk, it is
 # easier" and "Sent via DocuSign to the board for approval." stay.
 _DEVICE = r"[^\s,]+(?:\s+[^\s,]+){0,4}?"
+# A word that may open a phrase: it does not start with what the brackets before the phrase take
+# ("*", "(", "<", "[", "_"), so a long run of them is not read again from each of its characters.
+_FIRST_WORD = r"[^\s(<\[*_]\S*"
 _FOOTER_PHRASES = (
     r"sent\s+(?:from|via|with|using)\s+(?:my\s+)?DEVICE",
     r"get\s+\[?outlook\s+for\s+DEVICE",
-    r"(?:\S+\s+){0,3}?\[?outlook\s+(?:for|für|pour|para|voor|per|för|dla)\s+(?:ios|android)\b.{0,30}",
+    r"(?:" + _FIRST_WORD + r"\s+(?:\S+\s+){0,2}?)?"
+    r"\[?outlook\s+(?:for|für|pour|para|voor|per|för|dla)\s+(?:ios|android)\b.{0,30}",
     r"from\s+my\s+(?:iphone|ipad|android|mobile|phone|blackberry|galaxy|cell)\S*(?:\s+\S+)?",
     r"envoy[ée]\s+(?:de|depuis|à\s+partir\s+de)\s+(?:mon|ma)\s+DEVICE",
     r"enviado\s+(?:desde|de|do|a\s+partir\s+do)\s+(?:mi|meu|o\s+meu)\s+DEVICE",
@@ -135,26 +140,29 @@ _FOOTER_PHRASES = (
     r"skickat\s+från\s+min\s+DEVICE",
     r"wysłane\s+z\s+(?:mojego\s+)?DEVICE",
     r"отправлено\s+с\s+(?:моего\s+)?DEVICE",
-    r"從我的\s*\S+\s*傳送|从我的\s*\S+\s*发送|[发寄]自我的\s*\S+|\S+\s*から送信",
+    r"從我的\s*\S+\s*傳送|从我的\s*\S+\s*发送|[发寄]自我的\s*\S+|" + _FIRST_WORD + r"\s*から送信",
     r"<<\s*sent\s+by\s+DEVICE\s*>>|\(\s*sent\s+(?:from|by)\s+DEVICE\s*\)",
 )
 _FOOTER = re.compile(
     r"[\s(<\[*_]*(?:" + "|".join(_FOOTER_PHRASES).replace("DEVICE", _DEVICE) + r")"
-    r"(?:\s*<[^>\s]*>)?\s*[.!]?(?:,?\s+(?:please\s+)?(?:excuse|pardon|forgive)\b.*)?[\s)>\]*_]*",
+    r"(?:\s*+<[^>\s]*>)?(?:\s*+[.!])?(?:,?\s+(?:please\s+)?(?:excuse|pardon|forgive)\b.*)?"
+    r"[\s)>\]*_]*+",
     re.IGNORECASE,
 )
 
 # A closing line: "Best,", "Thanks!", "Med venlig hilsen", "Danke und viele Grüße". Whole line
-# only, so "Thanks, that covers item 2 too" is content.
+# only, so "Thanks, that covers item 2 too" is content. The leading run is possessive (`\W*+`):
+# every closing starts with a letter, and a backtracking `\W*` before `\s*` read a line of 40k
+# spaces in 18 s.
 _CLOSING = re.compile(
-    r"\W*(?:(?:best|kind|warm|many)?\s*(?:regards|wishes)|best|all\s+the\s+best|cheers|sincerely"
+    r"\W*+(?:(?:best|kind|warm|many)?\s*+(?:regards|wishes)|best|all\s+the\s+best|cheers|sincerely"
     r"|(?:many\s+)?thanks(?:\s+(?:again|all|everyone))?|thank\s+you(?:\s+all)?|yours"
     r"|(?:danke(?:\s+und)?\s+)?(?:liebe|viele|beste)\s+gr[üu](?:ß|ss)e|gru(?:ß|ss)|danke|lg|vg"
     r"|mit\s+freundlichen\s+gr[üu](?:ß|ss)en|cordialement|amitiés|bien\s+à\s+vous|merci"
     r"|saludos|un\s+saludo|atentamente|gracias|groeten|met\s+vriendelijke\s+groet(?:en)?"
     r"|saluti|cordiali\s+saluti|grazie|abraços|atenciosamente|obrigad[oa]|mvh|hilsen"
     r"|(?:med\s+)?venlig\s+hilsen|kh|vh|med\s+v[äa]nlig\s+h[äa]lsning|h[äa]lsningar|tack"
-    r"|pozdrawiam|z\s+powa[żz]aniem|dzi[ęe]kuj[ęe]|с\s+уважением|спасибо)[\s,.!]*",
+    r"|pozdrawiam|z\s+powa[żz]aniem|dzi[ęe]kuj[ęe]|с\s+уважением|спасибо)[\s,.!]*+",
     re.IGNORECASE,
 )
 # "-Anna", "/John", "—Ryan": a name signed with a dash or slash, one or two capitalized words.
@@ -172,10 +180,11 @@ _DISCLAIMER_START = re.compile(
     r"|diese\s+(?:e-?mail|nachricht))\b",
     re.IGNORECASE,
 )
-_DISCLAIMER_TERMS = re.compile(
-    r"intended\s+recipient|privileged|attachments?\b.*\bconfidential|confidential.*\battachments?\b",
-    re.IGNORECASE,
-)
+# The terms of one, or "attachments" and "confidential" both (in either order; two searches, as
+# one pattern would read the rest of the text again from each "attachment").
+_DISCLAIMER_TERMS = re.compile(r"intended\s+recipient|privileged", re.IGNORECASE)
+_ATTACHMENTS = re.compile(r"\battachments?\b", re.IGNORECASE)
+_CONFIDENTIAL = re.compile(r"\bconfidential", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"\s*(?:[-*•–—]|\d{1,2}[.)])")
 _MAX_SIGNATURE_LINES = 8  # lines under a closing that can still be name, title and contact
 _MAX_SIGN_OFFS = 3  # closings stacked at the end, removed one after the other
@@ -184,6 +193,9 @@ _MAX_HEADER_LINES = 4  # non-blank lines a wrapped "On ... wrote:" header may sp
 _MAX_HEADER_SPAN = 6  # lines it may span with the blank ones Gmail's wrapping leaves
 _MAX_FIELD_GAP = 2  # wrapped lines between two fields of one header block
 _HEADING_LOOKAHEAD = 200  # lines searched below a "--" for our headings
+# Longer lines are the member's prose (or an HTML body on one line): no quote header, separator,
+# signature delimiter, marker or closing is this long, so those patterns never read one.
+_MAX_MARKER_LINE = 2000
 
 
 def _is_quoted(line: str) -> bool:
@@ -206,6 +218,17 @@ def _is_filler(line: str) -> bool:
 
 def _is_footer(line: str) -> bool:
     return len(line) <= 160 and _FOOTER.fullmatch(line) is not None
+
+
+def _is_our_marker(line: str) -> bool:
+    return len(line) <= _MAX_MARKER_LINE and _OUR_MARKER.fullmatch(line) is not None
+
+
+def _is_delimiter(line: str) -> bool:
+    """A `-- ` signature delimiter or Outlook's line of underscores."""
+    if len(line) > _MAX_MARKER_LINE:
+        return False
+    return bool(_SIG_DELIMITER.fullmatch(line) or _UNDERSCORES.fullmatch(line))
 
 
 def _next_content(lines: list[str], start: int) -> int | None:
@@ -285,7 +308,8 @@ def _join_header(lines: list[str], index: int) -> _Header | None:
 
 def _joined(parts: list[str]) -> str:
     """One header line out of wrapped parts, the address closed up again ("< a@b.c >")."""
-    return re.sub(r"<\s+", "<", re.sub(r"\s+>", ">", " ".join(parts)))
+    # `(?<!\s)`: a run of spaces is tried once, from its start, not again from each space.
+    return re.sub(r"<\s+", "<", re.sub(r"(?<!\s)\s+>", ">", " ".join(parts)))
 
 
 def _field_kind(line: str) -> str | None:
@@ -316,7 +340,7 @@ def _header_block(lines: list[str], index: int) -> _Header | None:
 def _quote_header(lines: list[str], index: int) -> _Header | None:
     """Any line that announces a quoted or forwarded original at `index`."""
     line = lines[index]
-    if _is_quoted(line):
+    if _is_quoted(line) or len(line) > _MAX_MARKER_LINE:
         return None
     if _SEPARATOR.fullmatch(line):
         return _Header(span=1, is_strong=True)
@@ -340,7 +364,7 @@ def new_words(text: str, sender_name: str = "") -> str:
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     # Below a header with nothing written above, our own unquoted marker means our request.
     last_marker = max(
-        (i for i, line in enumerate(lines) if _OUR_MARKER.fullmatch(line) and not _is_quoted(line)),
+        (i for i, line in enumerate(lines) if _is_our_marker(line) and not _is_quoted(line)),
         default=-1,
     )
     kept: list[str] = []
@@ -348,10 +372,10 @@ def new_words(text: str, sender_name: str = "") -> str:
     index = 0
     while index < len(lines):
         line = lines[index]
-        if _is_footer(line) or _OUR_MARKER.fullmatch(line):
+        if _is_footer(line) or _is_our_marker(line):
             index += 1
             continue
-        if _SIG_DELIMITER.fullmatch(line) or _UNDERSCORES.fullmatch(line):
+        if _is_delimiter(line):
             if _headings_follow(lines, index + 1):
                 index += 1  # the member's own separator between sections: no signature has those
                 continue
@@ -396,6 +420,8 @@ def _is_signature_line(line: str) -> bool:
 
 def _is_closing(lines: list[str], index: int) -> bool:
     line = lines[index]
+    if len(line) > _MAX_MARKER_LINE:
+        return False
     if _CLOSING.fullmatch(line):
         return True
     name = _DASH_NAME.fullmatch(line)
@@ -418,7 +444,9 @@ def _is_signature_block(paragraph: list[str]) -> bool:
     """A last paragraph that is a disclaimer, or a name over a title and a phone or an address:
     a signature without "-- " (Outlook's, typed once in the settings)."""
     text = " ".join(paragraph)
-    if _DISCLAIMER_START.match(text) and _DISCLAIMER_TERMS.search(text):
+    if _DISCLAIMER_START.match(text) and (
+        _DISCLAIMER_TERMS.search(text) or (_ATTACHMENTS.search(text) and _CONFIDENTIAL.search(text))
+    ):
         return True
     # Name, title and a phone or an address at least: "Call Bo Lind" over a number is an answer.
     return (

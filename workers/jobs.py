@@ -4,9 +4,12 @@ enqueues what follows. Exceptions propagate so rq records the failure and applie
 from __future__ import annotations
 
 import logging
+import re
 import time
 
+from rq.timeouts import JobTimeoutException
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from app import clock, jobs, mail
@@ -17,17 +20,27 @@ from app.packets import compile_packet as _compile_packet
 from app.packets import write_packet_files
 from app.replies import Outcome
 from app.replies import process_inbound as _process_inbound
-from app.settings import current_settings
+from app.settings import Settings, current_settings
 
 log = logging.getLogger(__name__)
 
 
 def process_inbound(inbound_id: int) -> None:
-    """Read one stored message and act on it. Safe to run twice."""
+    """Read one stored message and act on it. Safe to run twice.
+
+    A failure is counted on the row (see `_record_failure`) and raised, so rq's Retry applies
+    until the row is final.
+    """
     settings = current_settings()
-    with session_scope(settings.database_url) as session:
-        outcome = _process_inbound(session, settings, inbound_id, clock.now())
-        session.commit()
+    started = time.monotonic()
+    try:
+        with session_scope(settings.database_url) as session:
+            outcome = _process_inbound(session, settings, inbound_id, clock.now())
+            session.commit()
+    except Exception as error:
+        timeout = _timeout_in(error)
+        _record_failure(settings, inbound_id, timeout or error, time.monotonic() - started)
+        raise
     _after_processing(outcome)
 
 
@@ -45,28 +58,109 @@ def process_pending() -> None:
     webhook's nudge (app.jobs.nudge_inbound).
 
     Several may run at once: each claims a row with SKIP LOCKED. A message whose processing
-    raises is logged and left `received` for the sweep, which gives it a job of its own with
-    rq's retries; this job goes on with the others.
+    raises is counted on its row (see `_record_failure`) and, until that makes it final, left
+    `received` for the sweep, which gives it a job of its own with rq's retries; this job goes
+    on with the others. rq's job timeout is no such failure: the message it stopped is made
+    final and the timeout raised, so that rq ends this job and the messages left get a new one.
     """
     settings = current_settings()
     jobs.clear_inbound_nudge(settings)  # before looking: see nudge_inbound
     failed: set[int] = set()
     deadline = time.monotonic() + DRAIN_SECONDS
     while time.monotonic() < deadline:
-        with session_scope(settings.database_url) as session:
-            inbound_id = _claim_pending(session, failed)
-            if inbound_id is None:
-                return
-            try:
+        inbound_id: int | None = None
+        started = time.monotonic()
+        try:
+            with session_scope(settings.database_url) as session:
+                inbound_id = _claim_pending(session, failed)
+                if inbound_id is None:
+                    return
                 outcome = _process_inbound(session, settings, inbound_id, clock.now())
                 session.commit()
-            except Exception:
-                session.rollback()
-                log.exception("inbound message %s could not be processed; the sweep will retry it", inbound_id)
-                failed.add(inbound_id)
-                continue
+        except Exception as error:
+            if inbound_id is None:
+                raise  # the claim failed: the database's trouble, not a message's
+            # The session is rolled back and closed by now: the claim's row lock is gone.
+            timeout = _timeout_in(error)
+            _record_failure(settings, inbound_id, timeout or error, time.monotonic() - started)
+            if timeout is not None:
+                raise
+            log.exception(
+                "inbound message %s could not be processed; the sweep will retry it", inbound_id
+            )
+            failed.add(inbound_id)
+            continue
         _after_processing(outcome)
     jobs.enqueue(jobs.DRAIN_JOB)  # time is up and there may be more
+
+
+# Reading a message raised this many times: it is given up as unreadable (status failed).
+MAX_READ_FAILURES = 3
+# A job timeout after this long on one message is that message's doing: it is given up at once.
+# After less, the job's time went on the messages before it, and the timeout counts as a failure.
+TIMEOUT_BLAME_S = 60
+# While the row is still `received`, its reason counts the failures: the count is kept in the
+# database without a column of its own, so a lost Redis or a fresh rq job does not reset it.
+_FAILURES = re.compile(r"reading it failed (\d+) times? ")
+
+
+def failure_count(reason: str | None) -> int:
+    """How many times reading a still-`received` message failed, from its reason."""
+    m = _FAILURES.match(reason or "")
+    return int(m.group(1)) if m else 0
+
+
+def after_failure(
+    reason: str | None, error: BaseException, seconds: float
+) -> tuple[InboundStatus, str] | None:
+    """The row's status and reason after reading it raised `error` after `seconds`; None when the
+    error says nothing about the message (the database went away: it is retried, uncounted)."""
+    if isinstance(error, JobTimeoutException) and seconds >= TIMEOUT_BLAME_S:
+        return (
+            InboundStatus.FAILED,
+            f"reading it took longer than {seconds:.0f} s; kept for the facilitator",
+        )
+    if isinstance(error, OperationalError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    ):
+        return None
+    failures = failure_count(reason) + 1
+    error_text = f"{type(error).__name__}: {error}"[:200]
+    said = f"reading it failed {failures} {'time' if failures == 1 else 'times'} ({error_text})"
+    if failures >= MAX_READ_FAILURES:
+        return InboundStatus.FAILED, f"{said}; kept for the facilitator"
+    return InboundStatus.RECEIVED, f"{said}; it will be tried again"
+
+
+def _timeout_in(error: BaseException | None) -> JobTimeoutException | None:
+    """rq's job timeout, also when it is the context of another error: rolling back a query the
+    timeout interrupted can raise again, and the job must still stop."""
+    while error is not None:
+        if isinstance(error, JobTimeoutException):
+            return error
+        error = error.__context__
+    return None
+
+
+def _record_failure(
+    settings: Settings, inbound_id: int, error: BaseException, seconds: float
+) -> None:
+    """Count a failed reading on the row, in a transaction of its own; the last allowed failure,
+    or a job timeout, makes the row final (failed) so no sweep retries it. Commits."""
+    with session_scope(settings.database_url) as session:
+        row = session.scalars(
+            select(InboundMessage).where(InboundMessage.id == inbound_id).with_for_update()
+        ).one_or_none()
+        if row is None or row.status != InboundStatus.RECEIVED:
+            return  # read after all (the timeout came after the commit), or by another job
+        change = after_failure(row.reason, error, seconds)
+        if change is None:
+            return
+        row.status, row.reason = change
+        if row.status == InboundStatus.FAILED:
+            row.processed_at = clock.now()
+            log.error("inbound message %s given up: %s", inbound_id, row.reason)
+        session.commit()
 
 
 def _claim_pending(session: Session, skip: set[int]) -> int | None:
