@@ -200,18 +200,20 @@ def test_an_update_after_skip_clears_the_excuse(mode, client, session, settings,
     assert packet.context["excused"] == []
 
 
-def test_an_update_after_the_no_more_reminders_link_is_shown(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode", MODES)
+def test_an_update_after_the_no_more_reminders_link_is_shown(mode, client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
     from app.mail import unsubscribe_url
 
     carmen = requests_by_email(session, settings, cycle)["carmen@ruizfoods.example"]
     url = unsubscribe_url(settings, carmen.token).removeprefix(settings.base_url)
     assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
-    post(client, raw_mode(reply(carmen.token, "WINS\nSalsa in 120 more stores.", sender=("Carmen Ruiz", "carmen@ruizfoods.example"))))
+    post(client, mode(reply(carmen.token, "WINS\nSalsa in 120 more stores.", sender=("Carmen Ruiz", "carmen@ruizfoods.example"))))
     packet = _packet(session, settings, cycle)
     assert "Carmen Ruiz (Ruiz Foods): replied" in packet.text and "Salsa in 120 more stores." in packet.text
 
 
-def test_a_reply_is_timed_by_when_it_arrived_not_when_a_worker_read_it(client, session, settings, cycle, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode", MODES)
+def test_a_reply_is_timed_by_when_it_arrived_not_when_a_worker_read_it(mode, client, session, settings, cycle, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from app import jobs
     from workers.jobs import process_pending
 
@@ -219,7 +221,7 @@ def test_a_reply_is_timed_by_when_it_arrived_not_when_a_worker_read_it(client, s
     monkeypatch.setattr(jobs, "nudge_inbound_soon", lambda: None)  # the workers are backed up
     arrived = cycle.deadline_at - timedelta(minutes=5)
     clock.set_now(arrived)
-    assert post(client, raw_mode(reply(alice.token, FULL))).status_code == 200
+    assert post(client, mode(reply(alice.token, FULL))).status_code == 200
     clock.set_now(cycle.deadline_at + timedelta(hours=2))
     process_pending()
     session.expire_all()

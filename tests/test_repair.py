@@ -479,3 +479,25 @@ def test_inbound_release_says_what_happened_and_recompiles_a_packet_already_out(
     assert [p.version for p in packets] == [1, 2] and "Opened the Denver office." in packets[1].text
     again = run("inbound", "release", str(held.id))
     assert again.exit_code != 0 and f"message {held.id} is not held: it is accepted" in again.output
+
+
+@pytest.mark.parametrize("mode", ["raw", "parsed"])
+def test_a_late_joiners_reply_reaches_the_packet(mode, run, client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    from app.packets import compile_packet
+    from tests.mails import parsed_mode
+
+    open_cycle(run, session, cycle)
+    assert run("member", "add", SLUG, "--name", "David Park", "--email", "david@park.example", "--company", "Park Dental").exit_code == 0
+    david = member(session, "david@park.example")
+    token = session.scalars(select(UpdateRequest.token).where(UpdateRequest.member_id == david.id)).one()
+    message = reply(token, "WINS\nSigned the sixth office lease.", sender=("David Park", "david@park.example"))
+    post(client, raw_mode(message) if mode == "raw" else parsed_mode(message))
+    fresh(session)
+    clock.set_now(cycle.deadline_at + timedelta(minutes=5))
+    packet = compile_packet(session, settings, cycle.id, clock.now())
+    session.commit()
+    from app.models import Packet
+
+    text = session.get_one(Packet, packet.packet_id).text
+    assert "David Park (Park Dental): replied" in text and "Signed the sixth office lease." in text
+    assert "David Park" in run("status", SLUG).output
