@@ -173,31 +173,35 @@ def member_entries(
         request: UpdateRequest | None = requests.get(member.id)
         if request is None or (not member.is_listed and request.replied_at is None):
             continue  # not asked this cycle, or gone (on leave, removed) without a word
+        # Rows stored before names and file names were cleaned on the way in (app.roster,
+        # app.replies.safe_filename) are cleaned here, for what the packet shows.
+        name, company = mail.without_bidi(member.name), mail.without_bidi(member.company)
         commitments = all_commitments.get(member.id, [])
         status = status_of.get(standing_in(cycle, request, now), "missing")
         updates = [u for u in request.updates if not u.is_skip]
         member_notes = notes.get(request.id, [])
         if status not in ("replied", "late") or not updates or request.replied_at is None:
-            entries.append(MemberEntry(member.name, member.company, status, commitments=commitments, notes=member_notes))
+            entries.append(MemberEntry(name, company, status, commitments=commitments, notes=member_notes))
             continue
         update = updates[-1]
-        since = (shown_versions or {}).get(member.name, 1)
+        since = (shown_versions or {}).get(name, 1)
         changes = [u.change for u in updates if u.version > since]
         sections = update.sections
+        files = [a for u in request.updates for a in u.attachments.get("files", [])]
         label = local_label(request.replied_at, tz)
         if update.version > 1:
             label += f"; last changed {local_label(update.created_at, tz)}"
         entries.append(
             MemberEntry(
-                name=member.name,
-                company=member.company,
+                name=name,
+                company=company,
                 status=status,
                 replied_label=label,
                 ratings=sections.get("ratings", {}),
                 texts=sections.get("texts", {}),
                 topic_priority=sections.get("topic_priority"),
                 commitments=commitments,
-                attachments=list(dict.fromkeys(a["filename"] for u in request.updates for a in u.attachments.get("files", []))),
+                attachments=list(dict.fromkeys(mail.without_bidi(a["filename"]) for a in files)),
                 version=update.version,
                 flagged=list(sections.get("flagged", [])),
                 notes=member_notes,
@@ -309,6 +313,7 @@ def queue_packet_emails(session: Session, settings: Settings, cycle: Cycle, pack
         recipients += [(m.name, m.email, m.id) for m in group.members if m.is_reachable]
     ids = []
     for name, email, member_id in recipients:
+        name = mail.without_bidi(name)  # a name stored before app.roster cleaned them
         row = mail.queue_email(
             session,
             settings,

@@ -15,6 +15,7 @@ import mimetypes
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from email.feedparser import BytesFeedParser
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
@@ -112,6 +113,129 @@ def _walk(message: email.message.Message) -> list[email.message.Message]:
         return []
 
 
+# --- parts inside parts, to a depth --------------------------------------------------------------
+
+# Real mail, forwards of forwards included, nests a few levels; Python's parser recurses once per
+# level (RecursionError near 1,000) and checks every line against every open boundary, so depth
+# costs stack and time. Below this the parts are read flat (`_flatten`), their text kept.
+MAX_MIME_DEPTH = 100
+MAX_FLAT_PARTS = 100  # parts kept from below the cut
+CUT_NOTE = (
+    f"[Roundtable: this email nests its parts more than {MAX_MIME_DEPTH} levels deep. It was read"
+    " to that depth and the text found below it kept; the original is stored if anything seems missing.]"
+)
+
+
+class MimeCutDefect(email.errors.MessageDefect):
+    """A container nested past MAX_MIME_DEPTH: read as one part, then flat (`_flatten`)."""
+
+    def __init__(self, content_type: str, boundary: str | None) -> None:
+        super().__init__(f"{content_type} nested deeper than {MAX_MIME_DEPTH} levels: read flat")
+        self.content_type = content_type
+        self.boundary = boundary
+
+
+class _ShallowParser(BytesFeedParser):
+    """The standard parser, taking containers (multipart/*, message/*) apart down to `max_depth`
+    levels only: a deeper one keeps its body whole, marked with MimeCutDefect.
+
+    `_parse_headers` and `_msgstack` are private to email.feedparser, but the one point where
+    the parser knows a part's type and depth before it reads the body (tests/test_malformed.py
+    reads 1,500 levels, so a Python that renames them fails there, not in production).
+    """
+
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(policy=compat32)
+        self._max_depth = max_depth
+
+    def _parse_headers(self, lines: list[str]) -> None:
+        super()._parse_headers(lines)  # type: ignore[misc]
+        part: email.message.Message = self._cur  # type: ignore[attr-defined]
+        depth = len(self._msgstack)  # type: ignore[attr-defined]
+        if depth > self._max_depth and part.get_content_maintype() in ("multipart", "message"):
+            part.defects.append(MimeCutDefect(part.get_content_type(), part.get_boundary()))
+            del part["Content-Type"]
+            part["Content-Type"] = "application/octet-stream"  # read its body as one string
+
+
+def _parse_shallow(raw: bytes, max_depth: int) -> email.message.Message:
+    parser = _ShallowParser(max_depth)
+    parser.feed(raw)
+    return parser.close()
+
+
+def _parse(raw: bytes) -> email.message.Message:
+    """`raw` as `email.message_from_bytes` reads it (compat32), down to MAX_MIME_DEPTH levels
+    of parts inside parts; the parts below that are read flat."""
+    message = _parse_shallow(raw, MAX_MIME_DEPTH)
+    for part in _walk(message):
+        cut = next((d for d in part.defects if isinstance(d, MimeCutDefect)), None)
+        if cut is not None and not part.is_multipart():
+            _flatten(part, cut)
+    return message
+
+
+def _flatten(part: email.message.Message, cut: MimeCutDefect) -> None:
+    """Make a cut container a multipart/mixed of the leaf parts its body holds, however deep,
+    found by their boundary lines: a person reading the raw mail would find the text there."""
+    payload = part.get_payload()
+    body = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
+    boundaries = {(m.group(1) or m.group(2)).strip() for m in _BOUNDARY_PARAM_RE.finditer(body)}
+    if cut.boundary:
+        boundaries.add(cut.boundary.encode("utf-8", "surrogateescape"))
+    chunks: list[list[bytes]] = [[]]
+    after_close = [False]  # a chunk after a closing boundary is an epilogue, not a part
+    for line in body.splitlines(keepends=True):
+        if line.startswith(b"--"):
+            name = line[2:].rstrip()
+            closing = name not in boundaries and name.endswith(b"--") and name[:-2] in boundaries
+            if name in boundaries or closing:
+                if chunks[-1]:  # the line break before a boundary belongs to it (RFC 2046)
+                    chunks[-1][-1] = _without_line_break(chunks[-1][-1])
+                chunks.append([])
+                after_close.append(closing)
+                continue
+        chunks[-1].append(line)
+    leaves: list[email.message.Message] = []
+    # Before the first boundary: a multipart's preamble, or the message a message/* holds.
+    first = 0 if cut.content_type.startswith("message/") else 1
+    for lines, is_epilogue in zip(chunks[first:], after_close[first:]):
+        if is_epilogue or len(leaves) >= MAX_FLAT_PARTS:
+            continue
+        start = 0
+        while True:  # a message/rfc822 part holds a message: read on past each header block
+            end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+            container = _CONTAINER_TYPE_RE.search(b"".join(lines[start:end]))
+            if container is None or container.group(1).lower() not in _HOLDS_A_MESSAGE:
+                break
+            start = end + 1
+        if container is not None:
+            continue  # a multipart's header (and preamble): its parts are chunks of their own
+        leaf = _parse_shallow(b"".join(lines[start:]), max_depth=0)
+        if not any(isinstance(d, MimeCutDefect) for d in leaf.defects):  # a container after all
+            leaves.append(leaf)
+    del part["Content-Type"]
+    part["Content-Type"] = "multipart/mixed"
+    part.set_payload(leaves)
+
+
+def _without_line_break(line: bytes) -> bytes:
+    for end in (b"\r\n", b"\n", b"\r"):
+        if line.endswith(end):
+            return line[: -len(end)]
+    return line
+
+
+def mime_cut(message: email.message.Message) -> bool:
+    """Whether parts of `message` lay deeper than MAX_MIME_DEPTH (and were read flat)."""
+    return any(isinstance(d, MimeCutDefect) for part in _walk(message) for d in part.defects)
+
+
+_CONTAINER_TYPE_RE = re.compile(rb"(?im)^content-type:\s*((?:multipart|message)/[a-z0-9.+-]*)")
+_HOLDS_A_MESSAGE = (b"message/rfc822", b"message/global")
+_BOUNDARY_PARAM_RE = re.compile(rb'(?i)\bboundary\s*=\s*(?:"([^"\r\n]{1,70})"|([^\s";]{1,70}))')
+
+
 # How the email package marks a multipart whose boundary is missing or never appears: it keeps
 # the whole body as one string, which mail-parser then skips.
 _BOUNDARY_DEFECTS = (
@@ -146,7 +270,7 @@ def _mend_boundaries(message: email.message.Message) -> list[email.message.Messa
         boundary = found.group(1).rstrip(b" ").decode("ascii")
         head = f'Content-Type: {part.get_content_type()}; boundary="{boundary}"\r\n\r\n'.encode()
         try:
-            split = email.message_from_bytes(head + body, policy=compat32)
+            split = _parse(head + body)
         except RecursionError:
             continue
         if split.is_multipart():
@@ -244,8 +368,9 @@ def _attachments(
 
 
 def safe_filename(name: str) -> str:
-    """A file name that cannot climb out of a folder or hide its type."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    """A file name that cannot climb out of a folder or hide its type (a right-to-left override
+    shows "fdp.exe" as "exe.pdf")."""
+    name = mail.without_bidi(name).replace("\\", "/").rsplit("/", 1)[-1]
     name = re.sub(r"[\x00-\x1f<>:\"|?*]+", "", name).strip(" .")
     return name[:120] or "attachment"
 
@@ -271,11 +396,12 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
     """How a stored message reads. Pure; never raises on malformed mail."""
     verdict = classify(raw, envelope_from)
     try:
-        message = email.message_from_bytes(raw, policy=compat32)
-    except RecursionError:  # MIME nested past Python's limit: read the headers, keep no body
+        message = _parse(raw)
+    except RecursionError:  # the stack was nearly full already: read the headers, keep no body
         message = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
     try:
-        parsed: mailparser.MailParser | None = mailparser.parse_from_bytes(raw)
+        # A copy of its own (we mend ours), read to the same depth.
+        parsed: mailparser.MailParser | None = mailparser.MailParser(_parse(raw))
     except (MailParserError, RecursionError, LookupError, ValueError, TypeError, AttributeError):
         parsed = None
     # Split the address first: a decoded name may hold a comma ("Müller, Hans").
@@ -304,9 +430,15 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
     mended = _mend_boundaries(message)
     # PostgreSQL text cannot hold NUL; no member means one.
     text = new_words(_body_text(parsed, message).replace("\x00", ""), sender_name)
+    reason = verdict.reason
+    if mime_cut(message):
+        # Said in the text itself, where the facilitator reads it (packet) and the member too
+        # (receipt): the update keeps what was found, and nobody takes it for the whole email.
+        reason += f"; MIME cut at depth {MAX_MIME_DEPTH}: the parts below it read flat"
+        text = f"{CUT_NOTE}\n\n{text}".strip()
     return Reading(
         kind="reply",
-        reason=verdict.reason,
+        reason=reason,
         from_address=from_address,
         subject=subject,
         tokens=tokens,
@@ -662,9 +794,15 @@ def _queue_receipt(
 def _notice_unknown(
     session: Session, settings: Settings, row: InboundMessage, reading: Reading, now: datetime
 ) -> list[int]:
-    """Tell a person whose mail we could not place what happened: once per sender per day."""
+    """Tell a person whose mail we could not place what happened: once per sender per day, and
+    only when SPF or DKIM confirms the sender, so that a forged From never gets our mail
+    (backscatter). Otherwise the row's reason says why nobody was told."""
     if "@" not in reading.from_address or reading.from_address.endswith("@" + settings.inbound_domain):
         return []  # nobody to answer, or ourselves
+    authentication = sender_authentication(row.raw, row.fields or {}, reading.from_address)
+    if authentication.verdict != "pass":
+        row.reason = f"{row.reason}; no notice sent, since {authentication.reason}"
+        return []
     notice = mail.queue_email(
         session,
         settings,

@@ -90,7 +90,9 @@ def one_line(value: str, what: str = "name", *, required: bool = True) -> str:
     name is right, only its layout is not. Any other control character (NUL, ESC, DEL, C1) is
     refused instead, since it means a file read in the wrong encoding, and a name goes into the
     `To:` header, where a line break would fail the email and a control character garble it.
+    Bidirectional formatting characters are dropped: they only reorder how a name is shown.
     """
+    value = mail.without_bidi(value)
     value = " ".join(part.strip() for part in _LINE_BREAKS.split(value) if part.strip())
     bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
     if bad is not None:

@@ -32,9 +32,9 @@ from app.cli import main
 from app.cycles import queue_requests
 from app.machine import Kind
 from app.models import Base, Cycle, InboundMessage, OutboundMessage, Update
-from app.replies import Reading, read_message
+from app.replies import CUT_NOTE, MAX_MIME_DEPTH, Reading, read_message
 from app.settings import Settings
-from tests.conftest import AUTH
+from tests.conftest import AUTH, NOW
 from tests.mails import multipart
 
 # Hypothesis imports its patch writer (libcst -> typing_inspect -> mypy_extensions.TypedDict, a
@@ -102,14 +102,10 @@ def multipart_body(boundary: str, *parts: bytes, close: bool = True) -> bytes:
 
 def nest(depth: int, inner: bytes) -> bytes:
     """`depth` levels of multipart/mixed around one part, under the common headers."""
-    body = inner
-    for level in reversed(range(depth)):
-        boundary = f"b{level}".encode()
-        body = (
-            b"Content-Type: multipart/mixed; boundary=" + boundary + NL + NL
-            + b"--" + boundary + NL + body + NL + b"--" + boundary + b"--" + NL
-        )
-    return b"".join(h.encode() + NL for h in common() if isinstance(h, str)) + body
+    boundaries = [f"b{level}".encode() for level in range(depth)]
+    opening = b"".join(b"Content-Type: multipart/mixed; boundary=" + b + NL + NL + b"--" + b + NL for b in boundaries)
+    closing = b"".join(NL + b"--" + b + b"--" + NL for b in reversed(boundaries))
+    return b"".join(h.encode() + NL for h in common() if isinstance(h, str)) + opening + inner + closing
 
 
 DEEP_TEXT = b"Content-Type: text/plain; charset=utf-8" + NL + NL + b"WINS" + NL + b"deep down here" + NL
@@ -224,8 +220,10 @@ case(
          b"<p>stray</p>\r\n--outer--\r\n"),
     text_has("inner text"),
 )
-# Nesting: 200 levels must read (mail-parser raises MailParserRecursionError somewhere past 900).
-case("nesting_200_levels", nest(200, DEEP_TEXT), text_has("deep down here"))
+# Nesting: 200 levels must read (mail-parser raises MailParserRecursionError somewhere past 900):
+# to MAX_MIME_DEPTH as a tree, below it flat, the text kept and the cut said.
+case("nesting_200_levels", nest(200, DEEP_TEXT),
+     lambda r: text_has("deep down here", CUT_NOTE)(r) and f"MIME cut at depth {MAX_MIME_DEPTH}" in r.reason)
 # Huge headers.
 case(
     "subject_1mb",
@@ -478,6 +476,49 @@ def test_read_message_survives_nesting_past_the_recursion_limit() -> None:
     assert_sound(reading)
 
 
+def test_deep_nesting_is_read_to_the_limit_and_the_text_below_kept() -> None:
+    """1,000+ levels used to read as an empty update. Now: a tree to MAX_MIME_DEPTH, the parts
+    below it read flat, and the reading says so, in its reason and in the text the update keeps."""
+    reading = read_shallow(nest(DEEP, DEEP_TEXT))
+    assert reading.kind == "reply"
+    assert f"MIME cut at depth {MAX_MIME_DEPTH}" in reading.reason
+    assert reading.text == f"{CUT_NOTE}\n\nWINS\ndeep down here"
+    assert reading.sections["texts"] == {"other": CUT_NOTE, "wins": "deep down here"}
+
+
+def test_nesting_to_the_limit_reads_as_before_and_one_more_level_is_cut() -> None:
+    at_limit = read_message(nest(MAX_MIME_DEPTH, DEEP_TEXT))
+    assert at_limit.text == "WINS\ndeep down here" and "cut" not in at_limit.reason
+    past = read_message(nest(MAX_MIME_DEPTH + 1, DEEP_TEXT))
+    assert past.text == f"{CUT_NOTE}\n\nWINS\ndeep down here"
+
+
+def test_parts_below_the_cut_keep_their_files_and_prefer_plain_text() -> None:
+    inner = mime(
+        'Content-Type: multipart/mixed; boundary="leaf"',
+        body=multipart_body(
+            "leaf",
+            mime('Content-Type: multipart/alternative; boundary="alt"',
+                 body=multipart_body("alt", part("text/plain", b"WINS\r\nsee the plan"),
+                                     part("text/html", b"<p>WINS</p><p>see the plan (html)</p>"))),
+            part("application/pdf", b"%PDF-1.4 plan", 'Content-Disposition: attachment; filename="plan.pdf"'),
+        ),
+    )
+    reading = read_shallow(nest(DEEP, inner))
+    assert reading.sections["texts"]["wins"] == "see the plan"
+    assert [(a.filename, a.data) for a in reading.attachments] == [("plan.pdf", b"%PDF-1.4 plan")]
+
+
+def test_a_deep_chain_of_attached_messages_keeps_the_innermost_text() -> None:
+    body = DEEP_TEXT
+    for _ in range(DEEP):  # message/rfc822 inside message/rfc822: no boundary lines at all
+        body = b"Content-Type: message/rfc822" + NL + NL + b"From: fwd@example.com" + NL + body
+    raw = b"".join(h.encode() + NL for h in common() if isinstance(h, str)) + body
+    reading = read_shallow(raw)
+    assert reading.sections["texts"]["wins"] == "deep down here"
+    assert reading.text.startswith(CUT_NOTE)
+
+
 SIZE_PROBE = """
 import sys
 from app.replies import read_message
@@ -501,6 +542,17 @@ def test_big_but_plain_bodies_are_read_in_seconds(raw: bytes) -> None:
     in under 2 s, interpreter start included, once the patterns are linear."""
     subprocess.run([sys.executable, "-c", SIZE_PROBE], input=raw, check=True, timeout=5,
                    cwd=Path(__file__).resolve().parent.parent)
+
+
+@pytest.mark.parametrize("depth", [DEEP, 20 * DEEP])
+def test_deep_nesting_is_read_in_bounded_time(depth: int) -> None:
+    """Linear below the cut: 30,000 levels (2 MB) read in seconds, not a stack overflow."""
+    raw = nest(depth, DEEP_TEXT)
+    result = subprocess.run(
+        [sys.executable, "-c", SIZE_PROBE], input=raw, capture_output=True, timeout=20,
+        cwd=Path(__file__).resolve().parent.parent, check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
 
 
 # --- generated input -------------------------------------------------------------------------------
@@ -770,6 +822,26 @@ def test_webhook_deep_nesting_is_processed_not_left_pending(client, settings) ->
     if row.status == "received":  # the in-process job logged the failure and left the row pending
         read_shallow(raw)  # raise it here so the xfail names the error
     assert_processed(row)
+
+
+def test_deep_nesting_from_a_member_keeps_the_text_found_and_the_facilitator_sees_the_cut(  # type: ignore[no-untyped-def]
+    client, session, settings, cycle
+) -> None:
+    from app.models import Packet
+    from app.packets import compile_packet
+
+    token = send_requests(session, settings, cycle)["alice@northwind.example"]
+    assert post(client, raw_mode_post(nest(DEEP, DEEP_TEXT), [f"reply+{token}@{FORUM}"])).status_code == 200
+    (row,) = stored(settings)
+    assert row.status == "accepted", (row.status, row.reason)
+    update = session.scalars(select(Update).where(Update.inbound_message_id == row.id)).one()
+    assert update.sections["texts"] == {"other": CUT_NOTE, "wins": "deep down here"}
+    # The receipt tells the member, the packet the facilitator, in the update's own words.
+    receipt = session.scalars(select(OutboundMessage).where(OutboundMessage.kind == "receipt")).one()
+    assert CUT_NOTE in [c["text"] for c in receipt.context["captured"]]
+    session.expire_all()  # the webhook's own session wrote the update
+    packet = session.get_one(Packet, compile_packet(session, settings, cycle.id, NOW).packet_id)
+    assert CUT_NOTE in packet.text and "deep down here" in packet.text
 
 
 @pytest.mark.parametrize(
