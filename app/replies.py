@@ -179,7 +179,8 @@ def _flatten(part: email.message.Message, cut: MimeCutDefect) -> None:
     """Make a cut container a multipart/mixed of the leaf parts its body holds, however deep,
     found by their boundary lines: a person reading the raw mail would find the text there."""
     payload = part.get_payload()
-    body = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
+    # compat32 keeps 8-bit bytes as surrogates; anything else already decoded goes back as UTF-8.
+    body = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
     boundaries = {(m.group(1) or m.group(2)).strip() for m in _BOUNDARY_PARAM_RE.finditer(body)}
     if cut.boundary:
         boundaries.add(cut.boundary.encode("utf-8", "surrogateescape"))

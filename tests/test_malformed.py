@@ -1032,3 +1032,17 @@ def test_cli_parse_json_on_malformed_files(tmp_path: Path, raw: bytes) -> None:
     data = json.loads(lines[0])
     assert isinstance(data, dict) and data["kind"] in KINDS and isinstance(data["reason"], str)
     assert data == json.loads(json.dumps(read_shallow(raw).to_json(), ensure_ascii=False))
+
+
+@pytest.mark.parametrize(
+    ("inner", "words"),
+    [
+        (b"Content-Type: text/plain; charset=utf-8" + NL + NL + "WINS\r\nLa fábrica abrió ✓\r\n".encode(), "La fábrica abrió ✓"),
+        (b"Content-Type: text/plain; charset=iso-8859-1" + NL + NL + b"WINS\r\nf\xe1brica nueva\r\n", "fábrica nueva"),
+    ],
+    ids=["utf8", "latin1"],
+)
+def test_text_below_the_depth_cut_keeps_its_non_ascii_letters(inner: bytes, words: str) -> None:
+    """Found by bench/fuzz.py: 8-bit text below the cut raised UnicodeEncodeError."""
+    reading = read_message(nest(150, inner))
+    assert words in reading.text
