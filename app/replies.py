@@ -178,9 +178,10 @@ def _parse(raw: bytes) -> email.message.Message:
 def _flatten(part: email.message.Message, cut: MimeCutDefect) -> None:
     """Make a cut container a multipart/mixed of the leaf parts its body holds, however deep,
     found by their boundary lines: a person reading the raw mail would find the text there."""
-    payload = part.get_payload()
-    # compat32 keeps 8-bit bytes as surrogates; anything else already decoded goes back as UTF-8.
-    body = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
+    # The body's own bytes: get_payload() would decode 8-bit bytes as ASCII into U+FFFD (the cut
+    # part has no charset), and a container carries no transfer encoding to undo.
+    body = part.get_payload(decode=True)
+    body = body if isinstance(body, bytes) else b""
     boundaries = {(m.group(1) or m.group(2)).strip() for m in _BOUNDARY_PARAM_RE.finditer(body)}
     if cut.boundary:
         boundaries.add(cut.boundary.encode("utf-8", "surrogateescape"))
