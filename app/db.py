@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,20 +34,20 @@ class DatabaseNotMigrated(RuntimeError):
 WORKER_SESSION_OPTIONS = "-c idle_in_transaction_session_timeout=60s -c lock_timeout=10s"
 
 _worker_sessions = False  # set by use_worker_sessions
-_engines: dict[tuple[str, int, bool, bool], Engine] = {}
+_engines: dict[tuple[str, int, bool, bool, float | None], Engine] = {}
 
 
-def _engine(url: str, autocommit: bool = False) -> Engine:
+def _engine(url: str, autocommit: bool = False, timeout_s: float | None = None) -> Engine:
     # pid in the key: a forked rq work horse must not reuse its parent's connections.
-    key = (url, os.getpid(), autocommit, _worker_sessions)
+    key = (url, os.getpid(), autocommit, _worker_sessions, timeout_s)
     engine = _engines.get(key)
     if engine is None:
         # Two threads may both build one: the first stays, and an engine connects only when used.
-        engine = _engines.setdefault(key, _create_engine(url, autocommit, _worker_sessions))
+        engine = _engines.setdefault(key, _create_engine(url, autocommit, _worker_sessions, timeout_s))
     return engine
 
 
-def _create_engine(url: str, autocommit: bool, worker: bool) -> Engine:
+def _create_engine(url: str, autocommit: bool, worker: bool, timeout_s: float | None = None) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -59,11 +61,18 @@ def _create_engine(url: str, autocommit: bool, worker: bool) -> Engine:
     # server dropped fails one request (a 5xx SendGrid retries) and is then replaced. A server
     # that does not answer fails a connect in 10 s, not the system's TCP timeout.
     connect_args: dict[str, object] = {"connect_timeout": 10}
+    options = [make_url(url).query.get("options", "")]  # connect_args would replace the URL's
     if worker:
-        given = make_url(url).query.get("options", "")  # connect_args would replace the URL's
-        connect_args["options"] = f"{given} {WORKER_SESSION_OPTIONS}".strip()
+        options.append(WORKER_SESSION_OPTIONS)
+    pool: dict[str, object] = {}
+    if timeout_s is not None:  # a web session's limits: see engine_for
+        connect_args["connect_timeout"] = max(2, math.ceil(timeout_s))  # whole seconds, 2 at least
+        options.append(f"-c statement_timeout={math.ceil(timeout_s * 1000)}")
+        pool["pool_timeout"] = timeout_s
+    if given := " ".join(o for o in options if isinstance(o, str) and o).strip():
+        connect_args["options"] = given
     return create_engine(
-        url, pool_recycle=1800, connect_args=connect_args, **_autocommit(autocommit)
+        url, pool_recycle=1800, connect_args=connect_args, **pool, **_autocommit(autocommit)
     )
 
 
@@ -79,13 +88,23 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def engine_for(url: str) -> Engine:
-    return _engine(url)
+# Web sessions on PostgreSQL (`timeout_s` given: the web app's DATABASE_TIMEOUT). A post that
+# hangs helps nobody, and SendGrid retries a 503 for three days. So a connect gives up after
+# timeout_s (in whole seconds, 2 at least, libpq's floor), a statement after timeout_s
+# (statement_timeout, which also ends a wait for a lock), and a wait for a pooled connection
+# after timeout_s (pool_timeout). A server that stops answering altogether (frozen, or cut off
+# by the network) cannot end a statement itself: `Watchdog` ends the webhook's wait for it.
+# Worker sessions have limits of their own (WORKER_SESSION_OPTIONS); commands have none.
 
 
-def autocommit_engine_for(url: str) -> Engine:
+def engine_for(url: str, timeout_s: float | None = None) -> Engine:
+    """The process's engine for `url`; `timeout_s` for a web session's limits."""
+    return _engine(url, timeout_s=timeout_s)
+
+
+def autocommit_engine_for(url: str, timeout_s: float | None = None) -> Engine:
     """Connections where each statement is its own transaction: the webhook's one INSERT."""
-    return _engine(url, True)
+    return _engine(url, True, timeout_s)
 
 
 def use_worker_sessions() -> None:
@@ -107,13 +126,84 @@ def _close_pooled_connections() -> None:
     """Close this process's idle pooled connections. (Forks happen between jobs, when every
     connection is back in its pool.)"""
     pid = os.getpid()
-    for (_url, engine_pid, _autocommit, _worker), engine in list(_engines.items()):
+    for (_url, engine_pid, *_flavour), engine in list(_engines.items()):
         if engine_pid == pid:
             engine.dispose()
 
 
-def sessionmaker_for(url: str) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine_for(url), expire_on_commit=False)
+def sessionmaker_for(url: str, timeout_s: float | None = None) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine_for(url, timeout_s), expire_on_commit=False)
+
+
+class Watchdog:
+    """Ends a wait for a database server that stopped answering.
+
+    A statement sent to a server that froze (stopped, a hung disk) or that the network lost
+    after the connection was made is never answered: the server's statement_timeout cannot end
+    it, and TCP keeps the socket open, for hours. `watch` gives a connection's wait a deadline;
+    past it, a thread of the watchdog's shuts the socket down, so the wait ends at once with a
+    connection error (and the connection is thrown away). Its thread starts on first use; a
+    deadline costs a dict entry, no thread and no round trip.
+
+    Make one in the process that uses it (a forked child has no thread of its parent's): the
+    webhook's writer, built once per process, has one.
+    """
+
+    TICK_S = 0.1  # how late past its deadline a wait may end
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deadlines: dict[Watched, float] = {}
+        self._started = False
+
+    @contextmanager
+    def watch(self, fileno: int, seconds: float) -> Iterator[Watched]:
+        """Shut socket `fileno` down if this block is still running `seconds` from now; the
+        yielded object's `cut` says whether it was. The socket must stay open inside."""
+        watched = Watched(fileno)
+        with self._lock:
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._run, name="db-watchdog", daemon=True).start()
+            self._deadlines[watched] = time.monotonic() + seconds
+        try:
+            yield watched
+        finally:
+            with self._lock:  # from here on the watchdog will not touch the socket
+                self._deadlines.pop(watched, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK_S)
+            now = time.monotonic()
+            with self._lock:  # held while cutting: `watch` cannot leave and close the socket
+                late = [w for w, deadline in self._deadlines.items() if deadline <= now]
+                for watched in late:
+                    del self._deadlines[watched]
+                    watched.cut = True
+                    _shut_down(watched.fileno)
+
+
+@dataclass(eq=False)
+class Watched:
+    """A socket under a `Watchdog`'s watch; `cut` once the watchdog shut it down."""
+
+    fileno: int
+    cut: bool = False
+
+
+def _shut_down(fileno: int) -> None:
+    """Shut a socket down (both ways) without closing its descriptor, which its owner closes."""
+    try:
+        sock = socket.socket(fileno=fileno)
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the peer
+    finally:
+        sock.detach()
 
 
 @contextmanager
@@ -212,10 +302,16 @@ class GroupCommit(Generic[Item, Result]):
     `write` returns one result per item, in order. If it raises, the writer raises that error
     and each other caller of the batch a RuntimeError caused by it. A caller killed while it
     waits (a gevent timeout, a dropped client) holds up nobody (`_abandon`).
+
+    With `wait_s`, a caller that has waited that long for its turn or its result (behind a
+    write that is stuck, or a queue of them) stops waiting and raises TimeoutError; its item
+    may still be written, by a batch that took it.
     """
 
-    def __init__(self, write: Callable[[list[Item]], list[Result]], *, max_items: int = 16) -> None:
-        self._write, self._max_items = write, max_items
+    def __init__(
+        self, write: Callable[[list[Item]], list[Result]], *, max_items: int = 16, wait_s: float | None = None
+    ) -> None:
+        self._write, self._max_items, self._wait_s = write, max_items, wait_s
         self._lock = threading.Lock()
         self._waiting: list[_Slot[Item, Result]] = []
         self._writing = False
@@ -230,10 +326,14 @@ class GroupCommit(Generic[Item, Result]):
                 self._waiting.append(slot)
         if not lead:
             try:
-                slot.wake.wait()
+                woken = slot.wake.wait(self._wait_s)
             except BaseException:  # a timeout or kill while waiting: leave no lead unheld
                 self._abandon(slot)
                 raise
+            if not woken:
+                self._abandon(slot)
+                if not slot.done:  # (done just now: the result is in)
+                    raise TimeoutError(f"waited {self._wait_s} s for the write")
             if slot.done:
                 return slot.outcome()
         try:

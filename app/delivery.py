@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import json
 import logging
+import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -118,11 +119,49 @@ def _mark_address(
     return roster.mark_bouncing(session, settings, row.email, reason, now)
 
 
-def _int(value: Any) -> int | None:
+def parse_events(body: str) -> list[Any]:
+    """The events in a post's body; ValueError when it is not JSON as SendGrid writes it.
+
+    Python's reader takes more than JSON, and the database stores less: NaN, Infinity and a
+    number too large for a float are kept as their text (the json column refuses them), NUL is
+    taken out of every string (PostgreSQL's text refuses it), and nesting deeper than any event
+    has is refused, so nothing later recurses past Python's limit.
+    """
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        parsed = json.loads(body, parse_constant=str, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    events = _storable(parsed, _MAX_DEPTH)
+    return events if isinstance(events, list) else [events]
+
+
+_MAX_DEPTH = 32  # an event is an object of strings, numbers and lists of strings
+
+
+def _finite_float(text: str) -> float | str:
+    value = float(text)
+    return value if math.isfinite(value) else text
+
+
+def _storable(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if depth == 0 and isinstance(value, (dict, list)):
+        raise ValueError("nested too deep")
+    if isinstance(value, dict):
+        return {key.replace("\x00", ""): _storable(item, depth - 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item, depth - 1) for item in value]
+    return value
+
+
+def _int(value: Any) -> int | None:
+    """An id column's value (PostgreSQL integer), or None."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if 0 < number < 2**31 else None
 
 
 def _when(value: Any, default: datetime) -> datetime:
@@ -153,11 +192,10 @@ def sendgrid_events() -> Response:
         log.warning("event webhook post refused: %s", problem)
         return Response(f"refused: {problem}\n", 403)
     try:
-        events = json.loads(body)
-    except ValueError:
-        return Response("body is not JSON\n", 400)
-    if not isinstance(events, list):
-        events = [events]
+        events = parse_events(body)
+    except ValueError as error:
+        log.warning("event webhook post refused: %s", error)
+        return Response(f"body is not SendGrid's JSON: {error}\n", 400)
     with current_app.config["ROUNDTABLE_SESSIONS"]() as session:
         notices = record_events(session, settings, events, now)
         session.commit()

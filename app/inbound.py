@@ -11,15 +11,17 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
+import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from email import encoders
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.parser import HeaderParser
 from email.policy import compat32
 from functools import cache
 from typing import Any
@@ -87,9 +89,8 @@ def form_parts(body: bytes, content_type: str) -> dict[str, Part]:
             chunks.append(event.data)
             if not event.more_data:
                 filename = current.filename if isinstance(current, File) else None
-                parts[current.name] = Part(
-                    current.name, filename, current.headers.get("content-type"), b"".join(chunks)
-                )
+                name = current.name or ""  # a part without a name is kept under ""
+                parts[name] = Part(name, filename, current.headers.get("content-type"), b"".join(chunks))
                 current = None
     return parts
 
@@ -158,7 +159,12 @@ def from_sendgrid(parts: dict[str, Part]) -> Received:
 
 
 def _mime_from_parsed(parts: dict[str, Part], charsets: dict[str, str]) -> bytes:
-    """Rebuild one MIME message from parsed-mode fields so every later step reads one format."""
+    """Rebuild one MIME message from parsed-mode fields so every later step reads one format.
+
+    The header fields go back as SendGrid sent them, in UTF-8 (RFC 6532, as raw mode and any
+    SMTPUTF8 relay bring them, and the reader takes): re-encoding a field whole made a single
+    encoded-word of a display name and its address together, and the sender unreadable.
+    """
     text = _text(parts, "text", charsets)
     html = _text(parts, "html", charsets)
     try:
@@ -182,26 +188,69 @@ def _mime_from_parsed(parts: dict[str, Part], charsets: dict[str, str]) -> bytes
     if attachments:
         message: Message = MIMEMultipart("mixed", _subparts=[body])
         for part in attachments:
-            meta = info.get(part.name) if isinstance(info.get(part.name), dict) else {}
-            maintype, _, subtype = (meta.get("type") or part.content_type or "application/octet-stream").partition("/")
-            attachment = MIMEBase(maintype or "application", subtype or "octet-stream")
-            attachment.set_payload(part.data)
-            encoders.encode_base64(attachment)
-            filename = meta.get("filename") or part.filename or part.name
-            attachment.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
-            if meta.get("content-id"):
-                attachment.add_header("Content-ID", f"<{meta['content-id']}>")
-            message.attach(attachment)
+            message.attach(_attachment(part, info.get(part.name)))
     else:
         message = body
-    headers = HeaderParser(policy=compat32).parsestr(_text(parts, "headers", charsets) or "", headersonly=True)
-    for name, value in headers.items():
-        if name.lower() not in _BODY_HEADERS:
-            message[name] = value
+    lines, names = _header_lines(_text(parts, "headers", charsets) or "")
     for name, field in (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Subject", "subject")):
-        if name not in message and fields_value(parts, field, charsets):
-            message[name] = fields_value(parts, field, charsets)
-    return message.as_bytes(policy=compat32.clone(linesep="\r\n", max_line_length=0))
+        value = fields_value(parts, field, charsets)
+        if name.lower() not in names and value:
+            # SendGrid decodes these fields, so an encoded CR or LF arrives as one: a line break
+            # here would end the header section early and make the rest of it the body.
+            lines.append(f"{name}: {_LINE_BREAKS.sub(' ', value)}")
+    head = "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape")
+    return head + message.as_bytes(policy=compat32.clone(linesep="\r\n", max_line_length=0))
+
+
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+_FIELD_NAME = re.compile(r"([!-9;-~]+)[ \t]*:")  # RFC 5322 ftext, then the colon
+_MIME_TYPE = re.compile(r"[\w!#$&^.+-]+/[\w!#$&^.+-]+")
+
+
+def _header_lines(block: str) -> tuple[list[str], set[str]]:
+    """The lines of a parsed-mode `headers` block to write back, and the field names in it
+    (lower-case). Our own body's fields (Content-Type and the rest) are left out. A line that
+    is neither a field nor a continuation (a stray CR splits a value in two) continues the field
+    before it: no line can end the header section early, and none is lost but blank ones and
+    any before the first field."""
+    lines: list[str] = []
+    names: set[str] = set()
+    keep = False
+    for line in _LINE_BREAKS.split(block):
+        if not line.strip():
+            continue
+        if field := _FIELD_NAME.match(line):
+            name = field.group(1).lower()
+            keep = name not in _BODY_HEADERS
+            names.add(name)
+            if keep:
+                lines.append(line)
+        elif keep:
+            lines.append(line if line[0] in " \t" else " " + line)
+    return lines, names
+
+
+def _attachment(part: Part, meta: Any) -> Message:
+    """One attachment. `attachment-info` is the sender's to shape: a value there that is not a
+    string is ignored, and a type that is not a MIME type goes out as octet-stream."""
+    meta = meta if isinstance(meta, dict) else {}
+
+    def given(key: str) -> str | None:
+        value = meta.get(key)
+        return value if isinstance(value, str) and value.strip() else None
+
+    offered = (t.split(";")[0].strip() for t in (given("type"), part.content_type) if t)
+    content_type = next((t for t in offered if _MIME_TYPE.fullmatch(t)), "application/octet-stream")
+    maintype, _, subtype = content_type.partition("/")
+    attachment = MIMEBase(maintype, subtype)
+    attachment.set_payload(part.data)
+    encoders.encode_base64(attachment)
+    filename = given("filename") or part.filename or part.name or "attachment"
+    # RFC 2231 percent-encodes the name: a CR or LF in it stays inside the field.
+    attachment.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
+    if content_id := "".join((given("content-id") or "").split()).strip("<>"):
+        attachment.add_header("Content-ID", f"<{content_id}>")
+    return attachment
 
 
 def fields_value(parts: dict[str, Part], name: str, charsets: dict[str, str]) -> str | None:
@@ -246,6 +295,7 @@ def _row(received: Received) -> dict[str, Any]:
         envelope_to=",".join(received.envelope_to) or None,
         status=InboundStatus.RECEIVED,
         received_at=clock.now(),
+        queued_at=time.monotonic(),  # not a column: when it was handed to the writer
     )
 
 
@@ -330,65 +380,123 @@ def _store_rows(connection: Connection, rows: list[dict[str, Any]]) -> list[Stor
     return stored
 
 
+class NoAnswer(Exception):
+    """The database did not answer within the web's DATABASE_TIMEOUT."""
+
+
 class _Writer:
     """Stores batches for one process on a connection of its own, which it keeps: one batch
     writes at a time (`db.GroupCommit`), and a pool checkout and return per request cost more
-    than the insert itself. A connection that fails is dropped and replaced."""
+    than the insert itself. A connection that fails is dropped and replaced.
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    With `timeout_s` (the web's DATABASE_TIMEOUT) its connection has a web session's limits
+    (`db.engine_for`), and a server that stops answering is given `timeout_s` and a second
+    before the connection is cut (`db.Watchdog`): a writer stuck for good would hold up every
+    post of its process.
+    """
+
+    def __init__(self, url: str, timeout_s: float | None = None) -> None:
+        self._url, self._timeout_s = url, timeout_s
         self._connection: Connection | None = None
+        self._watchdog = db.Watchdog()
+        self._unreachable_at = -math.inf  # when a write last found the database unreachable
 
     def __call__(self, rows: list[dict[str, Any]]) -> list[Stored | None]:
         """Store a batch; None for a message that could not be stored. Trying again is safe:
-        the insert is idempotent. When the connection failed (the server dropped it, or is
-        down), the batch gets one more try on a new connection; when the database refused the
-        data, each message gets a try on its own, so one bad row fails no other."""
+        the insert is idempotent. When the connection it kept failed (the server dropped it, or
+        restarted), the batch gets one more try on a new connection. A database that cannot be
+        reached, or did not answer in time, gets none: the callers answer 503 at once and
+        SendGrid tries again later; so do the callers that were already waiting then, whose
+        write would only wait as long again. When the database refused the data, each message
+        gets a try on its own, so one bad row fails no other."""
+        if all(row["queued_at"] < self._unreachable_at for row in rows):
+            return [None] * len(rows)
+        kept = self._connection is not None
         try:
             return self._store(rows)
+        except NoAnswer as error:
+            return self._unreachable(rows, error)
         except DATABASE_ERRORS as error:
+            if isinstance(error, CONNECTION_ERRORS) and not kept:
+                return self._unreachable(rows, error)
             failed_connection = isinstance(error, CONNECTION_ERRORS)
             log.warning("storing %d inbound message(s) failed; trying again", len(rows), exc_info=True)
         if failed_connection:
             try:
                 return self._store(rows)
-            except DATABASE_ERRORS:
-                log.exception("could not store %d inbound message(s)", len(rows))
-                return [None] * len(rows)
+            except (NoAnswer, *DATABASE_ERRORS) as error:
+                return self._unreachable(rows, error)
         results: list[Stored | None] = []
-        for row in rows:
+        for n, row in enumerate(rows):
             try:
                 results.extend(self._store([row]))
+            except (NoAnswer, *CONNECTION_ERRORS) as error:  # no try for the rest either
+                return results + self._unreachable(rows[n:], error)
             except DATABASE_ERRORS:
                 log.exception("could not store inbound message %s", row["dedupe_key"])
                 results.append(None)
         return results
 
+    def _unreachable(self, rows: list[dict[str, Any]], error: Exception) -> list[Stored | None]:
+        self._unreachable_at = time.monotonic()
+        log.error("could not store %d inbound message(s): %s", len(rows), error)
+        return [None] * len(rows)
+
     def _store(self, rows: list[dict[str, Any]]) -> list[Stored | None]:
         if self._connection is None:
-            self._connection = db.autocommit_engine_for(self._url).connect()
+            self._connection = db.autocommit_engine_for(self._url, self._timeout_s).connect()
+        watched = None
         try:
-            return _store_rows(self._connection, rows)
-        except DATABASE_ERRORS:
+            with self._deadline(self._connection) as watched:
+                return _store_rows(self._connection, rows)
+        except DATABASE_ERRORS as error:
             connection, self._connection = self._connection, None
             connection.invalidate()  # the insert bypasses SQLAlchemy, which would not know
             connection.close()
+            cause = getattr(error, "orig", None) or error
+            if watched is not None and watched.cut:
+                raise NoAnswer(f"the database did not answer within {self._timeout_s} s") from error
+            if isinstance(cause, psycopg.errors.QueryCanceled):  # statement_timeout
+                raise NoAnswer(f"a statement ran past {self._timeout_s} s") from error
             raise
 
+    def _deadline(self, connection: Connection) -> AbstractContextManager[db.Watched | None]:
+        if self._timeout_s is None or connection.dialect.name != "postgresql":
+            return nullcontext()
+        # A second past statement_timeout: a server that answers at all says so first.
+        fileno = connection.connection.driver_connection.fileno()  # type: ignore[union-attr]
+        return self._watchdog.watch(fileno, self._timeout_s + 1)
 
-@cache
-def _writer(url: str, pid: int) -> db.GroupCommit[dict[str, Any], Stored | None]:
-    # pid in the key, as for engines: a forked process starts with a writer of its own.
-    return db.GroupCommit(_Writer(url), max_items=16)
+
+_writers: dict[tuple[str, int, float | None], db.GroupCommit[dict[str, Any], Stored | None]] = {}
 
 
-def store(url: str, received: Received) -> Stored | None:
-    """Store a received message once and commit; None when the database would not take it.
+def _writer(
+    url: str, pid: int, timeout_s: float | None = Settings.database_timeout_s
+) -> db.GroupCommit[dict[str, Any], Stored | None]:
+    """The process's writer for a database and DATABASE_TIMEOUT. pid in the key, as for
+    engines: a forked process starts with a writer of its own."""
+    key = (url, pid, timeout_s)
+    writer = _writers.get(key)
+    if writer is None:
+        # A caller waits for its turn no longer than a write may take.
+        wait_s = None if timeout_s is None else timeout_s + 1
+        writer = _writers.setdefault(key, db.GroupCommit(_Writer(url, timeout_s), max_items=16, wait_s=wait_s))
+    return writer
+
+
+def store(url: str, received: Received, timeout_s: float | None = Settings.database_timeout_s) -> Stored | None:
+    """Store a received message once and commit; None when the database would not take it,
+    or not within about `timeout_s` (None: no limit).
 
     Concurrent requests in one process share one statement and one commit (`db.GroupCommit`),
     and each returns only after its own commit.
     """
-    return _writer(url, os.getpid())(_row(received))
+    try:
+        return _writer(url, os.getpid(), timeout_s)(_row(received))
+    except TimeoutError as error:  # waited behind a write that did not end in time
+        log.error("could not store an inbound message: %s", error)
+        return None
 
 
 @cache
@@ -436,7 +544,8 @@ def _unauthorized() -> Response:
 
 def _accept(received: Received) -> Response:
     """Store, commit, then nudge a worker. 5xx only when the message could not be stored."""
-    stored = store(_settings().database_url, received)
+    settings = _settings()
+    stored = store(settings.database_url, received, settings.database_timeout_s)
     if stored is None:  # logged by the writer
         return Response("could not store the message, try again later\n", 503, {"Retry-After": "60"})
     if stored.pending:

@@ -26,6 +26,7 @@ class Settings:
     sendgrid_api_key: str | None = None
     sendgrid_api_host: str = "https://api.sendgrid.com"
     sendgrid_timeout_s: float = 10.0
+    database_timeout_s: float = 5.0  # the web's wait for the database: connect, statement, pool
     mail_from: str = "Roundtable <roundtable@localhost>"
     inbound_domain: str = "in.localhost"
     inbound_username: str | None = None
@@ -94,6 +95,7 @@ class Settings:
             sendgrid_api_key=api_key,
             sendgrid_api_host=api_host.rstrip("/"),
             sendgrid_timeout_s=_positive_float(env, "SENDGRID_TIMEOUT", defaults.sendgrid_timeout_s),
+            database_timeout_s=_positive_float(env, "DATABASE_TIMEOUT", defaults.database_timeout_s),
             mail_from=mail_from,
             inbound_domain=inbound_domain,
             inbound_username=username,

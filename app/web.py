@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app import clock, db, jobs, mail
 from app.cycles import excuse
@@ -12,6 +15,8 @@ from app.delivery import blueprint as delivery_blueprint
 from app.inbound import blueprint as inbound_blueprint
 from app.models import UpdateRequest
 from app.settings import Settings, configure, current_settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, check_schema: bool = True) -> Flask:
@@ -25,7 +30,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         # No SECRET_KEY: nothing uses Flask's cookie session (unsubscribe links are signed with
         # settings.secret_key), and without one Flask does not open a session per request.
         ROUNDTABLE_SETTINGS=settings,
-        ROUNDTABLE_SESSIONS=db.sessionmaker_for(settings.database_url),
+        ROUNDTABLE_SESSIONS=db.sessionmaker_for(settings.database_url, settings.database_timeout_s),
         # SendGrid posts up to 30 MB and drops mail it gets a 4xx for: never 413 below that.
         MAX_CONTENT_LENGTH=settings.max_inbound_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_inbound_bytes,
@@ -33,6 +38,14 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
     )
     app.register_blueprint(inbound_blueprint)
     app.register_blueprint(delivery_blueprint)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def database_unavailable(error: Exception) -> Response:
+        """The database is down or did not answer within DATABASE_TIMEOUT: SendGrid retries a
+        5xx (the Event Webhook for a day), and a person can try the link again."""
+        log.error("database unavailable: %s", error)
+        return Response("the database is unavailable, try again later\n", 503, {"Retry-After": "60"})
 
     @app.route("/unsubscribe/<signed>", methods=["GET", "POST"])
     def unsubscribe(signed: str) -> tuple[str, int]:
@@ -59,7 +72,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
     def healthz() -> tuple[Response, int]:
         database_ok = True
         try:
-            with db.engine_for(settings.database_url).connect() as connection:
+            with db.engine_for(settings.database_url, settings.database_timeout_s).connect() as connection:
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError:
             database_ok = False
