@@ -131,19 +131,22 @@ def _words(text: str) -> list[str]:
 def _without_greeting(text: str) -> str:
     """The text without a salutation line at its top ("Hi Dana,")."""
     lines = text.strip().splitlines()
-    while lines and (not lines[0].strip() or _GREETING_LINE.fullmatch(lines[0].strip())):
-        lines = lines[1:]
-    return "\n".join(lines).strip()
+    start = 0
+    while start < len(lines) and (not lines[start].strip() or _GREETING_LINE.fullmatch(lines[start].strip())):
+        start += 1
+    return "\n".join(lines[start:]).strip()
 
 
 def _without_sign_off(text: str) -> str:
     lines = text.strip().splitlines()
+    end = len(lines)
     for _ in range(2):
-        if len(lines) > 1 and len(lines[-1]) <= 120 and len(lines[-1].split()) <= 4 and _SIGN_OFF.fullmatch(lines[-1].strip()):
-            lines = lines[:-1]
-        while lines and not lines[-1].strip():
-            lines = lines[:-1]
-    return "\n".join(lines).strip()
+        last = lines[end - 1] if end else ""
+        if end > 1 and len(last) <= 120 and len(last.split()) <= 4 and _SIGN_OFF.fullmatch(last.strip()):
+            end -= 1
+        while end and not lines[end - 1].strip():
+            end -= 1
+    return "\n".join(lines[:end]).strip()
 
 
 def _sentences(text: str) -> list[str]:

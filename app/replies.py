@@ -404,7 +404,8 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
     try:
         # A copy of its own (we mend ours), read to the same depth.
         parsed: mailparser.MailParser | None = mailparser.MailParser(_parse(raw))
-    except (MailParserError, RecursionError, LookupError, ValueError, TypeError, AttributeError):
+    except (MailParserError, email.errors.MessageError, RecursionError, LookupError, ValueError, TypeError,
+            AttributeError):  # a broken encoded word in From raises HeaderParseError in mail-parser
         parsed = None
     # Split the address first: a decoded name may hold a comma ("Müller, Hans").
     from_name, from_address = _sender(_raw_header(message, "From"))

@@ -1046,3 +1046,11 @@ def test_text_below_the_depth_cut_keeps_its_non_ascii_letters(inner: bytes, word
     """Found by bench/fuzz.py: 8-bit text below the cut raised UnicodeEncodeError."""
     reading = read_message(nest(150, inner))
     assert words in reading.text
+
+
+def test_a_broken_encoded_word_in_from_is_read_not_raised() -> None:
+    """Found by bench/fuzz.py: mail-parser raised HeaderParseError, which escaped read_message."""
+    raw = (b"From: =?utf-8?B?YWJjZ?= <alice@northwind.example>\r\nTo: reply+0123456789abcdef0123456789abcdef"
+           b"@in.forum.example\r\nSubject: x\r\n\r\nWINS\r\nok\r\n")
+    reading = read_message(raw)
+    assert (reading.kind, reading.from_address, reading.sections["texts"]["wins"]) == ("reply", "alice@northwind.example", "ok")
