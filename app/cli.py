@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -516,6 +517,7 @@ def worker(burst: bool, fork: bool) -> None:
     import ctypes
     import signal
 
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from rq import SimpleWorker, Worker
 
     settings = _settings()
@@ -553,7 +555,23 @@ def worker(burst: bool, fork: bool) -> None:
     # template cache and a pooled database connection survive between jobs). Jobs are
     # idempotent and rows are the truth, so a worker that dies loses nothing: the sweep re-runs.
     worker_class = Worker if fork else SimpleWorker
-    worker_class([queue], connection=queue.connection).work(burst=burst, with_scheduler=True)
+    # rq gives up when Redis goes away (a restart, a failover): wait for it instead of exiting,
+    # as a supervisor would restart us. The job it was running is handed back by rq's own
+    # bookkeeping, and rows are the truth.
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        try:
+            worker_class([queue], connection=queue.connection).work(burst=burst, with_scheduler=True)
+            return
+        except RedisConnectionError as error:
+            if burst:
+                raise click.ClickException(f"Redis is unreachable ({error})") from None
+            if time.monotonic() - started > 60:
+                delay = 1.0  # it ran a while: a fresh outage
+            click.echo(f"Redis is unreachable ({error}); trying again in {delay:.0f} s", err=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def gunicorn_args(*, workers: int, worker_class: str, threads: int, connections: int) -> list[str]:

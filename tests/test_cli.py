@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,33 @@ def test_inbound_list_shows_the_sender_before_and_after_the_worker_read_it(run, 
     only = run("inbound", "list", "--status", "received").output.splitlines()
     assert len(only) == 2 and only[1].split()[0] == str(unread.id)
     assert run("inbound", "list", "--status", "held").output.strip() == "no mail with status held"
+
+
+def test_a_worker_waits_for_redis_instead_of_exiting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Found by bench/soak.py: a worker whose Redis went away exited, and nothing restarted it."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from app import db
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    db.upgrade(url)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    env.pop("CI", None)
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [worker.stderr.readline() for _ in range(2)]  # type: ignore[union-attr]
+        assert all("Redis is unreachable" in line and "trying again" in line for line in lines), lines
+        time.sleep(0.5)
+        assert worker.poll() is None  # still waiting, not gone
+    finally:
+        worker.kill()
+        worker.wait(10)
+        worker.stderr.close()  # type: ignore[union-attr]
+    burst = subprocess.run([sys.executable, "-m", "app.cli", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=60)
+    assert burst.returncode != 0 and "Redis is unreachable" in burst.stderr
