@@ -100,6 +100,7 @@ import psycopg
 
 from app.settings import Settings
 from bench.webhook import free_port
+from tests.test_worker_kill import children_of, is_running
 
 INBOUND_USERNAME, INBOUND_PASSWORD = "sendgrid", "soak-secret"
 INBOUND_DOMAIN = "in.forum.example"  # tests.mails writes reply addresses on this domain
@@ -644,25 +645,6 @@ def current_job(redis_url: str, pid: int) -> str | None:
     except (RedisError, ValueError, LookupError):
         pass
     return None
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def is_running(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def tail(path: Path, chars: int = 2000) -> str:
