@@ -1,5 +1,5 @@
-"""Email addresses and reply tokens: the one place for how we compare addresses and how a reply
-address carries its token. Pure."""
+"""Email addresses, display names and reply tokens: the one place for how we compare addresses,
+clean a name we show, and how a reply address carries its token. Pure."""
 
 from __future__ import annotations
 
@@ -39,3 +39,14 @@ def find_tokens(addresses: list[str]) -> list[str]:
             if token not in tokens:
                 tokens.append(token)
     return tokens
+
+
+# Bidirectional formatting characters (embeddings, overrides, isolates and the marks): in a name
+# or file name they reorder what is shown, so "invoice\u202efdp.exe" reads as "invoiceexe.pdf".
+_BIDI_CONTROLS = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def without_bidi(text: str) -> str:
+    """`text` without bidirectional formatting characters: for names and file names we show
+    (app.roster cleans them on the way in, app.packets those stored before). Pure."""
+    return _BIDI_CONTROLS.sub("", text)

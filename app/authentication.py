@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.machine import decode_bytes
+from app.reading.machine import decode_bytes
 
 AuthVerdict = Literal["pass", "fail", "unknown"]
 

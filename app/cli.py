@@ -28,8 +28,8 @@ from app.cycles import (
     schedule_meeting,
 )
 from app.models import Cycle, Group, InboundMessage, Member, OutboundMessage
-from app.status import status_report
 from app.settings import ConfigError, Settings, configure, current_settings
+from app.status import status_report
 
 
 def _settings() -> Settings:
@@ -482,7 +482,7 @@ def inbound_release(inbound_id: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object")
 def parse(eml: Path, as_json: bool) -> None:
     """Show how a message would be read, storing nothing."""
-    from app.replies import read_message
+    from app.reading.message import read_message
 
     reading = read_message(eml.read_bytes())
     data = reading.to_json()

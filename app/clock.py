@@ -3,7 +3,7 @@ column defaults) read it here, so that a test can set it for everything at once.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 
 _fixed: datetime | None = None
 

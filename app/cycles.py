@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select
@@ -28,7 +28,7 @@ from app.models import (
     UpdateRequest,
 )
 from app.participation import group_standings
-from app.sections import SECTIONS
+from app.reading.sections import SECTIONS
 from app.settings import Settings
 
 

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.sections import OTHER, RATING_KEYS, SECTION_KEYS, SECTIONS, split_sections
+from app.reading.sections import OTHER, RATING_KEYS, SECTION_KEYS, SECTIONS, split_sections
 
 # Sections named in prose ("one more ask:", "under wins", "replace my challenges with"). Bare
 # "commitments" in a follow-up means the next ones: last month's are named as such.
@@ -232,7 +232,7 @@ def merge(
     older: bool = False,
     has_attachments: bool = False,
 ) -> Merge:
-    """Read message `text` (split into `new` by app.sections) against the update so far.
+    """Read message `text` (split into `new` by app.reading.sections) against the update so far.
 
     `older`: the message arrived before the update's latest version (a held message released
     late) or after the meeting: it may add, never replace; what differs is kept twice and flagged.

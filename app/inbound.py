@@ -37,8 +37,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from app import clock, db, jobs
-from app.machine import decode_bytes
 from app.models import InboundMessage, InboundStatus
+from app.reading.machine import decode_bytes
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -66,17 +66,6 @@ class PermanentSendError(RuntimeError):
 # --- rendering ---------------------------------------------------------------------------
 
 
-# Bidirectional formatting characters (embeddings, overrides, isolates and the marks): in a name
-# or file name they reorder what is shown, so "invoice\u202efdp.exe" reads as "invoiceexe.pdf".
-_BIDI_CONTROLS = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def without_bidi(text: str) -> str:
-    """`text` without bidirectional formatting characters: for names and file names we show
-    (app.roster cleans them on the way in, app.packets those stored before). Pure."""
-    return _BIDI_CONTROLS.sub("", text)
-
-
 @cache
 def template_env() -> Environment:
     return Environment(

@@ -19,13 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import mail
-from app.addresses import normalize
+from app.addresses import normalize, without_bidi
 from app.cycles import local_label, meeting_label, month_label, open_commitments
 from app.followups import combined, describe
 from app.mail import template_env
 from app.models import Cycle, CycleStatus, InboundMessage, Packet, UpdateRequest
 from app.participation import Attendance, standing_in
-from app.sections import SECTIONS
+from app.reading.sections import SECTIONS
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def member_entries(
             continue  # not asked this cycle, or gone (on leave, removed) without a word
         # Rows stored before names and file names were cleaned on the way in (app.roster,
         # app.replies.safe_filename) are cleaned here, for what the packet shows.
-        name, company = mail.without_bidi(member.name), mail.without_bidi(member.company)
+        name, company = without_bidi(member.name), without_bidi(member.company)
         commitments = all_commitments.get(member.id, [])
         status = status_of.get(standing_in(cycle, request, now), "missing")
         updates = [u for u in request.updates if not u.is_skip]
@@ -201,7 +201,7 @@ def member_entries(
                 texts=sections.get("texts", {}),
                 topic_priority=sections.get("topic_priority"),
                 commitments=commitments,
-                attachments=list(dict.fromkeys(mail.without_bidi(a["filename"]) for a in files)),
+                attachments=list(dict.fromkeys(without_bidi(a["filename"]) for a in files)),
                 version=update.version,
                 flagged=list(sections.get("flagged", [])),
                 notes=member_notes,
@@ -313,7 +313,7 @@ def queue_packet_emails(session: Session, settings: Settings, cycle: Cycle, pack
         recipients += [(m.name, m.email, m.id) for m in group.members if m.is_reachable]
     ids = []
     for name, email, member_id in recipients:
-        name = mail.without_bidi(name)  # a name stored before app.roster cleaned them
+        name = without_bidi(name)  # a name stored before app.roster cleaned them
         row = mail.queue_email(
             session,
             settings,

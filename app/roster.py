@@ -92,7 +92,7 @@ def one_line(value: str, what: str = "name", *, required: bool = True) -> str:
     `To:` header, where a line break would fail the email and a control character garble it.
     Bidirectional formatting characters are dropped: they only reorder how a name is shown.
     """
-    value = mail.without_bidi(value)
+    value = addresses.without_bidi(value)
     value = " ".join(part.strip() for part in _LINE_BREAKS.split(value) if part.strip())
     bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
     if bad is not None:

@@ -310,7 +310,7 @@ def score_machine(
     corpus_dir: Path, index: list[dict[str, Any]], replies: list[ReplyEntry], verbose: bool
 ) -> dict[str, object] | None:
     try:
-        from app.machine import classify
+        from app.reading.machine import classify
     except ImportError:
         return None
     seen: set[str] = set()
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))  # run from a checkout without installing it
-    from app.trimming import new_words
+    from app.reading.trimming import new_words
 
     corpus_dir = args.corpus_dir.resolve()
     if not (corpus_dir / "index.json").is_file():
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['clean_pct']:>9.1f}{row['both_pct']:>8.1f}"
         )
     if machine is None:
-        print("machine: not available (app.machine cannot be imported)")
+        print("machine: not available (app.reading.machine cannot be imported)")
     else:
         print(
             f"machine: sisimai {machine['machine_messages']} machine messages, "
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         if limit is None:
             continue
         if machine is None:
-            failures.append(f"{label}: not available, app.machine cannot be imported")
+            failures.append(f"{label}: not available, app.reading.machine cannot be imported")
             continue
         value = machine[key]
         assert isinstance(value, int | float)

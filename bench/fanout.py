@@ -352,7 +352,7 @@ def history_rows(
 
     from app.cycles import group_schedule, local_at
     from app.models import CycleStatus
-    from app.sections import SECTIONS
+    from app.reading.sections import SECTIONS
 
     sections = [{"key": s.key, "title": s.title, "hint": s.hint} for s in SECTIONS]
     rows: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
@@ -1016,7 +1016,6 @@ def failed_jobs() -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from rq.job import Job
     from sqlalchemy import func, select
 
     from app import db, jobs

@@ -20,7 +20,7 @@ on (seed, i), so `--count 1000` is the first thousand of the 10,000 run.
 
 Each message goes through, each call timed on its own:
   read       app.replies.read_message(raw, envelope_from, envelope_to)
-  sections   app.sections.split_sections on the whole message decoded as text, its first
+  sections   app.reading.sections.split_sections on the whole message decoded as text, its first
              100,000 characters (hostile, untrimmed text: harder than the trimmed text the
              worker splits; a quadratic pattern shows long before 100,000)
   merge      app.followups.merge of the reading (and of those sections) against a typical first
@@ -72,7 +72,7 @@ def seed_mail() -> list[tuple[str, bytes]]:
     """(name, raw bytes) of every seed message."""
     from app.demo import GROUP, MEMBERS, REPLIES, out_of_office, reply_email
     from app.inbound import form_parts, from_sendgrid
-    from app.sections import SECTIONS
+    from app.reading.sections import SECTIONS
     from app.settings import Settings
     from bench.soak import bounce_email
     from tests.mails import parsed_mode, reply
@@ -757,8 +757,8 @@ def main(argv: list[str] | None = None) -> int:
     from app.demo import REPLIES
     from app.followups import merge
     from app.inbound import form_parts, from_sendgrid
-    from app.replies import read_message
-    from app.sections import split_sections
+    from app.reading.message import read_message
+    from app.reading.sections import split_sections
 
     warnings.simplefilter("ignore")  # the email package's complaints about bad mail
     logging.disable(logging.CRITICAL)  # mail-parser logs every defect it meets

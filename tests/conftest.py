@@ -10,10 +10,10 @@ import os
 import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import delete, inspect, text

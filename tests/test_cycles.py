@@ -8,7 +8,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from app.cycles import CycleError, CycleState, Due, due_actions, local_at, schedule_for, schedule_meeting, tick
+from app.cycles import (
+    CycleError,
+    CycleState,
+    Due,
+    due_actions,
+    local_at,
+    schedule_for,
+    schedule_meeting,
+    tick,
+)
 from app.models import OutboundMessage, UpdateRequest
 from tests.conftest import MEETING_DAY
 

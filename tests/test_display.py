@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import roster
-from app.mail import without_bidi
+from app.addresses import without_bidi
 from app.models import Member, OutboundMessage, Packet, StoredAttachment, Update
 from app.packets import MemberEntry, compile_packet, packet_context, render_packet, render_pdf
-from app.replies import safe_filename
+from app.reading.message import safe_filename
 from tests.conftest import NOW
 from tests.mails import raw_mode, reply
 from tests.test_replies import requests_by_email

@@ -16,7 +16,7 @@ from app.cycles import schedule_meeting
 from app.followups import describe, merge
 from app.models import Cycle, InboundMessage, OutboundMessage, Packet, Update, UpdateRequest
 from app.packets import compile_packet
-from app.sections import split_sections
+from app.reading.sections import split_sections
 from tests.conftest import MEETING_DAY, NOW
 from tests.mails import parsed_mode, raw_mode, reply
 from tests.test_replies import outbound, requests_by_email

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import machine
-from app.machine import Kind, Recipient, Verdict, classify
+from app.reading import machine
+from app.reading.machine import Kind, Recipient, Verdict, classify
 
 MEMBER = "Jane Member <jane@member.example>"
 REPLY_TO = "reply+3f9a1c2b@in.forum.example"

@@ -22,7 +22,7 @@ from app.cycles import queue_requests
 from app.mail import TransientSendError
 from app.models import Cycle, OutboundMessage
 from app.packets import MemberEntry, packet_context
-from app.sections import SECTIONS
+from app.reading.sections import SECTIONS
 from app.settings import Settings, configure
 from tests.conftest import SendGridStandIn
 

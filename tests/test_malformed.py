@@ -30,9 +30,9 @@ from sqlalchemy import delete, func, inspect, select
 from app import db
 from app.cli import main
 from app.cycles import queue_requests
-from app.machine import Kind
 from app.models import Base, Cycle, InboundMessage, OutboundMessage, Update
-from app.replies import CUT_NOTE, MAX_MIME_DEPTH, Reading, read_message
+from app.reading.machine import Kind
+from app.reading.message import CUT_NOTE, MAX_MIME_DEPTH, Reading, read_message
 from app.settings import Settings
 from tests.conftest import AUTH, NOW
 from tests.mails import multipart
@@ -521,7 +521,7 @@ def test_a_deep_chain_of_attached_messages_keeps_the_innermost_text() -> None:
 
 SIZE_PROBE = """
 import sys
-from app.replies import read_message
+from app.reading.message import read_message
 raw = sys.stdin.buffer.read()
 reading = read_message(raw)
 assert "WINS" in reading.text, reading.text[:40]

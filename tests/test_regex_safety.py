@@ -288,8 +288,8 @@ def _param(found: Found) -> Any:
 def test_every_pattern_is_found() -> None:
     ids = {found.id for found in PATTERNS}
     # A few we know are there, of each kind: a broken search must not pass by finding none.
-    assert {"trimming._CLOSING", "machine._BOUNCE_BODY", "sections._PRIORITY_PATTERNS[2]"} <= ids
-    assert any(found.id.startswith("sections.<_number_list>") for found in PATTERNS)
+    assert {"reading.trimming._CLOSING", "reading.machine._BOUNCE_BODY", "reading.sections._PRIORITY_PATTERNS[2]"} <= ids
+    assert any(found.id.startswith("reading.sections.<_number_list>") for found in PATTERNS)
     assert any(isinstance(found.pattern.pattern, bytes) for found in PATTERNS)
     assert len(PATTERNS) > 100
 
@@ -338,9 +338,9 @@ def _body(line: str) -> str:
 def test_a_hostile_body_is_read_in_bounded_time(line: str) -> None:
     from email.message import EmailMessage
 
-    from app.replies import read_message
-    from app.sections import split_sections
-    from app.trimming import new_words
+    from app.reading.message import read_message
+    from app.reading.sections import split_sections
+    from app.reading.trimming import new_words
 
     text = _body(line)
     assert _seconds(lambda: split_sections(new_words(text, "Anna Berg")), 2.0) < 2.0

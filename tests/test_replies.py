@@ -6,10 +6,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import roster
+from app.addresses import find_tokens
 from app.cycles import queue_requests
 from app.models import Cycle, InboundMessage, Member, OutboundMessage, Update, UpdateRequest
-from app.addresses import find_tokens
-from app.replies import process_inbound, read_message, safe_filename
+from app.reading.message import read_message, safe_filename
+from app.replies import process_inbound
 from app.settings import Settings
 from tests.conftest import NOW
 from tests.mails import raw_mode, reply

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.sections import (
+from app.reading.sections import (
     OTHER,
     RATING_KEYS,
     SECTION_KEYS,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.trimming import html_to_text, new_words
+from app.reading.trimming import html_to_text, new_words
 
 TOKEN_ADDRESS = "reply+0123456789abcdef0123456789abcdef@roundtable.example"
 

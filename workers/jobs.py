@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 from app import clock, jobs, mail
 from app.cycles import tick as _tick
 from app.db import session_scope
+from app.inbox import Outcome
 from app.models import InboundMessage, InboundStatus, Packet
 from app.packets import compile_packet as _compile_packet
 from app.packets import write_packet_files
-from app.replies import Outcome
 from app.replies import process_inbound as _process_inbound
 from app.settings import Settings, current_settings
 

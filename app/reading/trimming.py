@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from app.sections import is_heading, is_rating_label
+from app.reading.sections import is_heading, is_rating_label
 
 # --- Line patterns -------------------------------------------------------------------------------
 

@@ -1,0 +1,430 @@
+"""Reading one raw message: bytes in, a `Reading` out (what `roundtable parse` prints). Pure."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.errors
+import mimetypes
+import re
+from dataclasses import asdict, dataclass, field
+from email.feedparser import BytesFeedParser
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr
+from typing import Any
+
+import mailparser
+from mailparser.exceptions import MailParserError
+
+from app import addresses
+from app.addresses import find_tokens, normalize
+from app.reading.machine import classify, decode_bytes, decode_header_value
+from app.reading.sections import split_sections
+from app.reading.trimming import html_to_text, new_words
+
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_HEADER_IDS = 6  # In-Reply-To plus the newest References, as Discourse does
+
+
+# --- reading (pure) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+    is_too_large: bool = False
+    data: bytes = field(default=b"", repr=False)  # empty when over the cap
+
+    def listing(self) -> dict[str, Any]:
+        return {"filename": self.filename, "content_type": self.content_type, "size": self.size,
+                "is_too_large": self.is_too_large}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How one message reads: what kind it is, who sent it, and the member's new words."""
+
+    kind: str
+    reason: str
+    from_address: str
+    subject: str
+    tokens: list[str]
+    reply_to_ids: list[str]
+    text: str
+    sections: dict[str, Any]
+    attachments: list[Attachment] = field(default_factory=list)
+    bounced: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attachments"] = [a.listing() for a in self.attachments]
+        data["token"] = self.tokens[0] if self.tokens else None
+        return data
+
+
+def _header_addresses(message: email.message.Message, *names: str) -> list[str]:
+    values = [str(v) for name in names for v in message.get_all(name, [])]
+    return [address for _, address in getaddresses(values)] + values
+
+
+def _message_ids(message: email.message.Message) -> list[str]:
+    in_reply_to = re.findall(r"<[^<>\s]+>", str(message.get("In-Reply-To", "")))
+    references = re.findall(r"<[^<>\s]+>", str(message.get("References", "")))
+    ids = in_reply_to + list(reversed(references))
+    return list(dict.fromkeys(ids))[:MAX_HEADER_IDS]
+
+
+# mail-parser 4.8 hands back 7-bit bodies in these stateful encodings undecoded ("+AOk-").
+_STATEFUL_CHARSETS = ("utf-7", "iso-2022", "hz")
+
+
+def _walk(message: email.message.Message) -> list[email.message.Message]:
+    try:
+        return list(message.walk())
+    except RecursionError:
+        return []
+
+
+# --- parts inside parts, to a depth --------------------------------------------------------------
+
+# Real mail, forwards of forwards included, nests a few levels; Python's parser recurses once per
+# level (RecursionError near 1,000) and checks every line against every open boundary, so depth
+# costs stack and time. Below this the parts are read flat (`_flatten`), their text kept.
+MAX_MIME_DEPTH = 100
+MAX_FLAT_PARTS = 100  # parts kept from below the cut
+CUT_NOTE = (
+    f"[Roundtable: this email nests its parts more than {MAX_MIME_DEPTH} levels deep. It was read"
+    " to that depth and the text found below it kept; the original is stored if anything seems missing.]"
+)
+
+
+class MimeCutDefect(email.errors.MessageDefect):
+    """A container nested past MAX_MIME_DEPTH: read as one part, then flat (`_flatten`)."""
+
+    def __init__(self, content_type: str, boundary: str | None) -> None:
+        super().__init__(f"{content_type} nested deeper than {MAX_MIME_DEPTH} levels: read flat")
+        self.content_type = content_type
+        self.boundary = boundary
+
+
+class _ShallowParser(BytesFeedParser):
+    """The standard parser, taking containers (multipart/*, message/*) apart down to `max_depth`
+    levels only: a deeper one keeps its body whole, marked with MimeCutDefect.
+
+    `_parse_headers` and `_msgstack` are private to email.feedparser, but the one point where
+    the parser knows a part's type and depth before it reads the body (tests/test_malformed.py
+    reads 1,500 levels, so a Python that renames them fails there, not in production).
+    """
+
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(policy=compat32)
+        self._max_depth = max_depth
+
+    def _parse_headers(self, lines: list[str]) -> None:
+        super()._parse_headers(lines)  # type: ignore[misc]
+        part: email.message.Message = self._cur  # type: ignore[attr-defined]
+        depth = len(self._msgstack)  # type: ignore[attr-defined]
+        if depth > self._max_depth and part.get_content_maintype() in ("multipart", "message"):
+            part.defects.append(MimeCutDefect(part.get_content_type(), part.get_boundary()))
+            del part["Content-Type"]
+            part["Content-Type"] = "application/octet-stream"  # read its body as one string
+
+
+def _parse_shallow(raw: bytes, max_depth: int) -> email.message.Message:
+    parser = _ShallowParser(max_depth)
+    parser.feed(raw)
+    return parser.close()
+
+
+def _parse(raw: bytes) -> email.message.Message:
+    """`raw` as `email.message_from_bytes` reads it (compat32), down to MAX_MIME_DEPTH levels
+    of parts inside parts; the parts below that are read flat."""
+    message = _parse_shallow(raw, MAX_MIME_DEPTH)
+    for part in _walk(message):
+        cut = next((d for d in part.defects if isinstance(d, MimeCutDefect)), None)
+        if cut is not None and not part.is_multipart():
+            _flatten(part, cut)
+    return message
+
+
+def _flatten(part: email.message.Message, cut: MimeCutDefect) -> None:
+    """Make a cut container a multipart/mixed of the leaf parts its body holds, however deep,
+    found by their boundary lines: a person reading the raw mail would find the text there."""
+    # The body's own bytes: get_payload() would decode 8-bit bytes as ASCII into U+FFFD (the cut
+    # part has no charset), and a container carries no transfer encoding to undo.
+    body = part.get_payload(decode=True)
+    body = body if isinstance(body, bytes) else b""
+    boundaries = {(m.group(1) or m.group(2)).strip() for m in _BOUNDARY_PARAM_RE.finditer(body)}
+    if cut.boundary:
+        boundaries.add(cut.boundary.encode("utf-8", "surrogateescape"))
+    chunks: list[list[bytes]] = [[]]
+    after_close = [False]  # a chunk after a closing boundary is an epilogue, not a part
+    for line in body.splitlines(keepends=True):
+        if line.startswith(b"--"):
+            name = line[2:].rstrip()
+            closing = name not in boundaries and name.endswith(b"--") and name[:-2] in boundaries
+            if name in boundaries or closing:
+                if chunks[-1]:  # the line break before a boundary belongs to it (RFC 2046)
+                    chunks[-1][-1] = _without_line_break(chunks[-1][-1])
+                chunks.append([])
+                after_close.append(closing)
+                continue
+        chunks[-1].append(line)
+    leaves: list[email.message.Message] = []
+    # Before the first boundary: a multipart's preamble, or the message a message/* holds.
+    first = 0 if cut.content_type.startswith("message/") else 1
+    for lines, is_epilogue in zip(chunks[first:], after_close[first:]):
+        if is_epilogue or len(leaves) >= MAX_FLAT_PARTS:
+            continue
+        start = 0
+        while True:  # a message/rfc822 part holds a message: read on past each header block
+            end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+            container = _CONTAINER_TYPE_RE.search(b"".join(lines[start:end]))
+            if container is None or container.group(1).lower() not in _HOLDS_A_MESSAGE:
+                break
+            start = end + 1
+        if container is not None:
+            continue  # a multipart's header (and preamble): its parts are chunks of their own
+        leaf = _parse_shallow(b"".join(lines[start:]), max_depth=0)
+        if not any(isinstance(d, MimeCutDefect) for d in leaf.defects):  # a container after all
+            leaves.append(leaf)
+    del part["Content-Type"]
+    part["Content-Type"] = "multipart/mixed"
+    part.set_payload(leaves)
+
+
+def _without_line_break(line: bytes) -> bytes:
+    for end in (b"\r\n", b"\n", b"\r"):
+        if line.endswith(end):
+            return line[: -len(end)]
+    return line
+
+
+def mime_cut(message: email.message.Message) -> bool:
+    """Whether parts of `message` lay deeper than MAX_MIME_DEPTH (and were read flat)."""
+    return any(isinstance(d, MimeCutDefect) for part in _walk(message) for d in part.defects)
+
+
+_CONTAINER_TYPE_RE = re.compile(rb"(?im)^content-type:\s*((?:multipart|message)/[a-z0-9.+-]*)")
+_HOLDS_A_MESSAGE = (b"message/rfc822", b"message/global")
+_BOUNDARY_PARAM_RE = re.compile(rb'(?i)\bboundary\s*=\s*(?:"([^"\r\n]{1,70})"|([^\s";]{1,70}))')
+
+
+# How the email package marks a multipart whose boundary is missing or never appears: it keeps
+# the whole body as one string, which mail-parser then skips.
+_BOUNDARY_DEFECTS = (
+    email.errors.NoBoundaryInMultipartDefect,
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+)
+# What a reader takes for a boundary: "--" and up to 70 boundary characters (RFC 2046) alone on a
+# line, then a part header.
+_BOUNDARY_LINE_RE = re.compile(
+    rb"^--([0-9A-Za-z'()+_,./:=? -]{0,70})(?:\r\n|\r|\n)(?i:content-[a-z-]*:)", re.MULTILINE
+)
+
+
+def _is_unsplit(part: email.message.Message) -> bool:
+    """A multipart the email package could not split at its boundary."""
+    return not part.is_multipart() and any(isinstance(d, _BOUNDARY_DEFECTS) for d in part.defects)
+
+
+def _mend_boundaries(message: email.message.Message) -> list[email.message.Message]:
+    """Split each unsplit multipart at the boundary its body does use, as a person reading the
+    raw mail would. One without boundary lines stays one string and reads as plain text.
+    Returns the parts it split (mail-parser, which read the raw mail, saw nothing inside them)."""
+    mended = []
+    for part in _walk(message):
+        if not _is_unsplit(part):
+            continue
+        body = part.get_payload(decode=True)
+        found = _BOUNDARY_LINE_RE.search(body) if isinstance(body, bytes) else None
+        if found is None:
+            continue
+        boundary = found.group(1).rstrip(b" ").decode("ascii")
+        head = f'Content-Type: {part.get_content_type()}; boundary="{boundary}"\r\n\r\n'.encode()
+        try:
+            split = _parse(head + body)
+        except RecursionError:
+            continue
+        if split.is_multipart():
+            part.set_payload(split.get_payload())
+            mended.append(part)
+    return mended
+
+
+def _first_text_part(message: email.message.Message) -> email.message.Message | None:
+    """The first text part not named as a file; HTML only when there is no other (as mail-parser
+    reads), and a multipart that stayed one string only when there is neither."""
+    fallbacks: dict[str, email.message.Message] = {}
+    try:
+        for part in message.walk():
+            if part.get_content_maintype() == "text" and not part.get_filename():
+                if part.get_content_subtype() != "html":
+                    return part
+                fallbacks.setdefault("html", part)
+            elif _is_unsplit(part):
+                fallbacks.setdefault("unsplit", part)
+    except RecursionError:
+        pass
+    return fallbacks.get("html", fallbacks.get("unsplit"))
+
+
+def _part_text(part: email.message.Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        payload = str(part.get_payload()).encode("utf-8", "replace")
+    text = decode_bytes(payload, part.get_content_charset())
+    return html_to_text(text) if part.get_content_subtype() == "html" else text
+
+
+def _body_text(parsed: mailparser.MailParser | None, message: email.message.Message) -> str:
+    """The first top-level text part; HTML-only mail is converted to text."""
+    first = _first_text_part(message)
+    charset = (first.get_content_charset() or "") if first is not None else ""
+    if first is not None and charset.lower().startswith(_STATEFUL_CHARSETS):
+        return _part_text(first)
+    if parsed is not None:
+        if parsed.text_plain and parsed.text_plain[0].strip():
+            return parsed.text_plain[0]
+        if parsed.text_html:
+            return html_to_text(parsed.text_html[0])
+    # mail-parser could not read it (it skips an unsplit multipart): the standard library's best.
+    return _part_text(first) if first is not None else ""
+
+
+def _is_inline_image(content_id: object, disposition: object) -> bool:
+    """A part the body refers to (a logo, a pasted screenshot) unless it says it is an attachment."""
+    return bool(content_id) and not str(disposition or "").lower().startswith("attachment")
+
+
+def _attachments(
+    parsed: mailparser.MailParser | None, message: email.message.Message, mended: list[email.message.Message]
+) -> list[Attachment]:
+    """The files a message carries, as mail-parser lists them, plus those inside the parts we
+    mended; inline images (logos in signatures, pasted screenshots) are part of the body."""
+    found: list[tuple[str | None, str | None, bytes]] = []  # filename, content type, bytes
+    for item in parsed.attachments if parsed is not None else []:
+        if _is_inline_image(item.get("content-id"), item.get("content-disposition")):
+            continue
+        payload = item.get("payload") or ""
+        try:
+            data = base64.b64decode(payload) if item.get("binary") else payload.encode()
+        except (binascii.Error, ValueError):
+            data = payload.encode("utf-8", "replace")
+        found.append((item.get("filename"), item.get("mail_content_type"), data))
+    for part in (p for mended_part in mended for p in _walk(mended_part) if not p.is_multipart()):
+        disposition = str(part.get("Content-Disposition", ""))
+        filename = part.get_filename()
+        if not (disposition.lower().startswith("attachment") or filename) or _is_inline_image(
+            part.get("Content-ID"), disposition
+        ):
+            continue
+        data = part.get_payload(decode=True)
+        found.append((filename, part.get_content_type(), data if isinstance(data, bytes) else b""))
+    # mail-parser invents a random name for a part without one: use ours, stable across reads.
+    named = {p.get_filename() for p in _walk(message) if p.get_filename()}
+    listed = []
+    for number, (filename, content_type, data) in enumerate(found, start=1):
+        too_large = len(data) > MAX_ATTACHMENT_BYTES
+        if filename not in named:
+            filename = f"attachment-{number}{mimetypes.guess_extension(content_type or '') or ''}"
+        listed.append(
+            Attachment(
+                filename=safe_filename(filename or ""),
+                content_type=content_type or "application/octet-stream",
+                size=len(data),
+                is_too_large=too_large,
+                data=b"" if too_large else data,
+            )
+        )
+    return listed
+
+
+def safe_filename(name: str) -> str:
+    """A file name that cannot climb out of a folder or hide its type (a right-to-left override
+    shows "fdp.exe" as "exe.pdf")."""
+    name = addresses.without_bidi(name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"[\x00-\x1f<>:\"|?*]+", "", name).strip(" .")
+    return name[:120] or "attachment"
+
+
+def _raw_header(message: email.message.Message, name: str) -> str:
+    """A header's first value as parsed, 8-bit bytes still surrogate escapes for
+    `decode_header_value` to read as UTF-8 (`message.get` would make them U+FFFD)."""
+    lowered = name.lower()
+    return next((str(value) for key, value in message.raw_items() if key.lower() == lowered), "")
+
+
+def _sender(value: str) -> tuple[str, str]:
+    """The From mailbox, (name, address). A comma left unquoted in the name ("Müller, Hans
+    <hans@x.example>") splits the field in two for the parser: the part with an address is the
+    sender."""
+    for name, address in getaddresses([value]):
+        if "@" in address:
+            return name, address
+    return parseaddr(value)
+
+
+def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list[str] | None = None) -> Reading:
+    """How a stored message reads. Pure; never raises on malformed mail."""
+    verdict = classify(raw, envelope_from)
+    try:
+        message = _parse(raw)
+    except RecursionError:  # the stack was nearly full already: read the headers, keep no body
+        message = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
+    try:
+        # A copy of its own (we mend ours), read to the same depth.
+        parsed: mailparser.MailParser | None = mailparser.MailParser(_parse(raw))
+    except (MailParserError, email.errors.MessageError, RecursionError, LookupError, ValueError, TypeError,
+            AttributeError):  # a broken encoded word in From raises HeaderParseError in mail-parser
+        parsed = None
+    # Split the address first: a decoded name may hold a comma ("Müller, Hans").
+    from_name, from_address = _sender(_raw_header(message, "From"))
+    from_name = decode_header_value(from_name)
+    # 8-bit bytes in the address too (a UTF-8 mailbox, or a name with a comma left unquoted).
+    from_address = normalize(decode_header_value(from_address).replace("\x00", ""))
+    subject = decode_header_value(_raw_header(message, "Subject")).replace("\x00", "")
+    addresses = list(envelope_to or []) + _header_addresses(
+        message, "To", "Cc", "Delivered-To", "X-Original-To", "X-Forwarded-To", "Envelope-To"
+    )
+    tokens = find_tokens(addresses)
+    if verdict.kind != "reply":
+        return Reading(
+            kind=verdict.kind,
+            reason=verdict.reason,
+            from_address=from_address,
+            subject=subject,
+            tokens=tokens,
+            reply_to_ids=_message_ids(message),
+            text="",
+            sections={},
+            bounced=[asdict(r) for r in verdict.recipients],
+        )
+    sender_name = parsed.from_[0][0] if parsed is not None and parsed.from_ else from_name
+    mended = _mend_boundaries(message)
+    # PostgreSQL text cannot hold NUL; no member means one.
+    text = new_words(_body_text(parsed, message).replace("\x00", ""), sender_name)
+    reason = verdict.reason
+    if mime_cut(message):
+        # Said in the text itself, where the facilitator reads it (packet) and the member too
+        # (receipt): the update keeps what was found, and nobody takes it for the whole email.
+        reason += f"; MIME cut at depth {MAX_MIME_DEPTH}: the parts below it read flat"
+        text = f"{CUT_NOTE}\n\n{text}".strip()
+    return Reading(
+        kind="reply",
+        reason=reason,
+        from_address=from_address,
+        subject=subject,
+        tokens=tokens,
+        reply_to_ids=_message_ids(message),
+        text=text,
+        sections=split_sections(text).to_json(),
+        attachments=_attachments(parsed, message, mended),
+    )
+
+
