@@ -68,6 +68,13 @@ class CycleStatus(StrEnum):
     DONE = "done"
 
 
+class PacketCadence(StrEnum):
+    """How a packet is re-issued after the deadline, as late mail arrives."""
+
+    DAILY = "daily"  # at most one new version a day
+    IMMEDIATE = "immediate"
+
+
 class InboundStatus(StrEnum):
     RECEIVED = "received"  # stored, not yet processed
     ACCEPTED = "accepted"  # became an update (or an excuse)
@@ -102,6 +109,9 @@ class Group(Base):
     deadline_days_before: Mapped[int] = mapped_column(default=2)
     deadline_local_time: Mapped[str] = mapped_column(String(5), default="17:00")
     packet_to_members: Mapped[bool] = mapped_column(default=False)
+    country: Mapped[str] = mapped_column(String(2), default="")  # ISO 3166 alpha-2: paper size
+    language: Mapped[str] = mapped_column(String(8), default="en")  # members may also answer in it
+    packet_cadence: Mapped[str] = mapped_column(String(10), default=PacketCadence.DAILY)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     facilitators: Mapped[list[Facilitator]] = relationship(back_populates="group", order_by="Facilitator.id")
