@@ -14,6 +14,8 @@ from importlib import import_module
 from pathlib import Path
 
 import click
+import redis.exceptions
+import sqlalchemy.exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,7 +29,8 @@ from app.cycles import (
     request_new_members,
     schedule_meeting,
 )
-from app.models import Cycle, Group, InboundMessage, Member, OutboundMessage
+from app.models import Cycle, Group, InboundMessage, Member, OutboundMessage, PacketCadence, UpdateRequest
+from app.packets import preview_packet
 from app.settings import ConfigError, Settings, configure, current_settings
 from app.status import status_report
 
@@ -52,8 +55,28 @@ def _session(check: bool = True) -> Iterator[tuple[Session, Settings]]:
         raise click.ClickException(str(error)) from None
 
 
-@click.group()
-def main() -> None:
+class _Main(click.Group):
+    """The `roundtable` group: a database or Redis we cannot reach is one line naming the problem
+    and what to do, never a traceback (`roundtable --debug ...` shows it)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.ArgumentError) as error:
+            if ctx.params.get("debug"):
+                raise
+            url = os.environ.get("DATABASE_URL") or _settings().database_url
+            raise click.ClickException(db.connection_problem(url, error)) from None
+        except redis.exceptions.ConnectionError as error:
+            if ctx.params.get("debug"):
+                raise
+            url = os.environ.get("REDIS_URL", "")
+            raise click.ClickException(f"cannot reach Redis at {db.redacted(url)}: {error}. Is redis-server running?") from None
+
+
+@click.group(cls=_Main)
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error")
+def main(debug: bool) -> None:
     """Roundtable: the monthly cycle of a peer group, run by email."""
 
 
@@ -102,6 +125,29 @@ def group_create(name: str, tz: str, facilitator: str, location: str, slug: str 
         )
         session.commit()
         click.echo(f"created group {group.slug!r} ({group.name}, {group.timezone})")
+
+
+@group_group.command("edit")
+@click.argument("group_slug")
+@click.option("--name", default=None)
+@click.option("--timezone", "tz", default=None, help="IANA timezone; meetings already scheduled keep their times")
+@click.option("--location", default=None, help="Default meeting place")
+@click.option("--country", default=None, help="Two letters (US, CA, GB, DE...): Letter paper for US and CA, else A4")
+@click.option("--language", default=None, help="Members may also answer in: en, es, fr, de, pt or nl")
+@click.option("--packet-cadence", type=click.Choice([c.value for c in PacketCadence]), default=None,
+              help="After the deadline, late replies make a new packet version at most daily, or at once")
+@click.option("--packet-to-members/--packet-to-facilitators", default=None, help="Who receives the packet")
+def group_edit(group_slug: str, name: str | None, tz: str | None, location: str | None, country: str | None,
+               language: str | None, packet_cadence: str | None, packet_to_members: bool | None) -> None:
+    """Change a group's name, timezone, place, country, language or packet settings."""
+    with _session() as (session, _):
+        group = roster.find_group(session, group_slug)
+        said = roster.edit_group(
+            session, group, name=name, timezone=tz, location=location, country=country, language=language,
+            packet_cadence=packet_cadence, packet_to_members=packet_to_members,
+        )
+        session.commit()
+        click.echo(f"{group.slug}: " + ("; ".join(said) if said else "nothing changed"))
 
 
 @group_group.command("list")
@@ -160,14 +206,12 @@ def member_add(group_slug: str, name: str, email: str, company: str, title: str)
 @click.argument("group_slug")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def member_import(group_slug: str, csv_file: Path) -> None:
-    """Import members from a CSV with columns name, email, company, title (all rows or none)."""
+    """Import members from a CSV with columns name, email, company, title (all rows or none).
+
+    Comma, semicolon or tab separated; UTF-8, UTF-16 or Windows-1252 (as Excel saves them)."""
     with _session() as (session, settings):
         group = roster.find_group(session, group_slug)
-        try:
-            text = csv_file.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            raise click.ClickException(f"{csv_file}: not UTF-8 text; save the CSV as UTF-8") from None
-        members = roster.import_members_csv(session, group, text)
+        members = roster.import_members_csv(session, group, roster.decode_csv(csv_file.read_bytes()))
         ids, told = _request_late_joiners(session, settings, group)
         session.commit()
         click.echo(f"imported {len(members)} members into {group.name}")
@@ -281,6 +325,8 @@ def member_alias(member_email: str, alternate_email: str, group_slug: str | None
         members = list(session.scalars(query))
         if not members:
             raise click.ClickException(f"no member with the address {member_email}")
+        alternate = roster.normalize_email(alternate_email)
+        known = all(any(a.email == alternate for a in member.addresses) for member in members)
         for member in members:
             if remove:
                 roster.remove_alternate_address(session, member, alternate_email)
@@ -288,7 +334,10 @@ def member_alias(member_email: str, alternate_email: str, group_slug: str | None
                 roster.add_alternate_address(session, member, alternate_email)
         session.commit()
         name = members[0].name
-        click.echo(f"{alternate_email} no longer counts as {name}" if remove else f"{alternate_email} now counts as {name}")
+        if remove:
+            click.echo(f"{alternate_email} no longer counts as {name}")
+        else:
+            click.echo(f"{alternate_email} {'already counted' if known else 'now counts'} as {name}")
 
 
 @main.group("facilitator")
@@ -345,15 +394,23 @@ def cycle_group() -> None:
 @click.option("--time", "start", required=True, help="Local start time, HH:MM")
 @click.option("--hours", default=4.0, show_default=True, help="Meeting length")
 @click.option("--location", default=None, help="Defaults to the group's usual place")
-def cycle_schedule(group_slug: str, day, start: str, hours: float, location: str | None) -> None:  # type: ignore[no-untyped-def]
+@click.option("--force", is_flag=True, help="Record a past meeting (a back-fill): checked against nothing, sends nothing")
+def cycle_schedule(group_slug: str, day, start: str, hours: float, location: str | None, force: bool) -> None:  # type: ignore[no-untyped-def]
     """Schedule a meeting; requests, reminders and the deadline follow from it."""
+    now = clock.now()
     with _session() as (session, _):
         group = roster.find_group(session, group_slug)
-        cycle = schedule_meeting(session, group, day=day.date(), start=start, hours=hours, location=location)
+        cycle = schedule_meeting(
+            session, group, day=day.date(), start=start, hours=hours, location=location, now=now, backfill=force
+        )
         session.commit()
         tz = group.timezone
+        if force:
+            click.echo(f"recorded the meeting of {local_label(cycle.meeting_starts_at, tz)} as past: nothing will be sent for it")
+            return
         click.echo(f"scheduled {group.name} on {local_label(cycle.meeting_starts_at, tz)}")
-        click.echo(f"  requests go out {local_label(cycle.request_at, tz)}")
+        when = "now (their time has come)" if cycle.request_at <= now else local_label(cycle.request_at, tz)
+        click.echo(f"  requests go out {when}")
         click.echo(f"  deadline        {local_label(cycle.deadline_at, tz)}")
 
 
@@ -391,30 +448,90 @@ def status(group_slug: str | None) -> None:
             click.echo(status_report(session, group))
 
 
+def _emails_by_kind(session: Session, outbound_ids: list[int]) -> str:
+    kinds: dict[str, int] = {}
+    for kind in session.scalars(select(OutboundMessage.kind).where(OutboundMessage.id.in_(outbound_ids))):
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{n} {kind.replace('_', ' ')}{'s' if n > 1 else ''}" for kind, n in sorted(kinds.items()))
+
+
+def _not_enqueued(settings: Settings) -> str:
+    where = db.redacted(settings.redis_url or "")
+    return (f"could not reach Redis at {where}: what was queued is stored and goes out once Redis and a"
+            " worker are back (roundtable requeue)")
+
+
 @main.command("tick")
 def tick_command() -> None:
     """Send whatever is due now for every group (run it every few minutes). Safe to run twice."""
     with _session():
         pass
-    jobs.run(jobs.TICK_JOB)
-    click.echo("tick done")
+    done = jobs.run(jobs.TICK_JOB)
+    outbound_ids, compiled = done["outbound_ids"], done["compile_cycle_ids"]
+    inbound, outbound = done["swept"]
+    with _session() as (session, settings):
+        if outbound_ids:
+            click.echo(f"queued {len(outbound_ids)} emails: {_emails_by_kind(session, outbound_ids)}")
+        for cycle_id in compiled:
+            cycle = session.get_one(Cycle, cycle_id)
+            click.echo(f"compiled the {month_label(cycle)} packet of {cycle.group.name}")
+        if inbound or outbound:
+            click.echo(f"requeued {inbound} received and {outbound} unsent messages left from earlier")
+        if not (outbound_ids or compiled or inbound or outbound):
+            click.echo("nothing was due")
+        if not done["enqueued"]:
+            raise click.ClickException(_not_enqueued(settings))
 
 
 @main.command("compile")
 @click.argument("group_slug")
 def compile_command(group_slug: str) -> None:
-    """Compile the current cycle's packet now and mail it to the facilitator."""
-    with _session() as (session, _):
-        group = roster.find_group(session, group_slug)
-        cycle = current_cycle(session, group, clock.now())
-        if cycle is None:
-            raise click.ClickException(f"{group.name} has no meeting scheduled")
-        cycle_id = cycle.id
-    jobs.run(jobs.COMPILE_JOB, cycle_id)
+    """Before the deadline: mail the facilitators a preview (nobody else). After it: compile a new
+    version if anything changed and mail it. After the meeting: nothing (the packet stands)."""
+    now = clock.now()
     with _session() as (session, settings):
-        cycle = session.get_one(Cycle, cycle_id)
-        packet = cycle.packets[-1]
-        click.echo(f"packet version {packet.version} for {cycle.group.name}: files in {settings.packets_dir}")
+        group = roster.find_group(session, group_slug)
+        cycle = current_cycle(session, group, now)
+        if cycle is None:
+            raise click.ClickException(f"{group.name} has no meeting scheduled (roundtable cycle schedule ...)")
+        cycle_id, tz, month = cycle.id, group.timezone, month_label(cycle)
+        if now >= cycle.meeting_starts_at:
+            versions = f"version {cycle.packets[-1].version}" if cycle.packets else "none"
+            raise click.ClickException(
+                f"the {month} meeting began {local_label(cycle.meeting_starts_at, tz)}: its packet stands ({versions});"
+                " mail that arrives now shows in the next cycle"
+            )
+        if now < cycle.deadline_at:
+            preview = preview_packet(session, settings, cycle_id, now)
+            session.commit()
+            deadline = local_label(cycle.deadline_at, tz)
+            to = ", ".join(preview.recipients) or "nobody (the group has no facilitator)"
+            if not preview.outbound_ids:
+                click.echo(f"nothing changed since the last preview to {to}: nothing mailed")
+            else:
+                reached = jobs.enqueue_sends(preview.outbound_ids)
+                click.echo(f"preview of the {month} packet mailed to {to} only")
+                if not reached:
+                    raise click.ClickException(_not_enqueued(settings))
+            click.echo(f"the packet itself goes out at the deadline, {deadline}; nothing else changed")
+            return
+    done = jobs.run(jobs.COMPILE_JOB, cycle_id)
+    with _session() as (session, settings):
+        recipients = list(
+            session.execute(
+                select(OutboundMessage.to_email, OutboundMessage.status).where(OutboundMessage.id.in_(done["outbound_ids"]))
+            )
+        )
+        version = done["version"]
+        if not done["is_new"] and not recipients:
+            click.echo(f"no change since version {version} of the {month} packet: nothing mailed")
+        else:
+            said = "new version" if done["is_new"] else "version"
+            to = ", ".join(f"{email} ({status})" for email, status in recipients) or "nobody (no facilitator)"
+            click.echo(f"{said} {version} of the {month} packet mailed to {to}")
+        click.echo(f"files in {settings.packets_dir}")
+        if not done["enqueued"]:
+            raise click.ClickException(_not_enqueued(settings))
 
 
 @main.command("requeue")
@@ -468,10 +585,16 @@ def inbound_release(inbound_id: int) -> None:
         outcome = release_held(session, settings, inbound_id, clock.now())
         session.commit()
         said = row.reason
+        request = session.get(UpdateRequest, row.update_request_id) if row.update_request_id else None
+        cycle = request.cycle if request is not None else None
+        due = local_label(cycle.packet_due_at, cycle.group.timezone) if cycle and cycle.packet_due_at else None
     jobs.enqueue_sends(outcome.outbound_ids)
+    click.echo(f"message {inbound_id} accepted: {said}")
     for cycle_id in outcome.recompile_cycle_ids:  # after the deadline: the packet gets a new version
         jobs.enqueue_compile(cycle_id)
-    click.echo(f"message {inbound_id} accepted: {said}")
+        click.echo("the packet gets a new version with it now")
+    if due and not outcome.recompile_cycle_ids:
+        click.echo(f"the packet's next version, with it, goes out {due} (at most one a day; see roundtable group edit --packet-cadence)")
 
 
 # --- inspecting a message -------------------------------------------------------------------

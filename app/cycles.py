@@ -25,6 +25,7 @@ from app.models import (
     Member,
     OutboundMessage,
     OutboundStatus,
+    PacketCadence,
     UpdateRequest,
 )
 from app.participation import group_standings
@@ -100,6 +101,8 @@ class CycleState:
     reminder_index_sent: int | None = None
     digest_sent: bool = False
     has_packet: bool = False
+    meeting_starts_at: datetime | None = None
+    packet_due_at: datetime | None = None  # late mail changed the packet: a new version is due
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,30 @@ def due_actions(state: CycleState, now: datetime) -> Due:
     last_reminder_passed = bool(schedule.reminder_ats) and now >= schedule.reminder_ats[-1]
     digest = open_for_replies and last_reminder_passed and not state.digest_sent and not requests
     compile_due = now >= schedule.deadline_at and not state.has_packet
+    if state.packet_due_at is not None and state.has_packet and state.packet_due_at <= now:
+        compile_due = state.meeting_starts_at is None or now < state.meeting_starts_at
     return Due(requests, reminder_index, digest, compile_due, moot)
+
+
+def next_packet_at(
+    *, cadence: str, tz: str, send_local_time: str, last_packet_at: datetime, meeting_starts_at: datetime, now: datetime
+) -> datetime | None:
+    """When late mail that changed a packet already sent should go out as a new version: at once
+    for an "immediate" group; otherwise at most one version a (local) day, at the group's send
+    time on the day after the last one, or an hour before the meeting if that comes first on a
+    later day. None after the meeting starts: nothing re-issues a packet then. Pure."""
+    if now >= meeting_starts_at:
+        return None
+    if cadence == PacketCadence.IMMEDIATE:
+        return now
+    zone = ZoneInfo(tz)
+    last_day = last_packet_at.astimezone(zone).date()
+    if now.astimezone(zone).date() > last_day:
+        return now
+    slot = min(local_at(last_day + timedelta(days=1), send_local_time, tz), meeting_starts_at - timedelta(hours=1))
+    if slot.astimezone(zone).date() <= last_day:
+        return None  # the meeting is today and a version went out today: the meeting has it
+    return slot
 
 
 # --- labels shown to people ------------------------------------------------------------------
@@ -158,18 +184,63 @@ def schedule_meeting(
     *,
     day: date,
     start: str,
+    now: datetime,
     hours: float = 4.0,
     location: str | None = None,
+    backfill: bool = False,
 ) -> Cycle:
-    """Add the cycle for a meeting on `day` at local `start` (HH:MM). Flushes."""
+    """Add the cycle for a meeting on `day` at local `start` (HH:MM). Flushes.
+
+    Refused (CycleError, one line) when the meeting would already have started, or when its
+    cycle would overlap another of the group's (its requests going out before the other meeting
+    has ended, or the other way round): members would be asked twice at once. `backfill` records
+    a past meeting on purpose: it is checked against nothing and sends nothing.
+    """
     try:
         starts_at = local_at(day, start, group.timezone)
     except ValueError:
         raise CycleError(f"{start!r} is not a time of day like 08:30") from None
+    if not 0 < hours <= 24:
+        raise CycleError(f"a meeting lasts more than 0 and at most 24 hours, not {hours:g}")
+    tz = group.timezone
     if session.scalar(
         select(Cycle.id).where(Cycle.group_id == group.id, Cycle.meeting_starts_at == starts_at)
     ):
         raise CycleError(f"{group.name} already has a meeting at {start} on {day}")
+    schedule = group_schedule(group, starts_at)
+    ends_at = starts_at + timedelta(hours=hours)
+    if not backfill:
+        if starts_at <= now:
+            raise CycleError(
+                f"{local_label(starts_at, tz)} is in the past: pick a later date"
+                " (or --force to record a past meeting, which sends nothing)"
+            )
+        clash = session.scalar(
+            select(Cycle)
+            .where(Cycle.group_id == group.id, Cycle.request_at < ends_at, Cycle.meeting_ends_at > schedule.request_at)
+            .order_by(Cycle.meeting_starts_at)
+            .limit(1)
+        )
+        if clash is not None:
+            raise CycleError(
+                f"its cycle (requests {local_label(schedule.request_at, tz)}) would overlap the meeting of"
+                f" {local_label(clash.meeting_starts_at, tz)} (requests {local_label(clash.request_at, tz)}):"
+                " one cycle at a time; move one of them"
+            )
+        if schedule.deadline_at <= now:
+            raise CycleError(
+                f"its deadline ({local_label(schedule.deadline_at, tz)}) has passed: members could not answer in time;"
+                " pick a later date or change the group's deadline"
+            )
+    cycle = add_cycle(session, group, starts_at=starts_at, hours=hours, location=location)
+    if backfill:
+        cycle.status = CycleStatus.DONE  # recorded, never acted on: the tick leaves a done cycle alone
+    return cycle
+
+
+def add_cycle(session: Session, group: Group, *, starts_at: datetime, hours: float = 4.0, location: str | None = None) -> Cycle:
+    """The cycle row for a meeting at `starts_at`, its schedule from the group's offsets, checked
+    against nothing (see `schedule_meeting`). Flushes."""
     schedule = group_schedule(group, starts_at)
     cycle = Cycle(
         group=group,
@@ -399,7 +470,31 @@ def cycle_state(cycle: Cycle) -> CycleState:
         reminder_index_sent=cycle.reminder_index_sent,
         digest_sent=cycle.digest_sent_at is not None,
         has_packet=bool(cycle.packets),
+        meeting_starts_at=cycle.meeting_starts_at,
+        packet_due_at=cycle.packet_due_at,
     )
+
+
+def packet_changed(cycle: Cycle, now: datetime) -> bool:
+    """Late mail changed what a packet already sent would say: note when its next version is due
+    (`next_packet_at`). True when that is now, so the caller compiles at once; otherwise the tick
+    does when the time comes. Before the first packet there is nothing to do: the deadline's
+    packet will have it. Flushes nothing."""
+    if not cycle.packets:
+        return False
+    group = cycle.group
+    due = next_packet_at(
+        cadence=group.packet_cadence,
+        tz=group.timezone,
+        send_local_time=group.send_local_time,
+        last_packet_at=cycle.packets[-1].created_at,
+        meeting_starts_at=cycle.meeting_starts_at,
+        now=now,
+    )
+    if due is None:
+        return False
+    cycle.packet_due_at = due if cycle.packet_due_at is None else min(cycle.packet_due_at, due)
+    return cycle.packet_due_at <= now
 
 
 def tick(

@@ -238,16 +238,64 @@ def check_migrated(url: str) -> None:
     """Raise DatabaseNotMigrated unless the database is at the newest migration."""
     with engine_for(url).connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
-    head = head_revision(url)
-    if current != head:
-        state = "has no Roundtable tables" if current is None else f"is at {current}, code needs {head}"
+    scripts = ScriptDirectory.from_config(alembic_config(url))
+    head = scripts.get_current_head()
+    if current == head:
+        return
+    if current is not None and current not in {script.revision for script in scripts.walk_revisions()}:
         raise DatabaseNotMigrated(
-            f"The database ({_redacted(url)}) {state}. Run: roundtable db upgrade"
+            f"The database ({redacted(url)}) is at migration {current}, newer than this code knows (up to {head}):"
+            " run the Roundtable version that upgraded it, or upgrade this one"
         )
+    state = "has no Roundtable tables" if current is None else f"is at {current}, code needs {head}"
+    raise DatabaseNotMigrated(f"The database ({redacted(url)}) {state}. Run: roundtable db upgrade")
 
 
-def _redacted(url: str) -> str:
-    return engine_for(url).url.render_as_string(hide_password=True)
+def redacted(url: str) -> str:
+    """`url` with its password hidden, for messages (a database's or Redis's)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL too broken to parse is shown without its credentials
+        return url.rpartition("@")[2]
+
+
+# What a failed connection's error says, and what to tell the operator (first match wins).
+_CONNECTION_PROBLEMS = (
+    (("could not translate host name",), "its host {host} is unknown: check the host name in DATABASE_URL"),
+    (("failed to resolve host",), "its host {host} is unknown: check the host name in DATABASE_URL"),
+    (("name or service not known",), "its host {host} is unknown: check the host name in DATABASE_URL"),
+    (("connection refused",),
+     "nothing answers at {host}:{port}: is PostgreSQL running there, on that port?"),
+    (("timeout expired", "timed out"),
+     "{host}:{port} did not answer in time: check the host, the port and any firewall"),
+    (("database \"", "does not exist"),
+     "the server has no database {database}: create it (createdb {database}) or fix its name in DATABASE_URL"),
+    (("role \"", "does not exist"),
+     "the server has no role {user}: fix the user in DATABASE_URL or create the role"),
+    (("password authentication failed",),
+     "the server refused the password for {user}: fix DATABASE_URL"),
+    (("no password supplied",),
+     "the server wants a password for {user}: add it to DATABASE_URL"),
+    (("unable to open database file",),
+     "the SQLite file {database} cannot be opened: does its folder exist and can we write there?"),
+)
+
+
+def connection_problem(url: str, error: BaseException) -> str:
+    """One line for a database we could not use: what is wrong and what to do. Pure."""
+    said = str(getattr(error, "orig", None) or error)
+    lowered = said.lower()
+    try:
+        parsed = make_url(url)
+        fields = {"host": parsed.host or "localhost", "port": parsed.port or 5432,
+                  "database": parsed.database or "", "user": parsed.username or "(none)"}
+    except Exception:  # noqa: BLE001 - the URL itself is the problem
+        return f"DATABASE_URL is not a database URL ({redacted(url)}): use postgresql://user@host:5432/name or sqlite:///path"
+    for needles, advice in _CONNECTION_PROBLEMS:
+        if all(needle in lowered for needle in needles):
+            return f"cannot use the database {redacted(url)}: " + advice.format(**fields)
+    first = said.strip().splitlines()[0] if said.strip() else type(error).__name__
+    return f"cannot use the database {redacted(url)}: {first}"
 
 
 Item = TypeVar("Item")

@@ -242,7 +242,7 @@ def run_demo(folder: Path) -> str:
         cycle = current_cycle(session, group, clock.now())
         if cycle is None:
             local_now = clock.now().astimezone(ZoneInfo(group.timezone))
-            cycle = schedule_meeting(session, group, day=(local_now + timedelta(days=10)).date(), start="08:30")
+            cycle = schedule_meeting(session, group, day=(local_now + timedelta(days=10)).date(), start="08:30", now=clock.now())
         session.commit()
         cycle_id = cycle.id
     jobs.run(jobs.TICK_JOB)  # the requests are due: the meeting is 10 days away

@@ -213,8 +213,8 @@ def clear_inbound_nudge(settings: Settings) -> None:
         redis_connection(settings.redis_url or "").delete(INBOUND_NUDGE_KEY)
 
 
-def enqueue_compile(cycle_id: int) -> None:
-    enqueue(COMPILE_JOB, cycle_id, timeout=600)
+def enqueue_compile(cycle_id: int) -> bool:
+    return enqueue(COMPILE_JOB, cycle_id, timeout=600)
 
 
 def enqueue_many(path: str, calls: list[tuple[Any, ...]], *, timeout: int = 180, chunk: int = 1000) -> bool:

@@ -39,7 +39,7 @@ from app.settings import Settings
 
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
 NO_REPLY_KINDS = frozenset(
-    {"packet", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice", "question_notice"}
+    {"packet", "packet_preview", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice", "question_notice"}
 )
 
 

@@ -194,6 +194,7 @@ class Cycle(Base):
     requests_sent_at: Mapped[datetime | None]
     reminder_index_sent: Mapped[int | None]  # the latest reminder queued (0-based)
     digest_sent_at: Mapped[datetime | None]
+    packet_due_at: Mapped[datetime | None]  # late mail changed the packet: its next version is due then
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     group: Mapped[Group] = relationship(back_populates="cycles")

@@ -301,9 +301,63 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
         is_new = True
     if cycle.status in (CycleStatus.SCHEDULED, CycleStatus.REQUESTED):
         cycle.status = CycleStatus.COMPILED
+    cycle.packet_due_at = None
     outbound_ids = queue_packet_emails(session, settings, cycle, packet)
     session.flush()
     return Compiled(packet.id, packet.version, is_new, outbound_ids)
+
+
+@dataclass(frozen=True)
+class Preview:
+    recipients: list[str]  # the facilitators' addresses
+    outbound_ids: list[int]  # empty when this very content was previewed already
+
+
+def preview_packet(session: Session, settings: Settings, cycle_id: int, now: datetime) -> Preview:
+    """Mail the facilitators the packet as it stands, marked as a preview. Flushes.
+
+    A preview is no version: it is not stored, nothing about the deadline changes, members never
+    get it, and the deadline's packet still goes out. The same content previewed twice mails once.
+    """
+    cycle = session.get_one(Cycle, cycle_id)
+    group = cycle.group
+    members = member_entries(session, cycle, now, None)
+    context = packet_context(
+        group_name=group.name,
+        month=month_label(cycle),
+        meeting=meeting_label(cycle),
+        location=cycle.location,
+        generated=local_label(now, group.timezone),
+        version=1,
+        members=members,
+    )
+    digest = hashlib.sha256(json.dumps([asdict(m) for m in members], sort_keys=True).encode()).hexdigest()[:16]
+    ids = []
+    for facilitator in group.facilitators:
+        name = without_bidi(facilitator.name)
+        row = mail.queue_email(
+            session,
+            settings,
+            kind="packet_preview",
+            dedupe_key=f"packet-preview:{cycle.id}:{digest}:{normalize(facilitator.email)}",
+            to_email=facilitator.email,
+            to_name=name,
+            group_id=group.id,
+            cycle_id=cycle.id,
+            context={
+                "group_name": group.name,
+                "first_name": name.split()[0] if name.split() else name,
+                "month_label": month_label(cycle),
+                "deadline_label": local_label(cycle.deadline_at, group.timezone),
+                "replied": sum(1 for m in members if m.status in ("replied", "late")),
+                "asked": len(members),
+                "p": context,
+            },
+        )
+        if row is not None:
+            ids.append(row.id)
+    session.flush()
+    return Preview([f.email for f in group.facilitators], ids)
 
 
 def queue_packet_emails(session: Session, settings: Settings, cycle: Cycle, packet: Packet) -> list[int]:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app import followups, mail, roster
 from app.addresses import normalize
 from app.authentication import sender_authentication
-from app.cycles import excuse, month_label, request_for, request_message_id
+from app.cycles import excuse, month_label, packet_changed, request_for, request_message_id
 from app.inbox import Outcome, is_members_address, untrusted_sender
 from app.models import (
     Cycle,
@@ -142,8 +142,8 @@ def _apply(
     receipt = _queue_receipt(session, settings, request, update, now, moved_from=moved_from)
     if receipt is not None:
         outcome.outbound_ids.append(receipt.id)
-    if cycle.packets and now < cycle.meeting_starts_at:
-        outcome.recompile_cycle_ids.append(cycle.id)  # after the deadline: a new packet version
+    if packet_changed(cycle, now):  # after the deadline: a new version, at most one a day
+        outcome.recompile_cycle_ids.append(cycle.id)
     session.flush()
     return outcome
 

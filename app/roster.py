@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import addresses, mail
-from app.models import Facilitator, Group, Member, MemberAddress
+from app.models import Facilitator, Group, Member, MemberAddress, PacketCadence
 from app.settings import Settings
 
 # The shape of an address we store: no spaces, brackets or quotes, an ASCII domain with a dot.
@@ -110,6 +110,93 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80] or "group"
 
 
+# Zone names that keep one offset all year (or follow old US rules): a group set to "EST" would
+# meet an hour off all summer. Suggest the IANA name people mean.
+_FIXED_ZONES = {
+    "EST": "America/New_York", "EDT": "America/New_York", "EST5EDT": "America/New_York",
+    "CST": "America/Chicago", "CDT": "America/Chicago", "CST6CDT": "America/Chicago",
+    "MST": "America/Denver", "MDT": "America/Denver", "MST7MDT": "America/Denver",
+    "PST": "America/Los_Angeles", "PDT": "America/Los_Angeles", "PST8PDT": "America/Los_Angeles",
+    "HST": "Pacific/Honolulu", "GMT": "Europe/London", "BST": "Europe/London", "WET": "Europe/Lisbon",
+    "CET": "Europe/Paris", "MET": "Europe/Paris", "EET": "Europe/Athens",
+}
+
+
+def check_timezone(name: str) -> str:
+    """`name` if it is an IANA zone that follows its region's summer time; RosterError naming
+    the zone to use instead for "EST", "CET", "Etc/GMT+5" and the like ("UTC" is fine)."""
+    name = name.strip()
+    if name.upper() in _FIXED_ZONES:
+        raise RosterError(
+            f"{name!r} keeps one offset all year, so meetings would move by an hour in summer:"
+            f" use an IANA name such as {_FIXED_ZONES[name.upper()]}"
+        )
+    if name.startswith("Etc/") and name not in ("Etc/UTC", "Etc/UCT"):
+        raise RosterError(f"{name!r} is a fixed offset with no summer time: use the IANA name of a place, such as Europe/Berlin")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RosterError(f"{name!r} is not an IANA timezone (e.g. America/New_York)") from None
+    if "/" not in name and name not in ("UTC", "UCT", "Zulu"):
+        raise RosterError(f"{name!r} is a legacy zone name: use an IANA name such as America/New_York or Europe/Paris")
+    return name
+
+
+# ISO 3166 alpha-2: paper size and the like (two letters; we do not keep a country list).
+_COUNTRY = re.compile(r"[A-Z]{2}")
+# Languages whose words the reader knows besides English (app/reading).
+LANGUAGES = ("en", "es", "fr", "de", "pt", "nl")
+
+
+def edit_group(
+    session: Session,
+    group: Group,
+    *,
+    name: str | None = None,
+    timezone: str | None = None,
+    location: str | None = None,
+    country: str | None = None,
+    language: str | None = None,
+    packet_cadence: str | None = None,
+    packet_to_members: bool | None = None,
+) -> list[str]:
+    """Change a group's settings; returns what changed, as "field: old -> new". Flushes.
+
+    Meetings already scheduled keep their times (a new timezone applies to new meetings).
+    """
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["name"] = one_line(name, "the group's name")
+    if timezone is not None:
+        changes["timezone"] = check_timezone(timezone)
+    if location is not None:
+        changes["default_location"] = one_line(location, "location", required=False)
+    if country is not None:
+        country = country.strip().upper()
+        if country and not _COUNTRY.fullmatch(country):
+            raise RosterError(f"{country!r} is not a two-letter country code such as US, CA, GB or DE")
+        changes["country"] = country
+    if language is not None:
+        language = language.strip().lower()
+        if language not in LANGUAGES:
+            raise RosterError(f"{language!r} is not a language Roundtable reads: one of {', '.join(LANGUAGES)}")
+        changes["language"] = language
+    if packet_cadence is not None:
+        if packet_cadence not in set(PacketCadence):
+            raise RosterError(f"the packet cadence is one of {', '.join(PacketCadence)}, not {packet_cadence!r}")
+        changes["packet_cadence"] = PacketCadence(packet_cadence)
+    if packet_to_members is not None:
+        changes["packet_to_members"] = packet_to_members
+    said = []
+    for field, value in changes.items():
+        old = getattr(group, field)
+        if old != value:
+            setattr(group, field, value)
+            said.append(f"{field.replace('_', ' ')}: {old or '(none)'} -> {value or '(none)'}")
+    session.flush()
+    return said
+
+
 def create_group(
     session: Session,
     *,
@@ -125,10 +212,7 @@ def create_group(
         raise RosterError("the group needs a name")
     name = one_line(name, "the group's name")
     facilitator_name = one_line(facilitator_name, "the facilitator's name", required=False)
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise RosterError(f"{timezone!r} is not an IANA timezone (e.g. America/New_York)") from None
+    timezone = check_timezone(timezone)
     slug = slugify(slug or name)
     if session.scalar(select(Group.id).where(Group.slug == slug)) is not None:
         raise RosterError(f"a group with the slug {slug!r} exists already")
@@ -285,7 +369,8 @@ def member_state(member: Member, tz: str) -> str:
 def add_alternate_address(session: Session, member: Member, email: str) -> MemberAddress:
     """Let `member` also write from `email` (an assistant, a personal account).
 
-    Flushes; safe twice. Refused when `email` is the address of a member of the group.
+    Flushes; safe twice. Refused (RosterError, one line) when `email` belongs to another member of
+    the group, as their address or an alternate.
     """
     email = check_email(email)
     existing = session.scalar(
@@ -300,6 +385,16 @@ def add_alternate_address(session: Session, member: Member, email: str) -> Membe
     )
     if owner is not None:
         raise RosterError(f"{email} is the address of {owner.name}, a member of {member.group.name}")
+    alternate_of = session.scalar(
+        select(Member)
+        .join(MemberAddress, MemberAddress.member_id == Member.id)
+        .where(Member.group_id == member.group_id, func.lower(MemberAddress.email) == email)
+    )
+    if alternate_of is not None:
+        raise RosterError(
+            f"{email} already counts as {alternate_of.name} in {member.group.name}: a reply must name one member"
+            f" (roundtable member alias {alternate_of.email} {email} --remove first)"
+        )
     address = MemberAddress(member=member, email=email)
     session.add(address)
     session.flush()
@@ -348,16 +443,70 @@ def remove_facilitator(session: Session, group: Group, email: str) -> Facilitato
     return facilitator
 
 
+# Header spellings seen in exports (Excel, Google Sheets, CRMs), compared lower-case, with
+# spaces, dashes and underscores alike.
+_COLUMNS = {
+    "name": ("name", "full name", "member", "member name", "contact", "contact name", "nom", "nombre", "vollständiger name"),
+    "first name": ("first name", "firstname", "given name", "first", "vorname", "prénom", "prenom"),
+    "last name": ("last name", "lastname", "surname", "family name", "last", "nachname", "apellido", "nom de famille"),
+    "email": ("email", "e mail", "email address", "e mail address", "mail", "emailaddress", "courriel", "correo", "correo electrónico"),
+    "company": ("company", "company name", "organization", "organisation", "business", "firm", "employer", "firma", "empresa", "société"),
+    "title": ("title", "job title", "position", "role", "titre", "cargo", "funktion"),
+}
+_COLUMN_OF = {spelling: column for column, spellings in _COLUMNS.items() for spelling in spellings}
+
+
+def _column(header: str) -> str:
+    """The column a header names ("Email Address" -> "email"); unknown ones as they are."""
+    key = " ".join(re.sub(r"[-_.:*]+", " ", header.strip().lower()).split())
+    return _COLUMN_OF.get(key, key)
+
+
+def _delimiter(text: str) -> str:
+    """Comma, semicolon (Excel where the decimal mark is a comma) or tab: whichever the header
+    line holds most of."""
+    header = text.split("\n", 1)[0]
+    return max(",;\t", key=header.count) if any(c in header for c in ",;\t") else ","
+
+
+def decode_csv(data: bytes) -> str:
+    """A CSV file's text: UTF-8 (with or without a BOM), UTF-16 as Excel saves "Unicode text",
+    else Windows-1252 as older Excel saves "CSV". RosterError when it is none of them."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data.decode("utf-8-sig")
+    if len(data) > 1 and data[1:2] == b"\x00" and data[0:1] != b"\x00":
+        return data.decode("utf-16-le")  # UTF-16 without its BOM
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        raise RosterError("the file is not text in UTF-8, UTF-16 or Windows-1252: save it as CSV UTF-8") from None
+
+
 def import_members_csv(session: Session, group: Group, text: str) -> list[Member]:
-    """Add every row of a CSV (name, email, company, title) or none of them.
+    """Add every row of a CSV (name, email, company, title) or none of them. Commas, semicolons
+    or tabs; common header spellings ("Email Address", "Full name", first and last name).
 
     Raises RosterError listing every bad row with the line it starts on; nothing is flushed then.
     """
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    headers = [h.strip().lower() for h in next(reader, [])]
+    text = text.lstrip("\ufeff")
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text))
+    read = next(reader, [])
+    headers = [_column(h) for h in read]
+    if "name" not in headers and {"first name", "last name"} <= set(headers):
+        headers = ["name" if h == "first name" else h for h in headers]  # joined with the last name below
     missing = {"name", "email"} - set(headers)
     if missing:
-        raise RosterError(f"line 1: the header needs columns {', '.join(sorted(missing))} (got {', '.join(headers) or 'nothing'})")
+        got = ", ".join(h.strip() for h in read) or "nothing"
+        raise RosterError(
+            f"line 1: the header needs columns {', '.join(sorted(missing))} (got {got});"
+            " e.g. name,email,company,title"
+        )
     existing = set(
         session.scalars(select(func.lower(Member.email)).where(Member.group_id == group.id))
     )
@@ -376,6 +525,8 @@ def import_members_csv(session: Session, group: Group, text: str) -> list[Member
         # A quoted cell may span lines (Alt+Enter in Excel): name the line its row starts on.
         line, end = end + 1, reader.line_num
         values = {header: cell.strip() for header, cell in zip(headers, cells) if header}
+        if values.get("last name"):
+            values["name"] = f"{values.get('name', '')} {values.pop('last name')}".strip()
         if not any(values.values()):
             continue
         for field in ("name", "company", "title"):

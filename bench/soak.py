@@ -367,7 +367,7 @@ def create_groups(settings: Settings, groups: int) -> list[Member]:
                 )
             local_now = clock.now().astimezone(ZoneInfo(group.timezone))
             cycle = schedule_meeting(
-                session, group, day=(local_now + timedelta(days=10)).date(), start="08:30"
+                session, group, day=(local_now + timedelta(days=10)).date(), start="08:30", now=local_now
             )
             queue_requests(session, settings, cycle)
         session.flush()

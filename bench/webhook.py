@@ -152,7 +152,7 @@ def create_demo_cycle(settings: Settings) -> int:
             )
         local_now = utcnow().astimezone(ZoneInfo(group.timezone))
         cycle = schedule_meeting(
-            session, group, day=(local_now + timedelta(days=10)).date(), start="08:30"
+            session, group, day=(local_now + timedelta(days=10)).date(), start="08:30", now=local_now
         )
         queue_requests(session, settings, cycle)
         session.commit()

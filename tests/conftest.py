@@ -20,7 +20,7 @@ from sqlalchemy import delete, inspect, text
 from sqlalchemy.orm import Session
 
 from app import clock, db, roster
-from app.cycles import schedule_meeting
+from app.cycles import add_cycle, local_at
 from app.models import Base, Cycle, Group
 from app.settings import Settings, configure
 
@@ -156,7 +156,8 @@ def make_group(session: Session, members: list[tuple[str, str, str]] | None = No
 
 
 def make_cycle(session: Session, group: Group, day: date = MEETING_DAY, start: str = "08:30") -> Cycle:
-    return schedule_meeting(session, group, day=day, start=start)
+    """A cycle as a test needs it, past or future, checked against nothing (app.cycles.add_cycle)."""
+    return add_cycle(session, group, starts_at=local_at(day, start, group.timezone))
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from app.cycles import (
     tick,
 )
 from app.models import OutboundMessage, UpdateRequest
-from tests.conftest import MEETING_DAY
+from tests.conftest import MEETING_DAY, NOW
 
 UTC = timezone.utc
 
@@ -87,11 +87,11 @@ def test_due_actions() -> None:
 
 
 def test_schedule_meeting_twice_is_refused(session, group) -> None:  # type: ignore[no-untyped-def]
-    schedule_meeting(session, group, day=MEETING_DAY, start="08:30")
+    schedule_meeting(session, group, day=MEETING_DAY, start="08:30", now=NOW)
     with pytest.raises(CycleError, match="already has a meeting"):
-        schedule_meeting(session, group, day=MEETING_DAY, start="08:30")
+        schedule_meeting(session, group, day=MEETING_DAY, start="08:30", now=NOW)
     with pytest.raises(CycleError, match="time of day"):
-        schedule_meeting(session, group, day=MEETING_DAY + timedelta(days=1), start="half past eight")
+        schedule_meeting(session, group, day=MEETING_DAY + timedelta(days=1), start="half past eight", now=NOW)
 
 
 def test_tick_sends_requests_once_and_catches_up(session, settings, cycle) -> None:  # type: ignore[no-untyped-def]

@@ -12,12 +12,11 @@ import pytest
 from sqlalchemy import func, select
 
 from app import clock
-from app.cycles import schedule_meeting
 from app.followups import describe, merge
 from app.models import Cycle, InboundMessage, OutboundMessage, Packet, Update, UpdateRequest
 from app.packets import compile_packet
 from app.reading.sections import split_sections
-from tests.conftest import MEETING_DAY, NOW
+from tests.conftest import MEETING_DAY, NOW, make_cycle
 from tests.mails import parsed_mode, raw_mode, reply
 from tests.test_replies import outbound, requests_by_email
 from tests.test_webhook import post
@@ -242,8 +241,8 @@ def test_a_correction_after_the_deadline_does_not_make_an_on_time_member_late(cl
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_reply_on_last_months_thread_goes_to_the_open_cycle(mode, client, session, settings, group) -> None:  # type: ignore[no-untyped-def]
-    old = schedule_meeting(session, group, day=MEETING_DAY - timedelta(days=28), start="08:30")
-    new = schedule_meeting(session, group, day=MEETING_DAY, start="08:30")
+    old = make_cycle(session, group, MEETING_DAY - timedelta(days=28))
+    new = make_cycle(session, group, MEETING_DAY)
     session.commit()
     old_alice = requests_by_email(session, settings, old)["alice@northwind.example"]
     requests_by_email(session, settings, new)
@@ -438,8 +437,8 @@ def test_a_held_update_released_after_a_correction_does_not_undo_it(client, sess
 def test_a_reply_after_the_meeting_goes_to_the_next_meeting_even_before_its_requests(client, session, settings, group) -> None:  # type: ignore[no-untyped-def]
     from app.cycles import tick
 
-    old = schedule_meeting(session, group, day=MEETING_DAY - timedelta(days=42), start="08:30")
-    new = schedule_meeting(session, group, day=MEETING_DAY + timedelta(days=14), start="08:30")
+    old = make_cycle(session, group, MEETING_DAY - timedelta(days=42))
+    new = make_cycle(session, group, MEETING_DAY + timedelta(days=14))
     session.commit()
     old_alice = requests_by_email(session, settings, old)["alice@northwind.example"]
     clock.set_now(old.meeting_ends_at + timedelta(days=2))  # the next cycle's requests are weeks away

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from app.models import OutboundMessage, Packet
+from app.models import OutboundMessage, Packet, PacketCadence
 from app.packets import MemberEntry, compile_packet, packet_context
 from tests.conftest import NOW
 from tests.mails import raw_mode, reply
@@ -89,7 +89,9 @@ def test_late_reply_makes_a_new_version(client, session, settings, cycle) -> Non
     session.commit()
     session.expire_all()
     carmen = requests["carmen@ruizfoods.example"]
-    # With in-process jobs, the late reply recompiles right away.
+    cycle.group.packet_cadence = PacketCadence.IMMEDIATE
+    session.commit()
+    # With in-process jobs and a group that wants every late reply at once, it recompiles right away.
     post(client, raw_mode(reply(carmen.token, "WINS\nSalsa in 120 more stores.", sender=("Carmen Ruiz", "carmen@ruizfoods.example"))))
     packets = session.scalars(select(Packet).order_by(Packet.version)).all()
     assert [p.version for p in packets] == [1, 2]

@@ -340,10 +340,16 @@ def test_member_list_shows_each_state_and_the_alternates(run, session, settings,
 
 def test_alias_is_safe_twice_and_removable(run, session, group) -> None:  # type: ignore[no-untyped-def]
     assert run("member", "alias", ALICE, "assistant@northwind.example").exit_code == 0
-    assert run("member", "alias", ALICE, "assistant@northwind.example").exit_code == 0  # no duplicate
+    again = run("member", "alias", ALICE, "assistant@northwind.example")
+    assert again.exit_code == 0 and "already counted as Alice Chen" in again.output  # no duplicate
     assert [a.email for a in member(session, ALICE).addresses] == ["assistant@northwind.example"]
     taken = run("member", "alias", ALICE, BEN)
     assert taken.exit_code == 1 and "is the address of Ben Okafor" in taken.output
+    assert taken.output.count("\n") == 1 and "Traceback" not in taken.output
+    ben = member(session, BEN)
+    claimed = run("member", "alias", BEN, "assistant@northwind.example")
+    assert claimed.exit_code == 1 and "already counts as Alice Chen" in claimed.output
+    assert member(session, BEN).addresses == [] and ben.id
 
     removed = run("member", "alias", ALICE, "Assistant@Northwind.example", "--remove")
 
@@ -474,6 +480,14 @@ def test_inbound_release_says_what_happened_and_recompiles_a_packet_already_out(
 
     assert result.exit_code == 0, result.output
     assert f"message {held.id} accepted: released by the facilitator" in result.output, result.output
+    fresh(session)
+    # A version went out an hour ago: the next comes tomorrow morning, at most one a day.
+    assert "the packet's next version, with it, goes out" in result.output, result.output
+    assert [p.version for p in session.scalars(select(Packet))] == [1]
+    due = session.get_one(type(cycle), cycle.id).packet_due_at
+    assert due is not None and due.date() > cycle.deadline_at.date() and due < cycle.meeting_starts_at
+    clock.set_now(due)
+    assert run("tick").exit_code == 0
     fresh(session)
     packets = session.scalars(select(Packet).order_by(Packet.version)).all()
     assert [p.version for p in packets] == [1, 2] and "Opened the Denver office." in packets[1].text

@@ -188,36 +188,45 @@ def send_outbound(*outbound_ids: int) -> None:
             mail.deliver(session, settings, outbound_id)
 
 
-def compile_packet(cycle_id: int) -> None:
-    """Compile the cycle's packet (a new version only if it changed) and mail it."""
+def compile_packet(cycle_id: int) -> dict[str, object]:
+    """Compile the cycle's packet (a new version only if it changed) and mail it; returns what
+    happened (version, whether it is new, the emails queued) for `roundtable compile`."""
     settings = current_settings()
     with session_scope(settings.database_url) as session:
         compiled = _compile_packet(session, settings, cycle_id, clock.now())
         session.commit()
         packet = session.get_one(Packet, compiled.packet_id)
         write_packet_files(packet, settings.packets_dir)
-    jobs.enqueue_sends(compiled.outbound_ids)
+    sent = jobs.enqueue_sends(compiled.outbound_ids)
+    return {"version": compiled.version, "is_new": compiled.is_new, "outbound_ids": compiled.outbound_ids, "enqueued": sent}
 
 
 TICK_CHUNK = 200  # cycles per transaction: workers start sending while a big tick goes on
 
 
-def tick() -> None:
-    """Queue whatever is due for every group, chunk by chunk, then sweep up lost nudges.
+def tick() -> dict[str, object]:
+    """Queue whatever is due for every group, chunk by chunk, then sweep up lost nudges; returns
+    what it did, for `roundtable tick`.
 
     Safe to run twice, and two at once: see app.cycles.tick.
     """
     settings = current_settings()
     now = clock.now()
     after_id = 0
+    queued: list[int] = []
+    compiled: list[int] = []
+    reached = True
     while True:
         with session_scope(settings.database_url) as session:
             result = _tick(session, settings, now, after_id=after_id, limit=TICK_CHUNK)
             session.commit()
-        jobs.enqueue_sends(result.outbound_ids)
+        queued += result.outbound_ids
+        reached = jobs.enqueue_sends(result.outbound_ids) and reached
         for cycle_id in result.compile_cycle_ids:
-            jobs.enqueue_compile(cycle_id)
+            compiled.append(cycle_id)
+            reached = jobs.enqueue_compile(cycle_id) and reached
         if result.last_cycle_id is None:
             break
         after_id = result.last_cycle_id
-    jobs.sweep(settings)
+    inbound, outbound = jobs.sweep(settings)
+    return {"outbound_ids": queued, "compile_cycle_ids": compiled, "swept": [inbound, outbound], "enqueued": reached}
