@@ -29,7 +29,15 @@ from app.cycles import (
     request_new_members,
     schedule_meeting,
 )
-from app.models import Cycle, Group, InboundMessage, Member, OutboundMessage, PacketCadence, UpdateRequest
+from app.models import (
+    Cycle,
+    Group,
+    InboundMessage,
+    Member,
+    OutboundMessage,
+    PacketCadence,
+    UpdateRequest,
+)
 from app.packets import preview_packet
 from app.settings import ConfigError, Settings, configure, current_settings
 from app.status import status_report
@@ -479,7 +487,7 @@ def tick_command() -> None:
             click.echo(f"requeued {inbound} received and {outbound} unsent messages left from earlier")
         if not (outbound_ids or compiled or inbound or outbound):
             click.echo("nothing was due")
-        if not done["enqueued"]:
+        if not done["enqueued"] or (settings.redis_url and not jobs.redis_ok(settings)):
             raise click.ClickException(_not_enqueued(settings))
 
 
@@ -537,9 +545,19 @@ def compile_command(group_slug: str) -> None:
 @main.command("requeue")
 def requeue() -> None:
     """Enqueue stored mail that was never processed and email that was never sent."""
+    now = clock.now()
     with _session() as (_, settings):
-        inbound, outbound = jobs.sweep(settings)
-    click.echo(f"requeued {inbound} inbound and {outbound} outbound messages")
+        inbound, outbound = jobs.sweep(settings, now)
+        young_in, young_out = jobs.within_grace(settings, now)
+    click.echo(f"requeued {inbound} received messages and {outbound} unsent emails")
+    if young_in or young_out:
+        seconds = int(jobs.SWEEP_GRACE.total_seconds())
+        click.echo(
+            f"left {young_in} received and {young_out} unsent less than {seconds} s old to the jobs already"
+            " on their way; run it again in a minute if they stay"
+        )
+    if settings.redis_url and not jobs.redis_ok(settings):
+        raise click.ClickException(_not_enqueued(settings))
 
 
 @main.group("inbound")

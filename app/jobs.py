@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import clock
 from app.db import session_scope
@@ -276,6 +276,24 @@ def redis_ok(settings: Settings) -> bool | None:
 
 
 SWEEP_GRACE = timedelta(seconds=60)
+
+
+def within_grace(settings: Settings, now: datetime) -> tuple[int, int]:
+    """Received messages and queued emails younger than SWEEP_GRACE: their own jobs have them,
+    so the sweep leaves them alone (`roundtable requeue` says so)."""
+    cutoff = now - SWEEP_GRACE
+    with session_scope(settings.database_url) as session:
+        inbound = session.scalar(
+            select(func.count(InboundMessage.id)).where(
+                InboundMessage.status == InboundStatus.RECEIVED, InboundMessage.received_at > cutoff
+            )
+        )
+        outbound = session.scalar(
+            select(func.count(OutboundMessage.id)).where(
+                OutboundMessage.status == OutboundStatus.QUEUED, OutboundMessage.created_at > cutoff
+            )
+        )
+    return inbound or 0, outbound or 0
 
 
 def sweep(settings: Settings, now: datetime | None = None) -> tuple[int, int]:

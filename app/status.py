@@ -35,6 +35,18 @@ def request_email_problem(
     return f"request email {status}", error
 
 
+def request_email_state(emails: Sequence[tuple[str, str | None]]) -> str:
+    """How far the asking emails got, oldest first: "delivered" once the provider says one
+    arrived, "sent" once one left us, else the latest's status ("queued", "bounced", ...). Pure."""
+    statuses = [status for status, _ in emails]
+    if OutboundStatus.DELIVERED in statuses:
+        return "delivered"
+    if OutboundStatus.SENT in statuses:
+        return "sent"
+    live = [status for status in statuses if status != OutboundStatus.CANCELLED]
+    return str(live[-1]) if live else "not sent"
+
+
 def shown(text: str) -> str:
     """`text` on one line, control characters as U+FFFD: a roster row from before names were
     checked (app.roster.one_line) must not break the table or the terminal. Pure."""
@@ -94,7 +106,7 @@ def status_report(session: Session, group: Group) -> str:
                 if standing is Attendance.MISSING:
                     state = "missing" + (f", {problem[0]}" if problem else "")
                 else:
-                    state = problem[0] if problem else "asked, no reply yet"
+                    state = problem[0] if problem else f"asked ({request_email_state(asking_emails.get(member.id, []))}), no reply yet"
         standing = standings[member.id]
         record = f"streak {standing.streak}" + (f", missed {standing.missed_in_a_row} in a row" if standing.missed_in_a_row > 1 else "")
         if member.bounced_at is not None:
@@ -102,5 +114,10 @@ def status_report(session: Session, group: Group) -> str:
         reason = f"  ({shown(problem[1])})" if problem and problem[1] else ""
         name, email = shown(member.name), shown(member.email)
         lines.append(f"  {name:<24} {email:<34} {state:<36} {record}{reason}")
-    lines.append(f"  {replied} of {len(requests)} asked have replied")
+    reached: dict[str, int] = {}
+    for member_id in requests:
+        state = request_email_state(asking_emails.get(member_id, []))
+        reached[state] = reached.get(state, 0) + 1
+    emails = ", ".join(f"{n} {state}" for state, n in sorted(reached.items()))
+    lines.append(f"  {replied} of {len(requests)} asked have replied; request emails: {emails or 'none yet'}")
     return "\n".join(lines)

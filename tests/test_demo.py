@@ -23,7 +23,7 @@ def test_demo_runs_twice_and_its_packet_is_clean(tmp_path: Path) -> None:
     assert kinds.count("receipt") == len(REPLIES) + 1 == 12
     assert kinds.count("packet") == 1
     assert "11 of 12 asked have replied" not in summary  # one member excused herself
-    assert "Luis Ortega" in summary and "asked, no reply yet" in summary
+    assert "Luis Ortega" in summary and "asked (sent), no reply yet" in summary
     assert "Packet version 1" in again
     packet = (folder / "packets").glob("*-v1.txt").__next__().read_text()
     # Every replying member's own words are in; the excused one is marked excused.

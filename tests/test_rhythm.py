@@ -173,7 +173,7 @@ def test_status_shows_participation(session, settings, cycle) -> None:  # type: 
 
     run_tick(session, settings, cycle.request_at)
     text = status_report(session, cycle.group)
-    assert "asked, no reply yet" in text
+    assert "no reply yet" in text
 
 
 # --- the event webhook ----------------------------------------------------------------------------
