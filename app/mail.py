@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import formataddr, formatdate, parseaddr
 from functools import cache
 from importlib.resources import files
@@ -298,11 +299,26 @@ def transport_send(settings: Settings, row: OutboundMessage, rendered: Rendered)
     return _send_outbox(settings, row, rendered)
 
 
+# Headers mail clients read as structure (List-Unsubscribe for the one-click link, the Message-IDs
+# that thread a conversation, the Reply-To a reply goes to) go out as plain ASCII, folded only at
+# spaces. Python's email package folds a long one by RFC 2047-encoding it
+# (`List-Unsubscribe: =?utf-8?q?=3Chttp...?=`), and no client recognises that.
+STRUCTURED_HEADERS = frozenset(
+    {"reply-to", "message-id", "in-reply-to", "references", "list-unsubscribe", "list-unsubscribe-post"}
+)
+# RFC 5322 msg-id as we can carry it: printable ASCII with no space or angle bracket inside.
+_MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")
+_PLAIN = re.compile(r"[ -~]+")  # printable ASCII and the space: nothing to encode, nothing to break
+
+
 def extra_headers(row: OutboundMessage) -> dict[str, str]:
+    """The headers besides From/To/Subject/Date, unfolded; both transports send these."""
     headers = {"X-Auto-Response-Suppress": "OOF, AutoReply"}
-    if row.in_reply_to:
-        headers["In-Reply-To"] = row.in_reply_to
-        headers["References"] = row.in_reply_to
+    # The Message-ID we answer can be a stranger's (a notice to someone who wrote to us): thread
+    # under it only when it is a well-formed msg-id; a malformed one would break the header.
+    if row.in_reply_to and _MESSAGE_ID.fullmatch(row.in_reply_to.strip()):
+        headers["In-Reply-To"] = row.in_reply_to.strip()
+        headers["References"] = row.in_reply_to.strip()
     if row.kind in NO_REPLY_KINDS:
         headers["Auto-Submitted"] = "auto-generated"
     if row.context.get("unsubscribe_url"):
@@ -311,17 +327,47 @@ def extra_headers(row: OutboundMessage) -> dict[str, str]:
     return headers
 
 
+def fold_at_spaces(name: str, value: str, width: int = 78) -> str:
+    """`value` as a header body, with line breaks only at its spaces (RFC 5322 folding).
+
+    A word longer than the line stays whole: RFC 5322 allows lines up to 998 characters, and a
+    URL broken anywhere else is a broken URL. Raises ValueError on anything but printable ASCII.
+    """
+    if not _PLAIN.fullmatch(value):
+        raise ValueError(f"the {name} header must be printable ASCII, got {value!r}")
+    lines = [f"{name}:"]
+    for word in value.split():
+        if len(lines[-1]) + 1 + len(word) > width and lines[-1] != f"{name}:":
+            lines.append("")
+        lines[-1] += f" {word}"
+    return "\n".join(lines)[len(name) + 2 :]
+
+
+class _Policy(EmailPolicy):
+    """The default policy, but structured headers are stored as we folded them and never refolded."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if name.lower() in STRUCTURED_HEADERS and isinstance(value, str):
+            return (name, fold_at_spaces(name, value))
+        return super().header_store_parse(name, value)
+
+
+_MIME_POLICY = _Policy(refold_source="none")
+
+
 def build_mime(settings: Settings, row: OutboundMessage, rendered: Rendered, sent_at: datetime) -> EmailMessage:
     """The full RFC 5322 message, as the outbox writes it. Raises ValueError (or email.errors'
     HeaderParseError) on a recipient no header can carry."""
-    message = EmailMessage()
+    message = EmailMessage(policy=_MIME_POLICY)
     message["From"] = settings.mail_from
     # The parser refuses CR and LF in a name but would write NUL, ESC or DEL into the header.
     if any(unicodedata.category(c) == "Cc" and c != "\t" for c in row.to_name):
         raise ValueError(f"the recipient's name {row.to_name!r} has control characters")
     message["To"] = Address(display_name=row.to_name, addr_spec=row.to_email)
     if row.reply_to:
-        message["Reply-To"] = row.reply_to
+        # Our reply addresses are ASCII; a member's own address (the facilitator's answer to a
+        # question goes to it) may not be, and then Python's address header carries it.
+        message["Reply-To"] = row.reply_to if _PLAIN.fullmatch(row.reply_to) else Address(addr_spec=row.reply_to)
     message["Subject"] = rendered.subject
     message["Date"] = formatdate(sent_at.timestamp(), localtime=False)
     message["Message-ID"] = row.message_id
