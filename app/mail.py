@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import addresses, clock
-from app.models import Member, OutboundMessage, OutboundStatus, Packet, UpdateRequest
+from app.models import Member, OutboundMessage, OutboundStatus, Packet, StoredAttachment, UpdateRequest
 from app.settings import Settings
 
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
@@ -225,10 +225,7 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
     try:
         rendered = render(row.kind, row.context)
         if row.kind == "packet":
-            packet = session.get(Packet, row.context["packet_id"])
-            if packet is not None and packet.pdf:
-                pdf = (row.context["pdf_name"], "application/pdf", packet.pdf)
-                rendered = Rendered(rendered.subject, rendered.text, rendered.html, (pdf,))
+            rendered = Rendered(rendered.subject, rendered.text, rendered.html, packet_attachments(session, row))
         # Built here whatever the transport (the outbox builds it again, cheaply): what this row
         # holds is the row's problem, so it fails alone instead of ending the job with the rest
         # of its batch unsent, and failing the same way on every retry.
@@ -262,6 +259,28 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
     row.last_error = None
     session.commit()
     return True
+
+
+def packet_attachments(session: Session, row: OutboundMessage) -> tuple[tuple[str, str, bytes], ...]:
+    """The packet's PDF and the member files its context marks as attached (the rest are links)."""
+    attachments = []
+    packet = session.get(Packet, row.context["packet_id"])
+    if packet is not None and packet.pdf:
+        attachments.append((row.context["pdf_name"], "application/pdf", packet.pdf))
+    for listed in row.context.get("files", []):
+        stored = session.get(StoredAttachment, listed["id"]) if listed["is_attached"] else None
+        if stored is not None and stored.data is not None:
+            attachments.append((listed["filename"], _attachable_type(stored.content_type), stored.data))
+    return tuple(attachments)
+
+
+def _attachable_type(content_type: str) -> str:
+    """A member's content type as a base64 part can carry it; else application/octet-stream.
+    message/* and multipart/* must not be base64-encoded (RFC 2046), so they go as bytes too."""
+    value = content_type.split(";")[0].strip().lower()
+    if value.startswith(("message/", "multipart/")) or not re.fullmatch(r"[a-z0-9][\w!#$&^.+-]*/[a-z0-9][\w!#$&^.+-]*", value):
+        return "application/octet-stream"
+    return value
 
 
 def no_longer_wanted(session: Session, row: OutboundMessage) -> str | None:
