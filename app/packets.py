@@ -77,14 +77,20 @@ _UNDECOMPOSED = str.maketrans({"ø": "o", "đ": "d", "ł": "l", "æ": "ae", "œ"
 # The priority marker a member put on their topic ("Priority A. How do I...", "(priority B)",
 # "A - pricing", "C: when to hire"): read into `topic_priority`, and taken out of the text the
 # packet shows, which gives the priority its own column. Only a marker naming the priority read.
+# Possessive quantifiers and a look-behind keep them linear on hostile runs (tests/test_regex_safety.py).
 _LEADING_PRIORITY = (
-    re.compile(r"^[\s*_]*[(\[]?\s*priority\s*(?:is\s*)?[:=–—-]?\s*[(\[]?(?P<p>[abc])[)\]]?(?:\s*[)\]])?[*_]*\s*(?:[:.,;!–—-]+|\s|$)\s*", re.IGNORECASE),
-    re.compile(r"^[\s*_]*(?:[(\[](?P<b>[ABC])[)\]]\s*[:.–—-]?|(?P<p>[ABC])\s*(?:[:.–—]|-+)(?=\s|$))\s*"),
+    re.compile(
+        r"^[\s*_]*+[(\[]?\s*+priority\s*+(?:is\s++)?[:=–—-]?\s*+[(\[]?(?P<p>[abc])[)\]]?\s*+[)\]]?[*_]*+"
+        r"(?=[\s:.,;!–—-]|$)[\s:.,;!–—-]*+",
+        re.IGNORECASE,
+    ),
+    re.compile(r"^[\s*_]*+(?:[(\[](?P<b>[ABC])[)\]][:.–—-]?|(?P<p>[ABC])\s*+(?:[:.–—]|-++)(?=\s|$))\s*+"),
 )
+# Searched from each position: none starts with a quantifier a run could feed.
 _TRAILING_PRIORITY = (
-    re.compile(r"\s*[(\[]\s*priority\s*[:=–—-]?\s*(?P<p>[abc])\s*[)\]]\s*\.?$", re.IGNORECASE),
-    re.compile(r"\s*[–—-]+\s*priority\s*[:=]?\s*(?P<p>[abc])\s*\.?$", re.IGNORECASE),
-    re.compile(r"\s*[(\[](?P<p>[ABC])[)\]]\s*\.?$"),
+    re.compile(r"[(\[]\s*+priority\s*+[:=–—-]?\s*+(?P<p>[abc])\s*+[)\]]\s*+\.?$", re.IGNORECASE),
+    re.compile(r"(?<![–—-])[–—-]++\s*+priority\s*+[:=]?\s*+(?P<p>[abc])\s*+\.?$", re.IGNORECASE),
+    re.compile(r"[(\[](?P<p>[ABC])[)\]]\s*+\.?$"),
 )
 
 
