@@ -35,7 +35,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import addresses, clock
-from app.models import Member, OutboundMessage, OutboundStatus, Packet, StoredAttachment, UpdateRequest
+from app.models import (
+    Member,
+    OutboundMessage,
+    OutboundStatus,
+    Packet,
+    StoredAttachment,
+    UpdateRequest,
+)
 from app.settings import Settings
 
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
@@ -346,6 +353,17 @@ def extra_headers(row: OutboundMessage) -> dict[str, str]:
     return headers
 
 
+def reply_to_header(row: OutboundMessage) -> str | None:
+    """The Reply-To address, or None when there is none we can send plain.
+
+    Our reply addresses are ASCII. A member's own address (the facilitator's answer to a
+    question goes to it) may not be: no header carries that without SMTPUTF8, so the email goes
+    without it (its text names the address) rather than failing.
+    """
+    value = (row.reply_to or "").strip()
+    return value if "@" in value and _PLAIN.fullmatch(value) and " " not in value else None
+
+
 def fold_at_spaces(name: str, value: str, width: int = 78) -> str:
     """`value` as a header body, with line breaks only at its spaces (RFC 5322 folding).
 
@@ -383,10 +401,8 @@ def build_mime(settings: Settings, row: OutboundMessage, rendered: Rendered, sen
     if any(unicodedata.category(c) == "Cc" and c != "\t" for c in row.to_name):
         raise ValueError(f"the recipient's name {row.to_name!r} has control characters")
     message["To"] = Address(display_name=row.to_name, addr_spec=row.to_email)
-    if row.reply_to:
-        # Our reply addresses are ASCII; a member's own address (the facilitator's answer to a
-        # question goes to it) may not be, and then Python's address header carries it.
-        message["Reply-To"] = row.reply_to if _PLAIN.fullmatch(row.reply_to) else Address(addr_spec=row.reply_to)
+    if reply_to_header(row):
+        message["Reply-To"] = reply_to_header(row)
     message["Subject"] = rendered.subject
     message["Date"] = formatdate(sent_at.timestamp(), localtime=False)
     message["Message-ID"] = row.message_id
@@ -433,8 +449,8 @@ def _send_sendgrid(settings: Settings, row: OutboundMessage, rendered: Rendered)
         plain_text_content=rendered.text,
         html_content=rendered.html,
     )
-    if row.reply_to:
-        mail.reply_to = ReplyTo(row.reply_to)
+    if reply_to_header(row):
+        mail.reply_to = ReplyTo(reply_to_header(row))
     mail.header = Header("Message-ID", row.message_id)
     for name, value in extra_headers(row).items():
         mail.header = Header(name, value)

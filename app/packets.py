@@ -28,7 +28,15 @@ from app.addresses import normalize, without_bidi
 from app.cycles import local_label, meeting_label, month_label, open_commitments
 from app.followups import combined, describe
 from app.mail import template_env
-from app.models import Cycle, CycleStatus, InboundMessage, Packet, StoredAttachment, Update, UpdateRequest
+from app.models import (
+    Cycle,
+    CycleStatus,
+    InboundMessage,
+    Packet,
+    StoredAttachment,
+    Update,
+    UpdateRequest,
+)
 from app.participation import Attendance, standing_in
 from app.reading.sections import SECTIONS
 from app.settings import Settings
@@ -495,7 +503,7 @@ def packet_files(session: Session, settings: Settings, cycle: Cycle) -> list[dic
     A file sent again in a later version counts once (its latest copy)."""
     rows = session.execute(
         select(StoredAttachment.id, StoredAttachment.filename, StoredAttachment.size,
-               StoredAttachment.content_type, StoredAttachment.data.is_not(None), UpdateRequest.member_id)
+               StoredAttachment.data.is_not(None).label("is_kept"), UpdateRequest.member_id)
         .join(Update, StoredAttachment.update_id == Update.id)
         .join(UpdateRequest, Update.update_request_id == UpdateRequest.id)
         .where(UpdateRequest.cycle_id == cycle.id)
@@ -508,7 +516,7 @@ def packet_files(session: Session, settings: Settings, cycle: Cycle) -> list[dic
     files = []
     total = 0
     for row in sorted(latest.values(), key=lambda r: (name_key(names.get(r.member_id, "")), r.id)):
-        is_kept = bool(row[4])
+        is_kept = bool(row.is_kept)
         attached = is_kept and total + row.size <= MAX_ATTACHED_BYTES
         total += row.size if attached else 0
         files.append({

@@ -141,3 +141,17 @@ def test_fold_at_spaces() -> None:
     assert mail.fold_at_spaces("List-Unsubscribe", url) == url  # one word: kept whole
     with pytest.raises(ValueError, match="printable ASCII"):
         mail.fold_at_spaces("Message-ID", "<a\r\nBcc: x@y.org>")
+
+
+def test_a_reply_to_no_header_can_carry_plain_is_left_out_not_encoded(session: Session, settings: Settings) -> None:
+    # The facilitator's answer to a member's question goes to the member's own address, which
+    # may be internationalized: the notice still goes, without a Reply-To (its text names them).
+    row = mail.queue_email(
+        session, settings, kind="question_notice", dedupe_key="question:x", to_email="dana@facilitation.example",
+        context=context_for("question_notice"), reply_to="josé@exämple.com",
+    )
+    assert row is not None
+    session.commit()
+    assert mail.deliver(session, settings, row.id) is True
+    headers = raw_headers((Path(settings.outbox_dir) / row.provider_message_id).read_bytes())
+    assert "Reply-To" not in headers

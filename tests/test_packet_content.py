@@ -20,7 +20,15 @@ from sqlalchemy.orm import Session
 
 from app import clock, mail, packets
 from app.models import Cycle, Group, OutboundMessage, Packet, StoredAttachment
-from app.packets import MemberEntry, compile_packet, name_key, packet_context, paper_size, render_packet, without_priority
+from app.packets import (
+    MemberEntry,
+    compile_packet,
+    name_key,
+    packet_context,
+    paper_size,
+    render_packet,
+    without_priority,
+)
 from app.settings import Settings
 from tests.conftest import NOW, make_cycle, make_group
 from tests.mails import parsed_mode, raw_mode, reply
@@ -238,7 +246,7 @@ def test_files_members_sent_are_attached_to_the_packet_email(client, session, se
 def test_files_over_the_limit_are_signed_links_that_expire(client, session, settings, cycle, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(packets, "MAX_ATTACHED_BYTES", 2500)  # Ben's 2 KB fits; Alice's 3 KB then does not
     _reply_with_files(client, session, settings, cycle)
-    row, message = _deliver_packet(session, settings, cycle)
+    _, message = _deliver_packet(session, settings, cycle)
     attached = {part.get_filename() for part in message.iter_attachments()}
     assert "Budget é.xlsx" in attached and "Q4 plan.pdf" not in attached
     html = message.get_body(("html",)).get_content()

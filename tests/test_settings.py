@@ -84,7 +84,7 @@ def test_production_refuses_to_start_from_the_command_line_too(tmp_path) -> None
     env.pop("REDIS_URL", None)
     result = subprocess.run(
         [sys.executable, "-c", "from app.web import create_app; create_app()"],
-        env=env, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent,
+        env=env, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent, check=False,
     )
     assert result.returncode != 0
     assert "INBOUND_USERNAME/INBOUND_PASSWORD: required in production" in result.stderr
