@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import formataddr, formatdate, parseaddr
 from functools import cache
 from importlib.resources import files
@@ -34,7 +35,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app import addresses, clock
-from app.models import Member, OutboundMessage, OutboundStatus, Packet, UpdateRequest
+from app.models import (
+    Member,
+    OutboundMessage,
+    OutboundStatus,
+    Packet,
+    StoredAttachment,
+    UpdateRequest,
+)
 from app.settings import Settings
 
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
@@ -224,10 +232,7 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
     try:
         rendered = render(row.kind, row.context)
         if row.kind == "packet":
-            packet = session.get(Packet, row.context["packet_id"])
-            if packet is not None and packet.pdf:
-                pdf = (row.context["pdf_name"], "application/pdf", packet.pdf)
-                rendered = Rendered(rendered.subject, rendered.text, rendered.html, (pdf,))
+            rendered = Rendered(rendered.subject, rendered.text, rendered.html, packet_attachments(session, row))
         # Built here whatever the transport (the outbox builds it again, cheaply): what this row
         # holds is the row's problem, so it fails alone instead of ending the job with the rest
         # of its batch unsent, and failing the same way on every retry.
@@ -261,6 +266,28 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
     row.last_error = None
     session.commit()
     return True
+
+
+def packet_attachments(session: Session, row: OutboundMessage) -> tuple[tuple[str, str, bytes], ...]:
+    """The packet's PDF and the member files its context marks as attached (the rest are links)."""
+    attachments = []
+    packet = session.get(Packet, row.context["packet_id"])
+    if packet is not None and packet.pdf:
+        attachments.append((row.context["pdf_name"], "application/pdf", packet.pdf))
+    for listed in row.context.get("files", []):
+        stored = session.get(StoredAttachment, listed["id"]) if listed["is_attached"] else None
+        if stored is not None and stored.data is not None:
+            attachments.append((listed["filename"], _attachable_type(stored.content_type), stored.data))
+    return tuple(attachments)
+
+
+def _attachable_type(content_type: str) -> str:
+    """A member's content type as a base64 part can carry it; else application/octet-stream.
+    message/* and multipart/* must not be base64-encoded (RFC 2046), so they go as bytes too."""
+    value = content_type.split(";")[0].strip().lower()
+    if value.startswith(("message/", "multipart/")) or not re.fullmatch(r"[a-z0-9][\w!#$&^.+-]*/[a-z0-9][\w!#$&^.+-]*", value):
+        return "application/octet-stream"
+    return value
 
 
 def no_longer_wanted(session: Session, row: OutboundMessage) -> str | None:
@@ -298,11 +325,26 @@ def transport_send(settings: Settings, row: OutboundMessage, rendered: Rendered)
     return _send_outbox(settings, row, rendered)
 
 
+# Headers mail clients read as structure (List-Unsubscribe for the one-click link, the Message-IDs
+# that thread a conversation, the Reply-To a reply goes to) go out as plain ASCII, folded only at
+# spaces. Python's email package folds a long one by RFC 2047-encoding it
+# (`List-Unsubscribe: =?utf-8?q?=3Chttp...?=`), and no client recognises that.
+STRUCTURED_HEADERS = frozenset(
+    {"reply-to", "message-id", "in-reply-to", "references", "list-unsubscribe", "list-unsubscribe-post"}
+)
+# RFC 5322 msg-id as we can carry it: printable ASCII with no space or angle bracket inside.
+_MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")
+_PLAIN = re.compile(r"[ -~]+")  # printable ASCII and the space: nothing to encode, nothing to break
+
+
 def extra_headers(row: OutboundMessage) -> dict[str, str]:
+    """The headers besides From/To/Subject/Date, unfolded; both transports send these."""
     headers = {"X-Auto-Response-Suppress": "OOF, AutoReply"}
-    if row.in_reply_to:
-        headers["In-Reply-To"] = row.in_reply_to
-        headers["References"] = row.in_reply_to
+    # The Message-ID we answer can be a stranger's (a notice to someone who wrote to us): thread
+    # under it only when it is a well-formed msg-id; a malformed one would break the header.
+    if row.in_reply_to and _MESSAGE_ID.fullmatch(row.in_reply_to.strip()):
+        headers["In-Reply-To"] = row.in_reply_to.strip()
+        headers["References"] = row.in_reply_to.strip()
     if row.kind in NO_REPLY_KINDS:
         headers["Auto-Submitted"] = "auto-generated"
     if row.context.get("unsubscribe_url"):
@@ -311,17 +353,56 @@ def extra_headers(row: OutboundMessage) -> dict[str, str]:
     return headers
 
 
+def reply_to_header(row: OutboundMessage) -> str | None:
+    """The Reply-To address, or None when there is none we can send plain.
+
+    Our reply addresses are ASCII. A member's own address (the facilitator's answer to a
+    question goes to it) may not be: no header carries that without SMTPUTF8, so the email goes
+    without it (its text names the address) rather than failing.
+    """
+    value = (row.reply_to or "").strip()
+    return value if "@" in value and _PLAIN.fullmatch(value) and " " not in value else None
+
+
+def fold_at_spaces(name: str, value: str, width: int = 78) -> str:
+    """`value` as a header body, with line breaks only at its spaces (RFC 5322 folding).
+
+    A word longer than the line stays whole: RFC 5322 allows lines up to 998 characters, and a
+    URL broken anywhere else is a broken URL. Raises ValueError on anything but printable ASCII.
+    """
+    if not _PLAIN.fullmatch(value):
+        raise ValueError(f"the {name} header must be printable ASCII, got {value!r}")
+    lines = [f"{name}:"]
+    for word in value.split():
+        if len(lines[-1]) + 1 + len(word) > width and lines[-1] != f"{name}:":
+            lines.append("")
+        lines[-1] += f" {word}"
+    return "\n".join(lines)[len(name) + 2 :]
+
+
+class _Policy(EmailPolicy):
+    """The default policy, but structured headers are stored as we folded them and never refolded."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if name.lower() in STRUCTURED_HEADERS and isinstance(value, str):
+            return (name, fold_at_spaces(name, value))
+        return super().header_store_parse(name, value)
+
+
+_MIME_POLICY = _Policy(refold_source="none")
+
+
 def build_mime(settings: Settings, row: OutboundMessage, rendered: Rendered, sent_at: datetime) -> EmailMessage:
     """The full RFC 5322 message, as the outbox writes it. Raises ValueError (or email.errors'
     HeaderParseError) on a recipient no header can carry."""
-    message = EmailMessage()
+    message = EmailMessage(policy=_MIME_POLICY)
     message["From"] = settings.mail_from
     # The parser refuses CR and LF in a name but would write NUL, ESC or DEL into the header.
     if any(unicodedata.category(c) == "Cc" and c != "\t" for c in row.to_name):
         raise ValueError(f"the recipient's name {row.to_name!r} has control characters")
     message["To"] = Address(display_name=row.to_name, addr_spec=row.to_email)
-    if row.reply_to:
-        message["Reply-To"] = row.reply_to
+    if reply_to_header(row):
+        message["Reply-To"] = reply_to_header(row)
     message["Subject"] = rendered.subject
     message["Date"] = formatdate(sent_at.timestamp(), localtime=False)
     message["Message-ID"] = row.message_id
@@ -368,8 +449,8 @@ def _send_sendgrid(settings: Settings, row: OutboundMessage, rendered: Rendered)
         plain_text_content=rendered.text,
         html_content=rendered.html,
     )
-    if row.reply_to:
-        mail.reply_to = ReplyTo(row.reply_to)
+    if reply_to_header(row):
+        mail.reply_to = ReplyTo(reply_to_header(row))
     mail.header = Header("Message-ID", row.message_id)
     for name, value in extra_headers(row).items():
         mail.header = Header(name, value)

@@ -10,27 +10,118 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+import unicodedata
+import zoneinfo
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import mail
+from app import clock, mail
 from app.addresses import normalize, without_bidi
 from app.cycles import local_label, meeting_label, month_label, open_commitments
 from app.followups import combined, describe
 from app.mail import template_env
-from app.models import Cycle, CycleStatus, InboundMessage, Packet, UpdateRequest
+from app.models import (
+    Cycle,
+    CycleStatus,
+    InboundMessage,
+    Packet,
+    StoredAttachment,
+    Update,
+    UpdateRequest,
+)
 from app.participation import Attendance, standing_in
 from app.reading.sections import SECTIONS
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LOW_RATING = 5  # at or below this, a rating goes into the facilitator's brief
+LOW_RATING = 4  # at or below this, a rating goes into the facilitator's brief
+RATING_AREAS = ("business", "personal", "family")
+
+# Where Letter is the national paper size (the US and Canada, and the countries that follow
+# them); everywhere else, A4.
+LETTER_COUNTRIES = frozenset({"US", "CA", "MX", "PH", "CL", "CO", "VE", "CR", "GT", "DO", "PR"})
+
+
+def paper_size(country: str, timezone: str) -> str:
+    """The packet PDF's paper: the group's country decides; a group with no country set (all
+    groups made before it existed) goes by its timezone's country, so a Bay Area group prints on
+    Letter and a London one on A4. A4, the ISO size, when neither says."""
+    country = country.strip().upper() or _timezone_countries().get(timezone, "")
+    return "Letter" if country in LETTER_COUNTRIES else "A4"
+
+
+@cache
+def _timezone_countries() -> dict[str, str]:
+    """IANA timezone -> ISO country code, from the tz database's zone.tab (empty if absent)."""
+    for folder in zoneinfo.TZPATH:
+        path = Path(folder) / "zone.tab"
+        if path.is_file():
+            rows = (line.split("\t") for line in path.read_text().splitlines() if not line.startswith("#"))
+            return {row[2]: row[0] for row in rows if len(row) >= 3}
+    return {}
+
+
+def name_key(name: str) -> tuple[str, str]:
+    """Sort names as people expect: case and accents ignored ("Émile" with the Es, "de Vries"
+    with the Ds), then the exact spelling to break ties. Decomposes (NFKD) and drops the
+    combining marks; no collation library (PyICU is a heavy system dependency for this)."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold()).translate(_UNDECOMPOSED)
+    return ("".join(c for c in decomposed if not unicodedata.combining(c)), name)
+
+
+# Letters NFKD leaves whole, spelled as the base letters they are sorted with.
+_UNDECOMPOSED = str.maketrans({"ø": "o", "đ": "d", "ł": "l", "æ": "ae", "œ": "oe", "þ": "th", "ð": "d", "ı": "i"})
+
+
+# The priority marker a member put on their topic ("Priority A. How do I...", "(priority B)",
+# "A - pricing", "C: when to hire"): read into `topic_priority`, and taken out of the text the
+# packet shows, which gives the priority its own column. Only a marker naming the priority read.
+# Possessive quantifiers and a look-behind keep them linear on hostile runs (tests/test_regex_safety.py).
+_LEADING_PRIORITY = (
+    re.compile(
+        r"^[\s*_]*+[(\[]?\s*+priority\s*+(?:is\s++)?[:=–—-]?\s*+[(\[]?(?P<p>[abc])[)\]]?\s*+[)\]]?[*_]*+"
+        r"(?=[\s:.,;!–—-]|$)[\s:.,;!–—-]*+",
+        re.IGNORECASE,
+    ),
+    re.compile(r"^[\s*_]*+(?:[(\[](?P<b>[ABC])[)\]][:.–—-]?|(?P<p>[ABC])\s*+(?:[:.–—]|-++)(?=\s|$))\s*+"),
+)
+# Searched from each position: none starts with a quantifier a run could feed.
+_TRAILING_PRIORITY = (
+    re.compile(r"[(\[]\s*+priority\s*+[:=–—-]?\s*+(?P<p>[abc])\s*+[)\]]\s*+\.?$", re.IGNORECASE),
+    re.compile(r"(?<![–—-])[–—-]++\s*+priority\s*+[:=]?\s*+(?P<p>[abc])\s*+\.?$", re.IGNORECASE),
+    re.compile(r"[(\[](?P<p>[ABC])[)\]]\s*+\.?$"),
+)
+
+
+def without_priority(text: str, priority: str | None) -> str:
+    """The topic's text without the marker that gave it `priority`. Pure."""
+    if priority is None:
+        return text
+    stripped = None
+    for pattern in _LEADING_PRIORITY:
+        match = pattern.match(text)
+        if match and (match.group("p") or match.groupdict().get("b") or "").upper() == priority:
+            stripped = text[match.end():]
+            break
+    else:
+        for pattern in _TRAILING_PRIORITY:
+            match = pattern.search(text)
+            if match and match.group("p").upper() == priority:
+                stripped = text[: match.start()]
+                break
+    if stripped is None or not stripped.strip():
+        return text  # no marker, or the marker was all there was: show it rather than nothing
+    stripped = stripped.strip()
+    return stripped[:1].upper() + stripped[1:]
 
 
 @dataclass(frozen=True)
@@ -60,6 +151,7 @@ def packet_context(
     version: int,
     members: list[MemberEntry],
     previous: dict[str, Any] | None = None,
+    paper: str = "A4",
 ) -> dict[str, Any]:
     """Everything the packet templates show, computed from plain values. Pure.
 
@@ -69,22 +161,35 @@ def packet_context(
     # The packet is read, not answered: "Topic for the group", not its "(priority A, B or C)".
     titles = {s.key: s.label for s in SECTIONS} | {"other": "Other notes"}
     order = [s.key for s in SECTIONS] + ["other"]
+    # One line per member, all three ratings on it: a 3 for family next to a 9 for business
+    # reads differently from a 3 alone.
     low_ratings = sorted(
         (
-            {"name": m.name, "area": area, "value": value}
+            {
+                "name": m.name,
+                "lowest": min(m.ratings.values()),
+                "ratings": [
+                    {"area": area, "value": m.ratings[area], "is_low": m.ratings[area] <= LOW_RATING}
+                    for area in RATING_AREAS
+                    if area in m.ratings
+                ],
+            }
             for m in replied
-            for area, value in m.ratings.items()
-            if value <= LOW_RATING
+            if any(value <= LOW_RATING for value in m.ratings.values())
         ),
-        key=lambda r: (r["value"], r["name"]),
+        key=lambda r: (r["lowest"], name_key(r["name"])),
     )
     topics = sorted(
         (
-            {"name": m.name, "priority": m.topic_priority or "–", "text": m.texts["topic"]}
+            {
+                "name": m.name,
+                "priority": m.topic_priority or "–",
+                "text": without_priority(m.texts["topic"], m.topic_priority),
+            }
             for m in replied
             if m.texts.get("topic")
         ),
-        key=lambda t: ({"A": 0, "B": 1, "C": 2}.get(t["priority"], 3), t["name"]),
+        key=lambda t: ({"A": 0, "B": 1, "C": 2}.get(t["priority"], 3), name_key(t["name"])),
     )
     asks = [{"name": m.name, "text": m.texts["asks"]} for m in replied if m.texts.get("asks")]
     ledger = [
@@ -99,6 +204,8 @@ def packet_context(
         "location": location,
         "generated_label": generated,
         "version": version,
+        "paper": paper,
+        "low_rating": LOW_RATING,
         "counts": {
             "members": len(members),
             "replied": len(replied),
@@ -109,6 +216,7 @@ def packet_context(
         "excused": [m.name for m in members if m.status == "excused"],
         "brief": {
             "low_ratings": low_ratings,
+            # Names only: their topics head the topics table just below, which the brief points to.
             "urgent_topics": [t for t in topics if t["priority"] == "A"],
             "asks": asks,
             # Sections where a later message left two texts: settle them with the member.
@@ -124,7 +232,12 @@ def packet_context(
             {
                 **asdict(m),
                 "sections": [
-                    {"key": key, "title": titles[key], "text": m.texts[key], "is_flagged": key in m.flagged}
+                    {
+                        "key": key,
+                        "title": titles[key],
+                        "text": without_priority(m.texts[key], m.topic_priority) if key == "topic" else m.texts[key],
+                        "is_flagged": key in m.flagged,
+                    }
                     for key in order
                     if m.texts.get(key) and key != "ratings"
                 ],
@@ -132,7 +245,7 @@ def packet_context(
             }
             for m in members
         ],
-        "rating_areas": ["business", "personal", "family"],
+        "rating_areas": list(RATING_AREAS),
         "changes": changes_since(previous, members) if previous is not None else [],
     }
 
@@ -208,9 +321,9 @@ def member_entries(
                 changed=describe(combined(changes)) if changes else "",
             )
         )
-    # Who wrote most recently sits lowest; members who owe an update go last.
+    # Members who replied, by name; then the excused; members who owe an update go last.
     rank = {"replied": 0, "late": 0, "excused": 1, "missing": 2}
-    return sorted(entries, key=lambda e: (rank[e.status], e.name))
+    return sorted(entries, key=lambda e: (rank[e.status], name_key(e.name)))
 
 
 MAX_NOTE_CHARS = 300
@@ -285,6 +398,7 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
             generated=local_label(now, group.timezone),
             version=version,
             previous=latest.context if latest is not None else None,
+            paper=paper_size(group.country, group.timezone),
         )
         html, text = render_packet(context)
         packet = Packet(
@@ -365,6 +479,7 @@ def queue_packet_emails(session: Session, settings: Settings, cycle: Cycle, pack
     recipients = [(f.name, f.email, None) for f in group.facilitators]
     if group.packet_to_members:
         recipients += [(m.name, m.email, m.id) for m in group.members if m.is_reachable]
+    files = packet_files(session, settings, cycle)
     ids = []
     for name, email, member_id in recipients:
         name = without_bidi(name)  # a name stored before app.roster cleaned them
@@ -387,11 +502,87 @@ def queue_packet_emails(session: Session, settings: Settings, cycle: Cycle, pack
                 "packet_id": packet.id,
                 "pdf_name": packet_file_stem(packet) + ".pdf",
                 "p": packet.context,
+                "files": files,
+                "file_link_days": FILE_LINK_DAYS,
             },
         )
         if row is not None:
             ids.append(row.id)
     return ids
+
+
+# --- the files members sent ------------------------------------------------------------------
+
+# Files go with the packet email while they add up to this; past it, each is a signed link
+# (SendGrid takes 30 MB, base64 makes 10 MB of files about 13.7, and many inboxes refuse 25).
+MAX_ATTACHED_BYTES = 10 * 1024 * 1024
+FILE_LINK_DAYS = 30  # past the meeting and the recap, a link stops working
+
+
+class _ClockSigner(TimestampSigner):
+    """Signs and checks ages by app.clock, so a link's age follows the same clock as the rest."""
+
+    def get_timestamp(self) -> int:
+        return int(clock.now().timestamp())
+
+
+@cache
+def _file_serializer(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt="packet-file", signer=_ClockSigner)
+
+
+def file_url(settings: Settings, attachment_id: int) -> str:
+    """A signed link to one stored attachment, good for FILE_LINK_DAYS from now."""
+    return f"{settings.base_url}/files/{_file_serializer(settings.secret_key).dumps(attachment_id)}"
+
+
+def read_file_link(settings: Settings, signed: str) -> int | str:
+    """The attachment id a link names, or why it does not: "expired" or "invalid"."""
+    try:
+        value = _file_serializer(settings.secret_key).loads(signed, max_age=FILE_LINK_DAYS * 86400)
+    except SignatureExpired:
+        return "expired"
+    except BadSignature:
+        return "invalid"
+    return value if isinstance(value, int) else "invalid"
+
+
+def size_label(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{max(1, round(size / 1024))} KB"
+
+
+def packet_files(session: Session, settings: Settings, cycle: Cycle) -> list[dict[str, Any]]:
+    """The files members sent this cycle, for the packet email: attached while they fit under
+    MAX_ATTACHED_BYTES, otherwise a signed link; files too large to keep are named only.
+    A file sent again in a later version counts once (its latest copy)."""
+    rows = session.execute(
+        select(StoredAttachment.id, StoredAttachment.filename, StoredAttachment.size,
+               StoredAttachment.data.is_not(None).label("is_kept"), UpdateRequest.member_id)
+        .join(Update, StoredAttachment.update_id == Update.id)
+        .join(UpdateRequest, Update.update_request_id == UpdateRequest.id)
+        .where(UpdateRequest.cycle_id == cycle.id)
+        .order_by(Update.version.desc(), StoredAttachment.position)
+    ).all()
+    names = {m.id: without_bidi(m.name) for m in cycle.group.members}
+    latest: dict[tuple[int, str], Any] = {}
+    for row in rows:
+        latest.setdefault((row.member_id, row.filename), row)
+    files = []
+    total = 0
+    for row in sorted(latest.values(), key=lambda r: (name_key(names.get(r.member_id, "")), r.id)):
+        is_kept = bool(row.is_kept)
+        attached = is_kept and total + row.size <= MAX_ATTACHED_BYTES
+        total += row.size if attached else 0
+        files.append({
+            "id": row.id,
+            "member": names.get(row.member_id, ""),
+            "filename": without_bidi(row.filename),
+            "size_label": size_label(row.size),
+            "is_kept": is_kept,
+            "is_attached": attached,
+            "url": file_url(settings, row.id) if is_kept and not attached else None,
+        })
+    return files
 
 
 def packet_file_stem(packet: Packet) -> str:

@@ -81,11 +81,20 @@ class Settings:
         base_url = (get("BASE_URL") or defaults.base_url).rstrip("/")
         if urlsplit(base_url).scheme not in ("http", "https"):
             raise ConfigError(f"BASE_URL: expected an http(s) URL, got {base_url!r}")
+        if not base_url.isascii():
+            # It goes into List-Unsubscribe, a header that must be plain ASCII: use the punycode name.
+            raise ConfigError(f"BASE_URL: expected an ASCII URL (punycode for the host), got {base_url!r}")
         secret_key = get("SECRET_KEY") or defaults.secret_key
-        if env.get("ROUNDTABLE_ENV", "").strip().lower() == "production" and (
-            secret_key == defaults.secret_key or len(secret_key) < 16
-        ):
+        production = env.get("ROUNDTABLE_ENV", "").strip().lower() == "production"
+        if production and (secret_key == defaults.secret_key or len(secret_key) < 16):
             raise ConfigError("SECRET_KEY: set a random value of 16+ characters in production")
+        if production and not username:
+            # Without them the inbound webhook takes a POST from anyone: forged replies, in any
+            # member's name, straight into the packet.
+            raise ConfigError(
+                "INBOUND_USERNAME/INBOUND_PASSWORD: required in production (basic auth on the "
+                "inbound webhook URL you give SendGrid)"
+            )
         return cls(
             database_url=database_url,
             redis_url=redis_url,

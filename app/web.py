@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from app import clock, db, jobs, mail
+from app import clock, db, jobs, mail, packets
 from app.cycles import excuse
 from app.delivery import blueprint as delivery_blueprint
 from app.inbound import blueprint as inbound_blueprint
-from app.models import UpdateRequest
+from app.models import StoredAttachment, UpdateRequest
 from app.settings import Settings, configure, current_settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,26 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
             session.commit()
         return "Done: no more reminders this month. Your facilitator will see you as excused.", 200
 
+    @app.get("/files/<signed>")
+    def packet_file(signed: str) -> Response:
+        """A file a member sent, from the signed, expiring link in the packet email."""
+        attachment_id = packets.read_file_link(settings, signed)
+        if attachment_id == "expired":
+            return Response("This link has expired: ask your facilitator for the file.\n", 410, mimetype="text/plain")
+        if not isinstance(attachment_id, int):
+            return Response("This link is not valid.\n", 404, mimetype="text/plain")
+        with app.config["ROUNDTABLE_SESSIONS"]() as session:
+            stored = session.get(StoredAttachment, attachment_id)
+            if stored is None or stored.data is None:
+                return Response("This file is no longer kept.\n", 404, mimetype="text/plain")
+            # Member files are untrusted: always a download, never rendered on our origin.
+            response = Response(stored.data, 200, mimetype="application/octet-stream")
+            response.headers["Content-Disposition"] = _download_disposition(stored.filename)
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+            response.headers["Cache-Control"] = "private, no-store"
+            return response
+
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
         database_ok = True
@@ -86,3 +107,9 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True) -
         return jsonify(body), 200 if healthy else 503
 
     return app
+
+
+def _download_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback name and the real one in RFC 5987 form."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename) or "file"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

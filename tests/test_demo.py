@@ -45,7 +45,8 @@ def test_demo_runs_twice_and_its_packet_is_clean(tmp_path: Path) -> None:
     assert "our co-packer wants a 9% price increase from March" in packet
     assert "Shift bonuses beat hourly raises" in packet and "Version 2: Replaced Challenges." in packet
     assert 'Also wrote (changed nothing): "Thanks, looks right!"' in packet
-    assert "Closed the pilot with Bay Logistics" in packet and "Priority A. How do I keep the team steady" in packet
+    assert "Closed the pilot with Bay Logistics" in packet and "How do I keep the team steady" in packet
+    assert "Priority A." not in packet  # the marker is the topic's priority, not its text
     assert "no update from Luis Ortega" in packet
     # Nothing of the quoted request, the quote headers, the signatures or the out-of-office.
     for leak in [

@@ -147,7 +147,7 @@ def test_thanks_after_the_receipt_keeps_the_update_and_is_not_answered(mode, cli
     assert (note.status, note.kind, note.note) == ("accepted", "note", "Thanks, looks right!")
     packet = _packet(session, settings, cycle)
     assert "Business 4" in packet.text and "Closed the Acme contract." in packet.text
-    assert "Urgent topic (A), Alice Chen" in packet.text
+    assert "Priority A topics from Alice Chen" in packet.text
     assert 'Also wrote (changed nothing): "Thanks, looks right!"' in packet.text
 
 

@@ -124,7 +124,7 @@ def packet_email_context() -> dict[str, Any]:
             ratings={"business": 4, "personal": 7, "family": 8},
             texts={
                 "wins": "Closed the Series A.",
-                "topic": "Whether to open a second plant in Ohio.",
+                "topic": "Priority A: whether to open a second plant in Ohio.",
                 "asks": "An intro to a good plant manager.",
                 "commitments": "Hire a CFO: done.",
             },
@@ -162,6 +162,15 @@ def packet_email_context() -> dict[str, Any]:
         "packet_id": 7,
         "pdf_name": "hudson-valley-ceo-forum-2026-12-03-v2.pdf",
         "p": p,
+        "files": [
+            {"id": 1, "member": "Alice Chen", "filename": "Q4 plan.pdf", "size_label": "1.2 MB", "is_kept": True,
+             "is_attached": True, "url": None},
+            {"id": 2, "member": "Alice Chen", "filename": "Site survey.mp4", "size_label": "9.4 MB", "is_kept": True,
+             "is_attached": False, "url": "https://roundtable.example/files/Mg.signed-link"},
+            {"id": 3, "member": "Alice Chen", "filename": "Plant tour.mov", "size_label": "48.0 MB", "is_kept": False,
+             "is_attached": False, "url": None},
+        ],
+        "file_link_days": 30,
     }
 
 
@@ -185,6 +194,10 @@ GOLDEN_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "bounce_notice": ("bounce_notice", BOUNCE_NOTICE),
     "packet": ("packet", packet_email_context()),
+    "packet_preview": (
+        "packet_preview",
+        {**packet_email_context(), "deadline_label": "Tue 24 Nov, 17:00 EST", "replied": 2, "asked": 3},
+    ),
 }
 
 

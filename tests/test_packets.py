@@ -23,7 +23,8 @@ def test_packet_context_sorts_the_brief() -> None:
     ]
     context = packet_context(group_name="G", month="May", meeting="m", location="", generated="g", version=1, members=members)
     assert context["counts"] == {"members": 4, "replied": 2, "excused": 1, "missing": 1}
-    assert [(r["name"], r["value"]) for r in context["brief"]["low_ratings"]] == [("Ben", 3), ("Alice", 5)]
+    # Only 4 or less is low: Alice's 5 is not.
+    assert [(r["name"], r["lowest"]) for r in context["brief"]["low_ratings"]] == [("Ben", 3)]
     assert [t["name"] for t in context["topics"]] == ["Alice", "Ben"]
     assert [t["name"] for t in context["brief"]["urgent_topics"]] == ["Alice"]
     assert context["brief"]["asks"] == [{"name": "Ben", "text": "An intro"}]
@@ -53,14 +54,14 @@ def test_packet_holds_new_words_not_quotes_or_signatures(client, session, settin
     packet = session.get_one(Packet, compiled.packet_id)
     for body in (packet.text, packet.html):
         assert "Our VP Engineering resigned." in body
-        assert "keeping the team steady" in body
+        assert "Keeping the team steady" in body and "Priority A:" not in body
         assert "CEO, Northwind Robotics" not in body  # signature
         assert "wrote:" not in body  # quote header
     assert "<script>" not in packet.html and "&lt;script&gt;" in packet.html
     assert "no update from Carmen Ruiz" in packet.text
     assert "Ben Okafor (Okafor Logistics): excused" in packet.text
-    assert "Urgent topic (A), Alice Chen" in packet.text
-    assert "Low rating, Alice Chen: business 4/10" in packet.text
+    assert "Priority A topics from Alice Chen: first in the topics below." in packet.text
+    assert "Low ratings, Alice Chen: business 4*, personal 7, family 8" in packet.text
     assert packet.pdf.startswith(b"%PDF")
     mails = session.scalars(select(OutboundMessage).where(OutboundMessage.kind == "packet")).all()
     assert [m.to_email for m in mails] == ["dana@facilitation.example"]

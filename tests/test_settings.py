@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.settings import ConfigError, Settings
@@ -29,6 +31,7 @@ def test_defaults_are_the_embedded_setup() -> None:
         ({"MAX_INBOUND_MB": "lots"}, "MAX_INBOUND_MB"),
         ({"SENDGRID_TIMEOUT": "-1"}, "SENDGRID_TIMEOUT"),
         ({"ROUNDTABLE_ENV": "production"}, "SECRET_KEY"),
+        ({"BASE_URL": "https://räte.example"}, "BASE_URL"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -56,3 +59,32 @@ def test_full_production_configuration() -> None:
     assert settings.max_inbound_bytes == 35 * 2**20
     assert not settings.jobs_inline
     assert "a-long" not in repr(settings)  # secrets stay out of logs
+
+
+def test_production_refuses_to_start_without_the_inbound_webhook_credentials() -> None:
+    production = {"ROUNDTABLE_ENV": "production", "SECRET_KEY": "a-long-random-secret-value"}
+    with pytest.raises(ConfigError, match="INBOUND_USERNAME/INBOUND_PASSWORD: required in production"):
+        Settings.from_env(production)
+    with pytest.raises(ConfigError, match="INBOUND_USERNAME/INBOUND_PASSWORD"):
+        Settings.from_env({**production, "INBOUND_PASSWORD": "pw"})
+    settings = Settings.from_env({**production, "INBOUND_USERNAME": "sendgrid", "INBOUND_PASSWORD": "pw"})
+    assert settings.inbound_username == "sendgrid"
+    # Outside production the webhook may stay open (the demo, a laptop).
+    assert Settings.from_env({"SECRET_KEY": "a-long-random-secret-value"}).inbound_username is None
+
+
+def test_production_refuses_to_start_from_the_command_line_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INBOUND_", "ROUNDTABLE_", "SECRET_KEY"))}
+    env.update(ROUNDTABLE_ENV="production", SECRET_KEY="a-long-random-secret-value",
+               DATABASE_URL=f"sqlite:///{tmp_path}/rt.db")
+    env.pop("REDIS_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-c", "from app.web import create_app; create_app()"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent, check=False,
+    )
+    assert result.returncode != 0
+    assert "INBOUND_USERNAME/INBOUND_PASSWORD: required in production" in result.stderr
