@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import clock, mail, packets
-from app.models import Cycle, Group, OutboundMessage, Packet, StoredAttachment
+from app.models import Cycle, OutboundMessage, Packet, StoredAttachment
 from app.packets import (
     MemberEntry,
     compile_packet,
@@ -176,7 +176,6 @@ def test_compile_prints_a_us_group_on_letter_and_a_german_one_on_a4(session: Ses
         packet = session.get_one(Packet, compiled.packet_id)
         assert packet.context["paper"] == expected
         assert f"size: {expected};" in packet.html
-        session.rollback()
 
 
 # --- names ---------------------------------------------------------------------------------------
@@ -289,7 +288,3 @@ def test_a_file_too_large_to_keep_is_named_not_linked(client, session, settings,
     text = message.get_body(("plain",)).get_content()
     assert "- Alice Chen: Q4 plan.pdf (3 KB: too large to keep; ask Alice Chen for it)" in text
     assert [f["url"] for f in row.context["files"]] == [None, None]
-
-
-def test_the_group_fixture_is_untouched(group: Group) -> None:
-    assert group.country == ""  # the paper tests above set their own groups' countries
