@@ -140,7 +140,7 @@ def group_create(name: str, tz: str, facilitator: str, location: str, slug: str 
 @click.option("--name", default=None)
 @click.option("--timezone", "tz", default=None, help="IANA timezone; meetings already scheduled keep their times")
 @click.option("--location", default=None, help="Default meeting place")
-@click.option("--country", default=None, help="Two letters (US, CA, GB, DE...): Letter paper for US and CA, else A4")
+@click.option("--country", default=None, help="Two letters (US, CA, GB, DE...): Letter paper where it is used (US, CA, MX...), else A4")
 @click.option("--language", default=None, help="Members may also answer in: en, es, fr, de, pt or nl")
 @click.option("--packet-cadence", type=click.Choice([c.value for c in PacketCadence]), default=None,
               help="After the deadline, late replies make a new packet version at most daily, or at once")
