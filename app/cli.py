@@ -27,6 +27,7 @@ from app.cycles import (
     request_new_members,
     schedule_meeting,
 )
+from app.meeting.commands import meeting_group
 from app.models import Cycle, Group, InboundMessage, Member, OutboundMessage
 from app.settings import ConfigError, Settings, configure, current_settings
 from app.status import status_report
@@ -619,6 +620,9 @@ def demo(folder: Path) -> None:
 
     summary = run_demo(folder)
     click.echo(summary)
+
+
+main.add_command(meeting_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ from app.addresses import normalize, without_bidi
 from app.cycles import local_label, meeting_label, month_label, open_commitments
 from app.followups import combined, describe
 from app.mail import template_env
+from app.meeting.rsvp import packet_cover
 from app.models import Cycle, CycleStatus, InboundMessage, Packet, UpdateRequest
 from app.participation import Attendance, standing_in
 from app.reading.sections import SECTIONS
@@ -286,6 +287,7 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
             version=version,
             previous=latest.context if latest is not None else None,
         )
+        context["meeting"] = packet_cover(session, cycle.id)
         html, text = render_packet(context)
         packet = Packet(
             cycle=cycle,

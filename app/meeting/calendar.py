@@ -52,6 +52,15 @@ def build_ics(invite: Invite, method: str, stamp: datetime) -> bytes:
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", method)
+    # The zone's rules around the meeting only (add_missing_timezones would write every change
+    # from 1970 on), placed before the event as Outlook expects.
+    calendar.add_component(
+        icalendar.Timezone.from_tzid(
+            invite.timezone,
+            first_date=(invite.starts_at - timedelta(days=366)).date(),
+            last_date=(invite.ends_at + timedelta(days=366)).date(),
+        )
+    )
     event = icalendar.Event()
     event.add("uid", invite.uid)
     event.add("sequence", invite.sequence)
@@ -87,7 +96,6 @@ def build_ics(invite: Invite, method: str, stamp: datetime) -> bytes:
         alarm.add("trigger", -ALARM_BEFORE)
         event.add_component(alarm)
     calendar.add_component(event)
-    calendar.add_missing_timezones()
     return bytes(calendar.to_ical())
 
 

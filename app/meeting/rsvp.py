@@ -9,11 +9,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import mail
 from app.meeting.meetings import meeting_context
-from app.models import Meeting, Rsvp, RsvpResponse
+from app.models import Meeting, MeetingStatus, Rsvp, RsvpResponse
 from app.settings import Settings
 
 # Phrases per language, most specific first: "joining by video" before "joining", "not sure"
@@ -213,3 +214,32 @@ def queue_rsvp_reminders(session: Session, settings: Settings, meeting: Meeting,
     meeting.rsvp_reminder_sent_at = now
     session.flush()
     return ids
+
+
+def meeting_of(session: Session, cycle_id: int) -> Meeting | None:
+    return session.scalar(select(Meeting).where(Meeting.cycle_id == cycle_id))
+
+
+def status_lines(session: Session, cycle_id: int) -> list[str]:
+    """The meeting's lines in `roundtable status`: agenda state and headcount."""
+    meeting = meeting_of(session, cycle_id)
+    if meeting is None:
+        return []
+    if meeting.status == MeetingStatus.CANCELLED:
+        return ["  meeting   CANCELLED"]
+    lines = [f"  agenda    {meeting.agenda_status}" + (f", invite sequence {meeting.invited_sequence}"
+                                                       if meeting.invited_sequence is not None else "")]
+    if meeting.rsvps:
+        lines.append(f"  rsvps     {meeting_headcount(meeting).line()}")
+    return lines
+
+
+def packet_cover(session: Session, cycle_id: int) -> dict[str, object] | None:
+    """What the packet's cover shows of the meeting: headcount (once invites are out) and the
+    agenda's state. Plain values."""
+    meeting = meeting_of(session, cycle_id)
+    if meeting is None:
+        return None
+    count = headcount_context(meeting) if meeting.rsvps else None
+    return {"is_cancelled": meeting.status == MeetingStatus.CANCELLED, "agenda_status": meeting.agenda_status,
+            "headcount": count}
