@@ -231,8 +231,9 @@ def _agenda_reply(session: Session, settings: Settings, row: InboundMessage, rea
         return _done(session, row, InboundStatus.REJECTED, "agenda", f"an agenda reply not applied: {problem}")
     items = agendas.read_agenda(reading.text)
     try:
-        if items:
-            changed = agendas.items_from_json(meeting.agenda) != items
+        changed = bool(items) and agendas.items_from_json(meeting.agenda) != items
+        # The draft's own lines, unchanged, without APPROVE: a quote a client left in, not an answer.
+        if items and (changed or agendas.is_approval(reading.text)):
             replace_agenda(meeting, items)
             ids = approve_agenda(session, settings, meeting, now, changed=changed)
             minutes = agendas.total(items)
