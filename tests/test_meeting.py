@@ -5,6 +5,7 @@ confirmed commitments reach the next request, the date poll and the recurrence r
 
 from __future__ import annotations
 
+import base64
 import email
 import json
 from datetime import date, timedelta
@@ -603,3 +604,20 @@ def test_the_rule_makes_cycles_ahead_once_and_a_moved_or_cancelled_meeting_stays
     session.expire_all()
     assert len(session.scalars(select(Cycle)).all()) == len(cycles)
     assert session.get_one(Meeting, meeting.id).occurrence == local.isoformat()
+
+
+def test_the_invite_goes_through_sendgrid_with_its_calendar_file(
+    sendgrid_settings: Settings, sendgrid_api: Any, session: Session, cycle: Cycle
+) -> None:
+    from app.web import create_app
+
+    client = create_app(sendgrid_settings).test_client()
+    meeting = approved(session, sendgrid_settings, client, cycle, "parsed")
+    calls = [c for c in sendgrid_api.calls if c.body["categories"] == ["meeting_invite"]]
+    assert len(calls) == 3
+    body = calls[0].body
+    [attachment] = body["attachments"]
+    assert attachment["filename"] == "invite.ics" and attachment["type"] == "text/calendar; method=REQUEST"
+    calendar = icalendar.Calendar.from_ical(base64.b64decode(attachment["content"]))
+    assert str(calendar["method"]) == "REQUEST" and str(the_event(calendar)["uid"]) == meeting.uid
+    assert body["reply_to"]["email"].startswith("reply+")
