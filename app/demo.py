@@ -556,10 +556,10 @@ def meeting_demo(settings: Settings, post: Callable[[EmailMessage], None], cycle
 
         meeting = session.get_one(Meeting, meeting_id)
         return [
-            f"Meeting: agenda approved by reply, invites with a calendar file sent; {meeting_headcount(meeting).line()}"
-            " (one answered by text, one from Outlook's calendar).",
-            "Date poll for the month after mailed to 12 members, one answer in; recap sent with each member's own"
-            " commitments (one confirmed by reply).",
+            (f"Meeting: agenda approved by reply, invites with a calendar file sent; {meeting_headcount(meeting).line()}"
+             " (one answered by text, one from Outlook's calendar)."),
+            ("Date poll for the month after mailed to 12 members, one answer in; recap sent with each member's own"
+             " commitments (one confirmed by reply)."),
         ]
 
 

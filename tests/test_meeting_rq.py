@@ -6,9 +6,11 @@ Needs REDIS_URL (the `redis_settings` fixture skips without it; CI always sets i
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,10 +19,18 @@ from app import clock, jobs
 from app.cycles import queue_requests
 from app.models import Cycle, Group, Meeting, OutboundMessage, Rsvp, UpdateRequest
 from app.settings import Settings
+from app.web import create_app
 from tests.conftest import TZ, make_cycle
 from tests.mails import raw_mode, reply
 from tests.meeting_mails import outlook_reply
-from tests.test_rq import fetch, outbox_files, run_worker, web  # noqa: F401 - `web` is a fixture
+from tests.test_rq import fetch, outbox_files, run_worker
+
+
+@pytest.fixture()
+def web(redis_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
+    """The webhook on Redis settings, its nudges at once (as in tests/test_rq.py)."""
+    monkeypatch.setattr(jobs, "_coalesced_nudges", {os.getpid(): jobs.Coalesced(jobs.nudge_inbound, 0.0)})
+    return create_app(redis_settings).test_client()
 
 ALICE = ("Alice Chen", "alice@northwind.example")
 BEN = ("Ben Okafor", "ben@okafor.example")

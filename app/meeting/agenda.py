@@ -52,7 +52,7 @@ def ranked(topics: list[Topic]) -> list[Topic]:
 def topic_title(text: str, limit: int = 70) -> str:
     """A topic's first line, short enough for an agenda line."""
     first = " ".join((text.strip().splitlines() or [""])[0].split())
-    first = re.sub(r"^\(?priority\s*[:=]?\s*[ABC]\)?[\s:.-]*", "", first, flags=re.IGNORECASE)
+    first = re.sub(r"^\(?priority\s*(?:[:=]\s*)?[ABC]\)?[\s:.-]*", "", first, flags=re.IGNORECASE)
     return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
@@ -114,7 +114,7 @@ def as_lines(items: list[Item], starts_at: datetime, tz: str) -> list[str]:
 # One agenda line as written back: an optional start time, the minutes, the title, an owner after a
 # dash. Linear: the pieces are separated by fixed words and the owner split is done by rpartition.
 _LINE_RE = re.compile(
-    r"^\s*(?:[-*•]\s*)?(?:\d{1,2}[:.h]\d{2}\s*(?:am|pm)?\s+)?(\d{1,3})\s*(?:min(?:ute)?s?|m|')\.?\s+(\S.*)$",
+    r"^\s*(?:[-*•]\s*)?(?:\d{1,2}[:.h]\d{2}(?:\s*[ap]m)?\s+)?(\d{1,3})\s*(?:min(?:ute)?s?|m|')\.?\s+(\S.*)$",
     re.IGNORECASE,
 )
 _OWNER_SEPARATORS = (" — ", " – ", " -- ", " - ")

@@ -142,7 +142,8 @@ def queue_tally(session: Session, settings: Settings, poll: Poll, vote: PollVote
     return ids
 
 
-_CONFIRM_RE = re.compile(r"^\W*confirm(?:ed)?\s*(?:option\s*)?#?\s*(\d{1,2})\b", re.IGNORECASE)
+# Linear: each run of spaces has one place to go (tests/test_regex_safety.py).
+_CONFIRM_RE = re.compile(r"^\W*confirm(?:ed)?\s*(?:option\s*)?(?:#\s*)?(\d{1,2})\b", re.IGNORECASE)
 
 
 def read_confirm(text: str) -> int | None:

@@ -100,6 +100,8 @@ def send_recaps(session: Session, settings: Settings, meeting: Meeting, now: dat
     return ids
 
 
+MAX_ITEMS, MAX_ITEM = 20, 500  # a month's commitments, not a pasted document
+
 _CONFIRM_RE = re.compile(
     r"^\W*(confirm(?:ed)?|correct|yes|yep|ok(?:ay)?|all good|looks (?:good|right)|that'?s right|agreed)\b\W*",
     re.IGNORECASE,
@@ -109,7 +111,7 @@ _CONFIRM_RE = re.compile(
 def read_commitments(text: str, stated: list[str]) -> list[str] | None:
     """The commitments a member's answer to the recap sets: `stated` when they confirm, the lines
     they wrote when they correct them; None when the answer holds neither. Pure."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line[:MAX_ITEM] for line in text.splitlines() if line.strip()][:MAX_ITEMS]
     if not lines:
         return None
     if _CONFIRM_RE.match(lines[0]):
