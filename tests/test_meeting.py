@@ -621,3 +621,22 @@ def test_the_invite_goes_through_sendgrid_with_its_calendar_file(
     calendar = icalendar.Calendar.from_ical(base64.b64decode(attachment["content"]))
     assert str(calendar["method"]) == "REQUEST" and str(the_event(calendar)["uid"]) == meeting.uid
     assert body["reply_to"]["email"].startswith("reply+")
+
+
+def test_the_host_gets_the_headcount_and_changed_logistics_update_the_invite(
+    client: FlaskClient, session: Session, settings: Settings, cycle: Cycle
+) -> None:
+    meeting = approved(session, settings, client, cycle)
+    result = CliRunner().invoke(main, ["meeting", "logistics", "hudson-valley-ceo-forum", "--host",
+                                       "Carmen Ruiz <carmen@ruizfoods.example>", "--address", "12 Main St, Beacon, NY"])
+    assert result.exit_code == 0 and "3 updated invites queued" in result.output, result.output
+    updates = emails(session, "meeting_invite")[3:]
+    message = eml(settings, updates[0])
+    assert "12 Main St, Beacon, NY" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    event = the_event(ics_of(message, "REQUEST"))
+    assert int(event["sequence"]) == 1 and "12 Main St, Beacon, NY" in str(event["location"])
+    # The same logistics again: no update.
+    result = CliRunner().invoke(main, ["meeting", "logistics", "hudson-valley-ceo-forum", "--address", "12 Main St, Beacon, NY"])
+    assert "updated invites" not in result.output and len(emails(session, "meeting_invite")) == 6
+    say(client, rsvp_of(session, meeting, BEN[1]).token, "Yes, I'll be there", BEN, "raw")
+    assert sorted(h.to_email for h in emails(session, "meeting_headcount")) == [CARMEN[1], DANA[1]]

@@ -20,11 +20,11 @@ from app.meeting.meetings import (
     MeetingError,
     approve_agenda,
     cancel,
+    change_logistics,
     draft_agenda,
     meeting_for,
     move,
     replace_agenda,
-    set_logistics,
 )
 from app.meeting.poll import confirm, create_poll, open_poll, parse_hours, tally
 from app.meeting.rsvp import meeting_headcount, record
@@ -111,10 +111,12 @@ def logistics_command(group_slug: str, place: str | None, address: str | None, d
                   "host_email": host_email, "parking": parking, "notes": notes}
         group = roster.find_group(session, group_slug)
         meeting = _meeting(session, settings, group)
-        set_logistics(meeting, **values)
+        ids = change_logistics(session, settings, meeting, clock.now(), **values)
         if as_default:
             group.meeting_logistics = {**group.meeting_logistics, **{k: v for k, v in values.items() if v is not None}}
-        session.commit()
+        _commit_and_send(session, ids)
+        if ids:
+            click.echo(f"{len(ids)} updated invites queued")
         for key, value in meeting.logistics.items():
             if value:
                 click.echo(f"{key:<11} {value}")

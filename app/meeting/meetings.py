@@ -96,6 +96,20 @@ def set_logistics(meeting: Meeting, **values: str | None) -> None:
     meeting.logistics = {**meeting.logistics, **{k: v.strip() for k, v in values.items() if v is not None}}
 
 
+def change_logistics(session: Session, settings: Settings, meeting: Meeting, now: datetime,
+                     **values: str | None) -> list[int]:
+    """Change the logistics; members who had the invite get an update (SEQUENCE raised) when
+    something they were sent changed. Flushes."""
+    before = dict(meeting.logistics)
+    set_logistics(meeting, **values)
+    if meeting.logistics == before or meeting.invited_sequence is None or meeting.status == MeetingStatus.CANCELLED:
+        session.flush()
+        return []
+    meeting.sequence += 1
+    session.flush()
+    return send_invites(session, settings, meeting, now, is_update=True, note="The logistics have changed.")
+
+
 def facilitator_name(meeting: Meeting) -> str:
     facilitators = meeting.group.facilitators
     return facilitators[0].name if facilitators else "your facilitator"

@@ -58,7 +58,8 @@ def occurrences(rule: str, after: date, until: date) -> list[date]:
     return [d.date() for d in rrulestr(rule, dtstart=start).between(start, datetime.combine(until, time()), inc=True)]
 
 
-def make_cycles_ahead(session: Session, settings: Settings, group: Group, now: datetime) -> list[Cycle]:
+def make_cycles_ahead(session: Session, settings: Settings, group: Group, now: datetime,
+                      known: set[str] | None = None) -> list[Cycle]:
     """Cycles for the rule's meetings ahead that have none yet. Flushes; safe twice: each rule
     date is remembered on its meeting, so a moved or cancelled meeting is not made again."""
     if not group.meeting_rule or not group.meeting_hours:
@@ -68,7 +69,8 @@ def make_cycles_ahead(session: Session, settings: Settings, group: Group, now: d
     today = now.astimezone(tz).date()
     horizon = today + timedelta(days=group.request_days_before) + AHEAD
     made = []
-    known = set(session.scalars(select(Meeting.occurrence).where(Meeting.group_id == group.id)))
+    if known is None:
+        known = set(session.scalars(select(Meeting.occurrence).where(Meeting.group_id == group.id)))
     for day in occurrences(group.meeting_rule, today, horizon):
         if day.isoformat() in known:
             continue
@@ -148,8 +150,18 @@ def tick(session: Session, settings: Settings, now: datetime) -> list[int]:
     """Everything due for meetings now; returns new outbound ids. Flushes; safe twice (each step
     is recorded on the meeting and every email has its dedupe key)."""
     ids: list[int] = []
-    for group in session.scalars(select(Group).where(Group.meeting_rule != "")):
-        make_cycles_ahead(session, settings, group, now)
+    groups = session.scalars(select(Group).where(Group.meeting_rule != "")).all()
+    if groups:  # the rule dates already made, for every such group in one query
+        known: dict[int, set[str]] = {group.id: set() for group in groups}
+        since = (now - timedelta(days=2)).date().isoformat()
+        for group_id, occurrence in session.execute(
+            select(Meeting.group_id, Meeting.occurrence).where(
+                Meeting.group_id.in_(known), Meeting.occurrence.is_not(None), Meeting.occurrence >= since
+            )
+        ):
+            known[group_id].add(occurrence)
+        for group in groups:
+            make_cycles_ahead(session, settings, group, now, known[group.id])
     # The deadline has passed: draft the agenda (and make the meeting row of a cycle that has none).
     drafting = session.scalars(
         select(Cycle)
@@ -165,16 +177,28 @@ def tick(session: Session, settings: Settings, now: datetime) -> list[int]:
     for cycle in drafting:
         meeting = meeting_for(session, settings, cycle)
         ids += draft_agenda(session, settings, meeting, now)
-    window_start = now - RECAP_WINDOW - recap.NOTES_WAIT
+    # Only meetings with something due by the clock: an idle tick loads none (`due` decides).
     candidates = session.scalars(
         select(Meeting)
         .join(Cycle, Cycle.id == Meeting.cycle_id)
         .where(
             Meeting.status == MeetingStatus.PLANNED,
-            Cycle.meeting_ends_at > window_start,
             or_(
-                and_(Meeting.invited_sequence.is_not(None), Meeting.rsvp_reminder_sent_at.is_(None)),
-                Meeting.recap_sent_at.is_(None),
+                and_(
+                    Meeting.invited_sequence.is_not(None),
+                    Meeting.rsvp_reminder_sent_at.is_(None),
+                    Cycle.meeting_starts_at > now,
+                    Cycle.meeting_starts_at <= now + RSVP_REMINDER_BEFORE,
+                ),
+                and_(
+                    Meeting.recap_requested_at.is_(None),
+                    Cycle.meeting_ends_at <= now,
+                    Cycle.meeting_ends_at > now - RECAP_WINDOW,
+                ),
+                and_(
+                    Meeting.recap_requested_at <= now - recap.NOTES_WAIT,
+                    Meeting.recap_sent_at.is_(None),
+                ),
             ),
         )
         .options(selectinload(Meeting.rsvps))
