@@ -502,6 +502,12 @@ def test_recap_commitments_confirmed_or_edited_reach_the_next_request(
     assert requests[CARMEN[1]].context["commitments"] == ["Launch the online store"]
     text = eml(settings, requests[BEN[1]]).get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Hire two drivers for the new route" in text
+    # And the next packet's commitment ledger.
+    jobs.run(jobs.COMPILE_JOB, upcoming.id)
+    session.expire_all()
+    ledger = {row["name"]: row["commitments"] for row in session.get_one(Cycle, upcoming.id).packets[-1].context["ledger"]}
+    assert ledger["Ben Okafor"] == ["Renegotiate the fuel contract", "Hire two drivers for the new route"]
+    assert ledger["Carmen Ruiz"] == ["Launch the online store"]
 
 
 def test_without_notes_the_recap_goes_out_after_two_days(

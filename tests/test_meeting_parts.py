@@ -130,7 +130,8 @@ def test_rsvp_words(language: str, text: str, answer: str) -> None:
     assert read_rsvp(text, language) == RsvpResponse(answer)
 
 
-@pytest.mark.parametrize("text", ["Thanks for sending this", "Can I bring a guest?", "", "Yes and no"])
+@pytest.mark.parametrize("text", ["Thanks for sending this", "Can I bring a guest?", "", "Yes and no",
+                                  "Thanks!\n\nWill you be there? Reply YES, NO, MAYBE or VIDEO (joining by video)"])
 def test_no_rsvp_is_guessed(text: str) -> None:
     assert read_rsvp(text, "en") is None
 

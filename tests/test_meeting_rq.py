@@ -91,6 +91,7 @@ def test_the_meeting_through_real_workers(
     headcounts = kinds(redis_settings, "meeting_headcount")
     assert len(headcounts) == 2 and {h.status for h in headcounts} == {"sent"}
     assert headcounts[-1].context["headcount"]["line"] == "1 coming, 0 maybe, 1 not coming, 1 no answer yet"
+    assert headcounts[-1].context["note"] == "Travelling, sorry."  # the COMMENT Outlook sent
 
     # After the meeting: the recap request, the facilitator's notes, a member's confirmation.
     clock.set_now(cycle.meeting_ends_at + timedelta(hours=2))

@@ -170,7 +170,7 @@ def _rsvp_reply(session: Session, settings: Settings, row: InboundMessage, readi
         if answer.response is None:
             return _done(session, row, InboundStatus.ACCEPTED, "rsvp",
                          f"a calendar answer that says {answer.partstat or 'nothing'}: nothing changed")
-        response, source = RsvpResponse(answer.response), "calendar"
+        response, source, note = RsvpResponse(answer.response), "calendar", answer.comment
     else:
         read = read_rsvp(reading.text, meeting.group.language)
         if read is None:
@@ -179,8 +179,8 @@ def _rsvp_reply(session: Session, settings: Settings, row: InboundMessage, readi
             row.note = reading.text.strip() or None
             return _done(session, row, InboundStatus.ACCEPTED, "note",
                          "a reply to the invite with no yes, no or maybe in it: passed to the facilitator", ids)
-        response, source = read, "text"
-    ids = record(session, settings, rsvp, response, source, now, cause=f"inbound:{row.id}")
+        response, source, note = read, "text", reading.text
+    ids = record(session, settings, rsvp, response, source, now, cause=f"inbound:{row.id}", note=note)
     return _done(session, row, InboundStatus.ACCEPTED, "rsvp", f"RSVP {response} ({source}) from {member.name}", ids)
 
 

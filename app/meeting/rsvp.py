@@ -81,8 +81,8 @@ def read_rsvp(text: str, language: str = "en") -> RsvpResponse | None:
     """
     languages = ["en"] + ([language] if language in _COMPILED and language != "en" else [])
     for line in _plain(text[:MAX_READ]).splitlines():
-        if not line.strip():
-            continue
+        if not line.strip() or "reply yes" in line:
+            continue  # our own instruction, quoted back by a client the trimming did not recognize
         found = {answer for lang in languages for answer, pattern in _COMPILED[lang] if pattern.search(line)}
         if "maybe" in found:
             return RsvpResponse.MAYBE
@@ -148,7 +148,7 @@ def headcount_context(meeting: Meeting) -> dict[str, object]:
 
 
 def record(session: Session, settings: Settings, rsvp: Rsvp, response: RsvpResponse, source: str, now: datetime,
-           *, cause: str) -> list[int]:
+           *, cause: str, note: str = "") -> list[int]:
     """Set the member's answer and pass the headcount on to the facilitators and the host.
     Flushes. The same answer again changes nothing and sends nothing."""
     if rsvp.response == response:
@@ -157,10 +157,11 @@ def record(session: Session, settings: Settings, rsvp: Rsvp, response: RsvpRespo
     rsvp.responded_at = now
     rsvp.response_source = source
     session.flush()
-    return queue_headcount(session, settings, rsvp.meeting, rsvp, cause=cause)
+    return queue_headcount(session, settings, rsvp.meeting, rsvp, cause=cause, note=note)
 
 
-def queue_headcount(session: Session, settings: Settings, meeting: Meeting, changed: Rsvp, *, cause: str) -> list[int]:
+def queue_headcount(session: Session, settings: Settings, meeting: Meeting, changed: Rsvp, *, cause: str,
+                    note: str = "") -> list[int]:
     """The headcount after `changed`'s answer, to each facilitator and the host (`cause` makes
     the dedupe key: one email per answer received)."""
     shared = meeting_context(meeting)
@@ -181,7 +182,8 @@ def queue_headcount(session: Session, settings: Settings, meeting: Meeting, chan
             group_id=meeting.group_id,
             cycle_id=meeting.cycle_id,
             context={**shared, "first_name": name.split()[0] if name.split() else "", "headcount": count,
-                     "member_name": changed.member.name, "answer": changed.response},
+                     "member_name": changed.member.name, "answer": changed.response,
+                     "note": " ".join(note.split())[:300]},
         )
         if row is not None:
             ids.append(row.id)
