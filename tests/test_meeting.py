@@ -573,6 +573,9 @@ def test_a_date_poll_answered_in_free_text_and_confirmed_by_reply(
     assert (local.date(), local.hour, local.minute) == (dates[1], 8, 30)
     assert scheduled.meeting_ends_at - scheduled.meeting_starts_at == timedelta(hours=4)
     assert session.scalars(select(Meeting)).one().cycle_id == scheduled.id
+    told = emails(session, "meeting_date")
+    assert sorted(t.to_email for t in told) == sorted(p[1] for p in (ALICE, BEN, CARMEN))
+    assert f"{dates[1]:%A} {dates[1].day} {dates[1]:%B}" in eml(settings, told[0])["Subject"]
     # A second CONFIRM of another option is refused; the same one changes nothing.
     row = inbound(session, say(client, poll.token, "CONFIRM 3", DANA, mode))
     assert row.status == "rejected"

@@ -160,8 +160,8 @@ def confirm_command(group_slug: str, option: int) -> None:
         poll = open_poll(session, group)
         if poll is None:
             raise MeetingError(f"{group.name} has no open poll")
-        cycle = confirm(session, settings, poll, option)
-        session.commit()
+        cycle, ids = confirm(session, settings, poll, option)
+        _commit_and_send(session, ids)
         click.echo(f"scheduled {group.name} on {local_label(cycle.meeting_starts_at, group.timezone)}")
 
 

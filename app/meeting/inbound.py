@@ -273,8 +273,8 @@ def _poll_confirm(session: Session, settings: Settings, row: InboundMessage, rea
         row.note = reading.text.strip() or None
         return _done(session, row, InboundStatus.REJECTED, "poll", "a poll reply without CONFIRM and an option number")
     try:
-        cycle = confirm(session, settings, poll, number)
+        cycle, ids = confirm(session, settings, poll, number)
     except MeetingError as error:
         return _done(session, row, InboundStatus.REJECTED, "poll", f"poll not confirmed: {error}")
     return _done(session, row, InboundStatus.ACCEPTED, "poll",
-                 f"option {number} confirmed: meeting scheduled {cycle.meeting_starts_at.isoformat()}")
+                 f"option {number} confirmed: meeting scheduled {cycle.meeting_starts_at.isoformat()}", ids)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app import mail
 from app.addresses import new_token
-from app.cycles import local_at, local_label, schedule_meeting
+from app.cycles import local_at, local_label, meeting_label, schedule_meeting
 from app.meeting.meetings import MeetingError, meeting_for
 from app.meeting.poll_reading import read_choices
 from app.models import Cycle, Group, Poll, PollStatus, PollVote
@@ -155,12 +155,12 @@ def read_confirm(text: str) -> int | None:
     return None
 
 
-def confirm(session: Session, settings: Settings, poll: Poll, number: int) -> Cycle:
-    """Confirm option `number`: the cycle is scheduled (with its meeting). Flushes. Confirming the
-    same option twice returns the same cycle."""
+def confirm(session: Session, settings: Settings, poll: Poll, number: int) -> tuple[Cycle, list[int]]:
+    """Confirm option `number`: the cycle is scheduled (with its meeting) and the members are told
+    the date. Flushes. Confirming the same option twice returns the same cycle and sends nothing."""
     if poll.status == PollStatus.CONFIRMED:
         if poll.confirmed_option == number and poll.cycle_id is not None:
-            return session.get_one(Cycle, poll.cycle_id)
+            return session.get_one(Cycle, poll.cycle_id), []
         raise MeetingError(f"the poll was confirmed already (option {poll.confirmed_option})")
     dates = poll.options["dates"]
     if not 1 <= number <= len(dates):
@@ -177,7 +177,32 @@ def confirm(session: Session, settings: Settings, poll: Poll, number: int) -> Cy
     poll.cycle_id = cycle.id
     meeting_for(session, settings, cycle)
     session.flush()
-    return cycle
+    shared = {
+        "group_name": poll.group.name,
+        "meeting_label": meeting_label(cycle),
+        "date_label": local_label(cycle.meeting_starts_at, poll.group.timezone, "%A %-d %B"),
+        "place": cycle.location,
+    }
+    ids = []
+    for vote in poll.votes:
+        member = vote.member
+        if not member.is_reachable:
+            continue
+        row = mail.queue_email(
+            session,
+            settings,
+            kind="meeting_date",
+            dedupe_key=f"poll_date:{poll.id}:{member.id}",
+            to_email=member.email,
+            to_name=member.name,
+            group_id=poll.group_id,
+            cycle_id=cycle.id,
+            member_id=member.id,
+            context={**shared, "first_name": member.first_name},
+        )
+        if row is not None:
+            ids.append(row.id)
+    return cycle, ids
 
 
 def open_poll(session: Session, group: Group) -> Poll | None:
