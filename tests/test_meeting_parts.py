@@ -119,6 +119,7 @@ def test_agenda_lines_read_back_as_written() -> None:
         ("en", "Yes", "yes"), ("en", "I'll be there!", "yes"), ("en", "Count me in", "yes"),
         ("en", "yes, joining by video", "video"), ("en", "Joining by Zoom", "video"), ("en", "remote this time", "video"),
         ("en", "No, sorry — I'm away that week", "no"), ("en", "Can’t make it", "no"), ("en", "Regrets", "no"),
+        ("en", "No problem, see you there", "yes"), ("en", "Can't wait!", "yes"), ("en", "Looking forward to it", "yes"),
         ("en", "Maybe", "maybe"), ("en", "Not sure yet", "maybe"), ("en", "Tentatively yes", "maybe"),
         ("es", "Sí, allí estaré", "yes"), ("es", "No puedo, lo siento", "no"), ("es", "Quizás", "maybe"), ("es", "Por zoom", "video"),
         ("fr", "Oui, je serai là", "yes"), ("fr", "Je ne pourrai pas venir", "no"), ("fr", "Peut-être", "maybe"),

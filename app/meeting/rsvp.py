@@ -23,8 +23,8 @@ PHRASES: dict[str, tuple[tuple[str, str], ...]] = {
     "en": (
         ("video", r"\b(?:by|via|on|over) (?:video|zoom|teams|meet|webex|the link)\b|\bvideo\b|\bremote(?:ly)?\b|\bdial(?:ling)? in\b|\bvirtual(?:ly)?\b"),
         ("maybe", r"\bmaybe\b|\bperhaps\b|\bnot sure\b|\btentative(?:ly)?\b|\bunsure\b|\bmight\b|\bpossibly\b|\bhope to\b"),
-        ("no", r"\bno\b|\bnope\b|\bdecline[sd]?\b|\bcan ?not\b|\bcan'?t\b|\bwon'?t\b|\bunable\b|\bnot (?:be )?(?:able|coming|attending|joining|there)\b|\bmiss(?:ing)? (?:it|this|the)\b|\bapologies\b|\bregrets\b|\baway\b"),
-        ("yes", r"\byes\b|\byep\b|\byeah\b|\bsure\b|\baccept(?:ed|s)?\b|\battending\b|\bcoming\b|\bi'?ll be there\b|\bsee you\b|\bcount me in\b|\bjoining\b|\bwill attend\b|\bi'?m in\b|\bin person\b"),
+        ("no", r"\bno\b(?! (?:problem|worries|doubt))|\bnope\b|\bdecline[sd]?\b|\bcan ?not\b(?! wait)|\bcan'?t\b(?! wait)|\bwon'?t\b|\bunable\b|\bnot (?:be )?(?:able|coming|attending|joining|there)\b|\bmiss(?:ing)? (?:it|this|the)\b|\bapologies\b|\bregrets\b|\baway\b"),
+        ("yes", r"\byes\b|\byep\b|\byeah\b|\bsure\b|\baccept(?:ed|s)?\b|\battending\b|\bcoming\b|\bi'?ll be there\b|\bsee you\b|\bcount me in\b|\bjoining\b|\bwill attend\b|\bi'?m in\b|\bin person\b|\bcan'?t wait\b|\blooking forward\b"),
     ),
     "es": (
         ("video", r"\bpor (?:video|zoom|videollamada)\b|\ben linea\b|\bremoto\b|\bvirtual\b"),
