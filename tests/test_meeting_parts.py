@@ -103,6 +103,21 @@ def test_the_draft_adds_up_to_the_meeting_and_ranks_topics() -> None:
         agendas.draft(20, topics, "Dana")
 
 
+@pytest.mark.parametrize(
+    ("text", "priority", "title"),
+    [
+        ("Priority A: Should we open a second plant?\nMore detail", "A", "Should we open a second plant?"),
+        ("A - how to respond to the price demand", "A", "how to respond to the price demand"),
+        ("(B) Hiring a COO", "B", "Hiring a COO"),
+        ("A new plant in Ohio?", "A", "A new plant in Ohio?"),
+        ("Priority: C. Pricing", "C", "Pricing"),
+        ("x" * 100, None, "x" * 69 + "…"),
+    ],
+)
+def test_topic_titles(text: str, priority: str | None, title: str) -> None:
+    assert agendas.topic_title(text, priority) == title
+
+
 def test_agenda_lines_read_back_as_written() -> None:
     items = agendas.draft(240, [agendas.Topic("Alice Chen", "Cash - or equity?", "A")], "Dana Whitfield")
     lines = agendas.as_lines(items, datetime(2027, 3, 11, 13, 30, tzinfo=UTC), "America/New_York")

@@ -49,10 +49,13 @@ def ranked(topics: list[Topic]) -> list[Topic]:
     return sorted(topics, key=lambda t: (PRIORITY_WEIGHT.get(t.priority or "", 0) * -1, t.owner))
 
 
-def topic_title(text: str, limit: int = 70) -> str:
-    """A topic's first line, short enough for an agenda line."""
+def topic_title(text: str, priority: str | None = None, limit: int = 70) -> str:
+    """A topic's first line, short enough for an agenda line, without the priority the member
+    wrote in front of it ("Priority A:", "(A)", "A -"; the agenda shows it in its own place)."""
     first = " ".join((text.strip().splitlines() or [""])[0].split())
-    first = re.sub(r"^\(?priority\s*(?:[:=]\s*)?[ABC]\)?[\s:.-]*", "", first, flags=re.IGNORECASE)
+    first = re.sub(r"^\(?priority\s*(?:[:=]\s*)?[ABC]\b\)?[\s:.\-–—]*", "", first, flags=re.IGNORECASE)
+    if priority in ("A", "B", "C"):
+        first = re.sub(rf"^(?:\({priority}\)|{priority}\s*[:.\-–—])[\s:.\-–—]*", "", first)
     return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
@@ -84,7 +87,7 @@ def draft(length_minutes: int, topics: list[Topic], facilitator: str) -> list[It
             shares[0] += topic_minutes - sum(shares)
         for topic, minutes in zip(chosen, shares):
             label = f" ({topic.priority})" if topic.priority else ""
-            items.append(Item(f"Issue{label}: {topic_title(topic.text)}", minutes, topic.owner))
+            items.append(Item(f"Issue{label}: {topic_title(topic.text, topic.priority)}", minutes, topic.owner))
     return items
 
 
