@@ -29,6 +29,7 @@ from app.cycles import (
     request_new_members,
     schedule_meeting,
 )
+from app.meeting.commands import meeting_group
 from app.models import (
     Cycle,
     Group,
@@ -760,6 +761,9 @@ def demo(folder: Path) -> None:
 
     summary = run_demo(folder)
     click.echo(summary)
+
+
+main.add_command(meeting_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

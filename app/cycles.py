@@ -22,10 +22,12 @@ from app.models import (
     Cycle,
     CycleStatus,
     Group,
+    Meeting,
     Member,
     OutboundMessage,
     OutboundStatus,
     PacketCadence,
+    Rsvp,
     UpdateRequest,
 )
 from app.participation import group_standings
@@ -300,6 +302,17 @@ def open_commitments(session: Session, cycle: Cycle) -> dict[int, list[str]]:
             lines = commitment_lines(update.sections.get("texts", {}).get("next_commitments", ""))
             if lines:
                 commitments[request.member_id] = lines
+    # What a member confirmed or corrected in the meeting's recap (app.meeting.recap) wins.
+    for member_id, confirmed in session.execute(
+        select(Rsvp.member_id, Rsvp.commitments)
+        .join(Meeting, Meeting.id == Rsvp.meeting_id)
+        .where(Meeting.cycle_id == previous.id, Rsvp.commitments_confirmed_at.is_not(None))
+    ):
+        items = [str(item) for item in (confirmed or {}).get("items", [])]
+        if items:
+            commitments[member_id] = items
+        else:
+            commitments.pop(member_id, None)
     return commitments
 
 

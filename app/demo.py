@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import html
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,7 +21,7 @@ from sqlalchemy import select
 
 from app import clock, db, jobs, mail, roster
 from app.cycles import current_cycle, local_label, schedule_meeting
-from app.models import Group, OutboundMessage, UpdateRequest
+from app.models import Group, Meeting, Member, OutboundMessage, UpdateRequest
 from app.settings import Settings, configure
 
 GROUP = dict(
@@ -303,6 +304,15 @@ def run_demo(folder: Path) -> str:
         posted += 1
     jobs.run(jobs.COMPILE_JOB, cycle_id)
 
+    def post_raw(message: EmailMessage) -> None:
+        response = client.post(
+            "/inbound/sendgrid", data=sendgrid_form(message, "raw"), headers=auth, content_type="multipart/form-data"
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"the webhook answered {response.status_code}: {response.get_data(as_text=True)}")
+
+    meeting_lines = meeting_demo(settings, post_raw, cycle_id)
+
     from app.status import status_report
 
     with db.session_scope(settings.database_url) as session:
@@ -318,6 +328,7 @@ def run_demo(folder: Path) -> str:
             f"Demo cycle for {GROUP['name']}, meeting {meeting}.",
             f"Posted {posted} emails to the webhook (11 replies from 5 kinds of mail client, 1 out-of-office,"
             " and 2 answers to receipts: a thanks that changes nothing and a correction of one section).",
+            *meeting_lines,
             "",
             status,
             "",
@@ -462,3 +473,131 @@ def sendgrid_form(message: EmailMessage, mode: str) -> dict[str, object]:
     form["charsets"] = json.dumps(charsets)
     return form
 
+
+
+# --- the meeting: a date poll, the agenda with its invite, two RSVPs and a recap -----------------
+
+
+def meeting_demo(settings: Settings, post: Callable[[EmailMessage], None], cycle_id: int) -> list[str]:
+    """The meeting around the demo cycle, by email: the facilitator approves the drafted agenda by
+    reply (members get it with a calendar invite), one member answers by text and one from
+    Outlook's calendar (an iMIP REPLY), a date poll for the month after goes out and gets an
+    answer, and, fast-forwarded to the day after the meeting, the facilitator's notes bring each
+    member the recap with their own commitments, which one confirms. Keyed like the rest: twice is safe."""
+    from app.meeting import recap
+    from app.meeting.calendar import Invite
+    from app.meeting.meetings import draft_agenda, meeting_for, set_logistics
+    from app.meeting.poll import create_poll
+    from app.models import Cycle, Poll, Rsvp
+
+    facilitator = (GROUP["facilitator_name"], GROUP["facilitator_email"])
+    with db.session_scope(settings.database_url) as session:
+        cycle = session.get_one(Cycle, cycle_id)
+        group = cycle.group
+        meeting = meeting_for(session, settings, cycle)
+        if meeting.agenda_drafted_at is None:
+            set_logistics(meeting, address="717 Battery St, San Francisco, CA 94111", host_name="Priya Raman",
+                          dial_in="https://meet.example/bay-area-forum", parking="Garage on Battery St; validated at the desk")
+        ids = draft_agenda(session, settings, meeting, clock.now())  # the tick does this at the deadline
+        session.commit()
+        agenda_token, uid = meeting.agenda_token, meeting.uid
+        meeting_id = meeting.id
+    jobs.enqueue_sends(ids)
+    post(_demo_mail(facilitator, mail.reply_address(settings, agenda_token), "Re: Agenda to approve",
+                    "APPROVE\n\nLooks right, thanks.", f"<demo.{cycle_id}.agenda-approve@forum-facilitation.example>"))
+
+    with db.session_scope(settings.database_url) as session:
+        rsvps = {r.member.email: (r.member.name, r.token) for r in session.scalars(select(Rsvp).where(Rsvp.meeting_id == meeting_id))}
+        cycle = session.get_one(Cycle, cycle_id)
+        invite = Invite(uid=uid, sequence=0, summary="", description="", location="", starts_at=cycle.meeting_starts_at,
+                        ends_at=cycle.meeting_ends_at, timezone=cycle.group.timezone, organizer_name=facilitator[0],
+                        organizer_address="", attendees=())
+    text_member, calendar_member = MEMBERS[0][1], MEMBERS[1][1]
+    name, token = rsvps[text_member]
+    post(_demo_mail((name, text_member), mail.reply_address(settings, token), "Re: agenda and invite",
+                    "Yes, I'll be there. Looking forward to it!", f"<demo.{cycle_id}.rsvp-text@mail.example>"))
+    name, token = rsvps[calendar_member]
+    post(_outlook_accept((name, calendar_member), mail.reply_address(settings, token), invite, cycle_id))
+
+    # The date poll for the month after (once).
+    with db.session_scope(settings.database_url) as session:
+        group = session.scalars(select(Group).where(Group.slug == GROUP["slug"])).one()
+        poll = session.scalar(select(Poll).where(Poll.group_id == group.id))
+        ids = []
+        if poll is None:
+            base = session.get_one(Cycle, cycle_id).meeting_starts_at.astimezone(ZoneInfo(group.timezone)).date()
+            poll, ids = create_poll(session, settings, group, [base + timedelta(days=28), base + timedelta(days=30),
+                                                                base + timedelta(days=35)], "08:30-12:30", clock.now())
+        session.commit()
+        vote = next(v for v in poll.votes if v.member.email == MEMBERS[2][1])
+        voter, vote_token = (vote.member.name, vote.member.email), vote.token
+    jobs.enqueue_sends(ids)
+    post(_demo_mail(voter, mail.reply_address(settings, vote_token), "Re: which date works for you?",
+                    "1 or 3 work for me, not the second one.", f"<demo.{cycle_id}.poll-vote@mail.example>"))
+
+    # The day after the meeting: the recap request, the facilitator's notes, a member confirms.
+    with db.session_scope(settings.database_url) as session:
+        meeting = session.get_one(Meeting, meeting_id)
+        ids = recap.queue_recap_request(session, settings, meeting, meeting.cycle.meeting_ends_at + timedelta(hours=20))
+        session.commit()
+        recap_token = meeting.recap_token
+    jobs.enqueue_sends(ids)
+    post(_demo_mail(facilitator, mail.reply_address(settings, recap_token), "Re: Recap: your notes?",
+                    "A strong session. Maya's hiring question took the most time; next month Priya presents "
+                    "the pricing model.", f"<demo.{cycle_id}.recap-notes@forum-facilitation.example>"))
+    with db.session_scope(settings.database_url) as session:
+        rsvp = session.scalars(select(Rsvp).join(Rsvp.member).where(Rsvp.meeting_id == meeting_id,
+                                                                    Member.email == MEMBERS[0][1])).one()
+        confirmer, recap_reply = (rsvp.member.name, rsvp.member.email), rsvp.recap_token
+    post(_demo_mail(confirmer, mail.reply_address(settings, recap_reply), "Re: recap", "Confirmed, thanks!",
+                    f"<demo.{cycle_id}.recap-confirm@mail.example>"))
+    with db.session_scope(settings.database_url) as session:
+        from app.meeting.rsvp import meeting_headcount
+
+        meeting = session.get_one(Meeting, meeting_id)
+        return [
+            (f"Meeting: agenda approved by reply, invites with a calendar file sent; {meeting_headcount(meeting).line()}"
+             " (one answered by text, one from Outlook's calendar)."),
+            ("Date poll for the month after mailed to 12 members, one answer in; recap sent with each member's own"
+             " commitments (one confirmed by reply)."),
+        ]
+
+
+def _demo_mail(sender: tuple[str, str], to: str, subject: str, body: str, message_id: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = email.utils.formataddr(sender)
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = email.utils.format_datetime(clock.now())
+    message["Message-ID"] = message_id
+    message.set_content(body)
+    return message
+
+
+def _outlook_accept(sender: tuple[str, str], organizer: str, invite: object, cycle_id: int) -> EmailMessage:
+    """An Outlook calendar's answer to our invite: an iMIP REPLY with PARTSTAT=ACCEPTED."""
+    import icalendar
+
+    calendar = icalendar.Calendar()
+    calendar.add("method", "REPLY")
+    calendar.add("prodid", "Microsoft Exchange Server 2010")
+    calendar.add("version", "2.0")
+    event = icalendar.Event()
+    attendee = icalendar.vCalAddress(f"mailto:{sender[1]}")
+    attendee.params["PARTSTAT"] = icalendar.vText("ACCEPTED")
+    attendee.params["CN"] = icalendar.vText(sender[0])
+    event.add("attendee", attendee, encode=False)
+    event.add("organizer", icalendar.vCalAddress(f"mailto:{organizer}"), encode=False)
+    event.add("uid", invite.uid)  # type: ignore[attr-defined]
+    event.add("sequence", 0)
+    event.add("dtstart", invite.starts_at)  # type: ignore[attr-defined]
+    event.add("dtend", invite.ends_at)  # type: ignore[attr-defined]
+    event.add("dtstamp", clock.now())
+    calendar.add_component(event)
+    message = _demo_mail(sender, organizer, "Accepted: Bay Area CEO Forum meeting", "",
+                         f"<demo.{cycle_id}.rsvp-calendar@outlook.example>")
+    message["Thread-Topic"] = "Bay Area CEO Forum meeting"
+    message.set_content(" ")
+    message.add_alternative("<html><body></body></html>", subtype="html")
+    message.add_alternative(calendar.to_ical().decode(), subtype="calendar", params={"method": "REPLY"})
+    return message

@@ -11,7 +11,6 @@ import base64
 import json
 import re
 import secrets
-import socket
 import unicodedata
 import urllib.error
 from dataclasses import dataclass
@@ -40,6 +39,8 @@ from app.models import (
     OutboundMessage,
     OutboundStatus,
     Packet,
+    Rsvp,
+    RsvpResponse,
     StoredAttachment,
     UpdateRequest,
 )
@@ -47,7 +48,8 @@ from app.settings import Settings
 
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
 NO_REPLY_KINDS = frozenset(
-    {"packet", "packet_preview", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice", "question_notice"}
+    {"packet", "packet_preview", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice",
+     "question_notice", "meeting_headcount", "meeting_cancel", "meeting_note", "meeting_date"}
 )
 
 
@@ -233,6 +235,9 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
         rendered = render(row.kind, row.context)
         if row.kind == "packet":
             rendered = Rendered(rendered.subject, rendered.text, rendered.html, packet_attachments(session, row))
+        if row.context.get("ics"):  # a meeting's calendar invite, update or cancellation
+            ics = ("invite.ics", f"text/calendar; method={row.context['ics_method']}", row.context["ics"].encode())
+            rendered = Rendered(rendered.subject, rendered.text, rendered.html, (*rendered.attachments, ics))
         # Built here whatever the transport (the outbox builds it again, cheaply): what this row
         # holds is the row's problem, so it fails alone instead of ending the job with the rest
         # of its batch unsent, and failing the same way on every retry.
@@ -295,6 +300,10 @@ def no_longer_wanted(session: Session, row: OutboundMessage) -> str | None:
 
     A reminder queued at 09:00 must not reach a member whose reply arrived at 09:01.
     """
+    if row.kind == "meeting_rsvp_reminder" and row.context.get("rsvp_id"):
+        rsvp = session.get(Rsvp, row.context["rsvp_id"], populate_existing=True)
+        if rsvp is not None and rsvp.response != RsvpResponse.NONE:
+            return "the member answered the invite before the reminder went out"
     if row.kind not in ("reminder", "update_request") or row.member_id is None:
         return None
     member = session.get(Member, row.member_id, populate_existing=True)
@@ -410,7 +419,16 @@ def build_mime(settings: Settings, row: OutboundMessage, rendered: Rendered, sen
         message[name] = value
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    calendars = [a for a in rendered.attachments if a[1].startswith("text/calendar")]
+    for _, content_type, data in calendars:
+        # iMIP (RFC 6047): the invite as a third alternative, which calendars act on, and as an
+        # .ics file below for the clients that only offer files.
+        method = content_type.partition("method=")[2].strip() or "REQUEST"
+        message.add_alternative(data.decode(), subtype="calendar", params={"method": method})
     for filename, content_type, data in rendered.attachments:
+        if content_type.startswith("text/calendar"):
+            message.add_attachment(data, maintype="application", subtype="ics", filename=filename)
+            continue
         maintype, _, subtype = content_type.partition("/")
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return message
@@ -471,7 +489,7 @@ def _send_sendgrid(settings: Settings, row: OutboundMessage, rendered: Rendered)
         if error.status_code >= 500:
             raise TransientSendError(f"SendGrid {error.status_code}: {_body(error)}") from error
         raise PermanentSendError(f"SendGrid {error.status_code}: {_body(error)}") from error
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as error:
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         raise TransientSendError(f"SendGrid unreachable: {error}") from error
     headers = response.headers
     return headers.get("X-Message-Id") if headers is not None else None

@@ -28,6 +28,7 @@ from app.addresses import normalize, without_bidi
 from app.cycles import local_label, meeting_label, month_label, open_commitments
 from app.followups import combined, describe
 from app.mail import template_env
+from app.meeting.rsvp import packet_cover
 from app.models import (
     Cycle,
     CycleStatus,
@@ -400,6 +401,7 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
             previous=latest.context if latest is not None else None,
             paper=paper_size(group.country, group.timezone),
         )
+        context["meeting"] = packet_cover(session, cycle.id)
         html, text = render_packet(context)
         packet = Packet(
             cycle=cycle,

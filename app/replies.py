@@ -17,6 +17,7 @@ from app.addresses import normalize
 from app.authentication import sender_authentication
 from app.cycles import excuse, month_label, packet_changed, request_for, request_message_id
 from app.inbox import Outcome, is_members_address, untrusted_sender
+from app.meeting import inbound as meeting_inbound
 from app.models import (
     Cycle,
     CycleStatus,
@@ -46,7 +47,7 @@ class Handler(Protocol):
 
 
 # Tried in order after the update requests' own tokens.
-HANDLERS: tuple[Handler, ...] = ()
+HANDLERS: tuple[Handler, ...] = (meeting_inbound.handle,)
 
 
 def process_inbound(session: Session, settings: Settings, inbound_id: int, now: datetime) -> Outcome:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app import clock
 from app.cycles import current_cycle, local_label
+from app.meeting.rsvp import status_lines as meeting_status_lines
 from app.models import Cycle, Group, OutboundMessage, OutboundStatus, UpdateRequest
 from app.participation import Attendance, group_standings, standing_in
 
@@ -79,6 +80,7 @@ def status_report(session: Session, group: Group) -> str:
     lines.append(f"  meeting   {local_label(cycle.meeting_starts_at, tz)}  {cycle.location}")
     lines.append(f"  requests  {local_label(cycle.request_at, tz)}   deadline {local_label(cycle.deadline_at, tz)}")
     lines.append(f"  status    {cycle.status}; packet versions: {len(cycle.packets)}")
+    lines += meeting_status_lines(session, cycle.id)
     standings = group_standings(session, group, now, upto=cycle)
     requests = {r.member_id: r for r in cycle.requests}
     asking_emails = _asking_emails(session, cycle)

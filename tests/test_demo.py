@@ -22,6 +22,15 @@ def test_demo_runs_twice_and_its_packet_is_clean(tmp_path: Path) -> None:
     # A receipt per reply, and one for the correction that answered a receipt; none for the thanks.
     assert kinds.count("receipt") == len(REPLIES) + 1 == 12
     assert kinds.count("packet") == 1
+    # The meeting: the agenda approved by reply went out with an invite, two RSVPs reached the
+    # facilitator, a date poll went out and was answered, and the recap reached every member.
+    for kind, count in [("meeting_agenda_draft", 1), ("meeting_invite", 12), ("meeting_headcount", 2),
+                        ("meeting_poll", 12), ("meeting_poll_tally", 1), ("meeting_recap_request", 1),
+                        ("meeting_recap", 12)]:
+        assert kinds.count(kind) == count, kind
+    invite = next((folder / "outbox").glob("*-meeting_invite-*.eml")).read_text()
+    assert 'Content-Type: text/calendar; charset="utf-8"; method="REQUEST"' in invite
+    assert "rsvps     2 coming, 0 maybe, 0 not coming, 10 no answer yet" in summary
     assert "11 of 12 asked have replied" not in summary  # one member excused herself
     assert "Luis Ortega" in summary and "asked (sent), no reply yet" in summary
     assert "Packet version 1" in again

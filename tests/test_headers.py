@@ -15,7 +15,10 @@ from app.addresses import new_token
 from app.models import OutboundMessage
 from app.settings import Settings
 from tests.conftest import SendGridStandIn
-from tests.test_mail import GOLDEN_CASES
+from tests.test_mail import GOLDEN_CASES as MAIL_CASES
+from tests.test_meeting_golden import CASES as MEETING_CASES
+
+GOLDEN_CASES = {**MAIL_CASES, **MEETING_CASES}
 
 TEMPLATES = Path(__file__).parent.parent / "email_templates"
 KINDS = sorted(p.name.removesuffix(".subject.txt") for p in TEMPLATES.glob("*.subject.txt"))

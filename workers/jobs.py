@@ -16,6 +16,7 @@ from app import clock, jobs, mail
 from app.cycles import tick as _tick
 from app.db import session_scope
 from app.inbox import Outcome
+from app.meeting.schedule import tick as _meeting_tick
 from app.models import InboundMessage, InboundStatus, Packet
 from app.packets import compile_packet as _compile_packet
 from app.packets import write_packet_files
@@ -212,6 +213,10 @@ def tick() -> dict[str, object]:
     """
     settings = current_settings()
     now = clock.now()
+    with session_scope(settings.database_url) as session:  # first: it may make cycles whose requests are due
+        meeting_ids = _meeting_tick(session, settings, now)
+        session.commit()
+    jobs.enqueue_sends(meeting_ids)
     after_id = 0
     queued: list[int] = []
     compiled: list[int] = []
