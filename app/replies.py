@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import followups, mail, roster
+from app.asks import inbound as asks_inbound
+from app.asks import sources as asks_sources
 from app.addresses import normalize
 from app.authentication import sender_authentication
 from app.cycles import excuse, month_label, request_for, request_message_id
@@ -46,7 +48,7 @@ class Handler(Protocol):
 
 
 # Tried in order after the update requests' own tokens.
-HANDLERS: tuple[Handler, ...] = ()
+HANDLERS: tuple[Handler, ...] = (asks_inbound.handle,)
 
 
 def process_inbound(session: Session, settings: Settings, inbound_id: int, now: datetime) -> Outcome:
@@ -135,6 +137,7 @@ def _apply(
         session.flush()
         return outcome
     update = save_update(session, request, row, reading, merged)
+    outcome.outbound_ids += asks_sources.from_update(session, settings, update, now)  # each new ask, once
     if update.is_skip:
         row.reason = "excused: the member replied SKIP"
     else:

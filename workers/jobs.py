@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from app import clock, jobs, mail
+from app.asks.tick import tick as _asks_tick
 from app.cycles import tick as _tick
 from app.db import session_scope
 from app.inbox import Outcome
@@ -220,4 +221,8 @@ def tick() -> None:
         if result.last_cycle_id is None:
             break
         after_id = result.last_cycle_id
+    with session_scope(settings.database_url) as session:  # asks: digests due, follow-ups
+        ask_mail = _asks_tick(session, settings, now)
+        session.commit()
+    jobs.enqueue_sends(ask_mail)
     jobs.sweep(settings)
