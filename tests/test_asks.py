@@ -36,6 +36,7 @@ from app.settings import Settings
 from tests.conftest import NOW, make_cycle
 from tests.mails import FORUM, parsed_mode, raw_mode, reply
 from tests.test_mail import GOLDEN, check_golden
+from tests.test_rq import web  # noqa: F401 - the webhook on Redis settings (a fixture)
 from tests.test_webhook import post
 
 ALICE = ("Alice Chen", "alice@northwind.example")
@@ -502,3 +503,90 @@ def test_packet_lists_asks_and_who_helped_whom(client, session, settings) -> Non
     assert result.exit_code == 0, result.output
     assert "Answered (1):" in result.output and "offer from Ben Okafor" in result.output
     assert "Closed (1):" in result.output and "thanked: Carmen Ruiz" in result.output
+
+
+# --- real rq workers (PostgreSQL and Redis; skipped without REDIS_URL) -------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_asks_end_to_end_with_real_workers(redis_settings, session, web, mode) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_rq import fetch, run_worker
+
+    group = new_group(session, "hudson", ask_circulation="immediate")
+    cycle = make_cycle(session, group)
+    queue_requests(session, redis_settings, cycle)
+    session.commit()
+    assert run_worker(redis_settings) == []
+    [alice_token] = fetch(redis_settings, select(UpdateRequest.token).join(Member).where(Member.email == ALICE[1]))
+    send(web, reply(alice_token, "ASKS\n- Intro to someone at Thermo Fisher"), mode)
+    send(web, to_group("hudson", "A good co-packer in New Jersey?", sender=BEN), mode)
+    assert fetch(redis_settings, select(Ask)) == []  # stored only: the workers read it
+    assert run_worker(redis_settings) == []
+    asks = fetch(redis_settings, select(Ask).order_by(Ask.id))
+    assert [(a.text, a.status) for a in asks] == [("Intro to someone at Thermo Fisher", "open"),
+                                                  ("A good co-packer in New Jersey?", "open")]
+    circulated = fetch(redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "ask_circulated"))
+    assert sorted((o.to_email, o.status) for o in circulated) == sorted(
+        [(BEN[1], "sent"), (CARMEN[1], "sent"), (ALICE[1], "sent"), (CARMEN[1], "sent")])
+    [carmen_token] = fetch(redis_settings, select(AskCirculation.token).join(Member).where(
+        Member.email == CARMEN[1], AskCirculation.ask_id == asks[0].id))
+    send(web, reply(carmen_token, "My cousin runs their BD team.", sender=CARMEN,
+                    cc=f"hudson@{FORUM}, {BEN[1]}"), mode)
+    send(web, reply(asks[1].token, "Sorted, thanks", sender=BEN), mode)
+    assert run_worker(redis_settings) == []
+    [offer] = fetch(redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "ask_offer"))
+    assert (offer.to_email, offer.reply_to, offer.status) == (ALICE[1], CARMEN[1], "sent")
+    assert [a.status for a in fetch(redis_settings, select(Ask).order_by(Ask.id))] == ["answered", "closed"]
+    assert len(fetch(redis_settings, select(Ask))) == 2
+
+
+# --- golden files ---------------------------------------------------------------------------------------------
+
+ASK = {
+    "group_name": "Hudson Valley CEO Forum",
+    "ask_id": 7,
+    "asker_name": "Alice Chen",
+    "asker_first_name": "Alice",
+    "asker_company": "Northwind Robotics",
+    "asker_email": ALICE[1],
+    "ask_text": "Intro to someone at Thermo Fisher? We want to pilot our lab robots <there> & learn how they buy.",
+    "kind": "introduction",
+    "kind_label": "Introduction",
+    "kinds": list(kinds.KIND_LABELS.values()),
+    "ask_address": f"reply+{'a' * 32}@{FORUM}",
+}
+SECOND = {**ASK, "ask_id": 8, "asker_name": "Ben Okafor", "asker_first_name": "Ben", "asker_company": "Okafor Logistics",
+          "ask_text": "Has anyone used a fractional CFO? Looking for six months of help.", "kind": "hire",
+          "kind_label": "Hire or person"}
+OFFER = {**ASK, "helper_name": "Ben Okafor", "helper_first_name": "Ben", "helper_company": "Okafor Logistics",
+         "helper_email": BEN[1], "offer_text": "I know their VP of procurement. Happy to intro.", "was_closed": False}
+ASK_GOLDEN: dict[str, tuple[str, dict[str, Any]]] = {
+    "ask_circulated": ("ask_circulated", {"group_name": ASK["group_name"], "first_name": "Carmen", "is_digest": False,
+                                          "asks": [{**ASK, "reply_address": f"reply+{'b' * 32}@{FORUM}"}]}),
+    "ask_circulated_digest": ("ask_circulated", {
+        "group_name": ASK["group_name"], "first_name": "Carmen", "is_digest": True,
+        "asks": [{**ASK, "reply_address": f"reply+{'b' * 32}@{FORUM}"},
+                 {**SECOND, "reply_address": f"reply+{'c' * 32}@{FORUM}"}]}),
+    "ask_status": ("ask_status", {**ASK, "first_name": "Alice", "status": "open", "event": "open", "note": "",
+                                  "peers": 11, "is_daily": True}),
+    "ask_status_held": ("ask_status", {**ASK, "first_name": "Alice", "status": "held", "event": "held",
+                                       "note": "Let's talk it over on Thursday first.", "peers": 11, "is_daily": True}),
+    "ask_notice_approval": ("ask_notice", {**ASK, "facilitator_name": "Dana Whitfield", "status": "awaiting_approval",
+                                           "note": "", "waits": True, "group_slug": "hudson"}),
+    "ask_offer": ("ask_offer", {**OFFER, "first_name": "Alice"}),
+    "ask_offer_copy": ("ask_offer_copy", {**OFFER, "first_name": "Ben", "asker_reachable": True}),
+    "ask_followup": ("ask_followup", {**ASK, "first_name": "Alice", "days_open": 14, "helpers": ["Ben Okafor"]}),
+    "ask_thanks": ("ask_thanks", {**ASK, "first_name": "Ben", "words": "Sorted, thanks Ben!"}),
+    "ask_which": ("ask_which", {"group_name": ASK["group_name"], "first_name": "Carmen",
+                                "asks": [{**ASK, "reply_address": f"reply+{'b' * 32}@{FORUM}"},
+                                         {**SECOND, "reply_address": f"reply+{'c' * 32}@{FORUM}"}]}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ASK_GOLDEN))
+def test_ask_emails_match_golden_files(name: str) -> None:
+    kind, context = ASK_GOLDEN[name]
+    rendered = mail.render(kind, json.loads(json.dumps(context)))
+    check_golden(GOLDEN / f"{name}.txt", f"Subject: {rendered.subject}\n\n{rendered.text}")
+    check_golden(GOLDEN / f"{name}.html", rendered.html)
+    assert "<there>" not in rendered.html  # member text is escaped in HTML
