@@ -22,6 +22,11 @@ def test_demo_runs_twice_and_its_packet_is_clean(tmp_path: Path) -> None:
     # A receipt per reply, and one for the correction that answered a receipt; none for the thanks.
     assert kinds.count("receipt") == len(REPLIES) + 1 == 12
     assert kinds.count("packet") == 1
+    # Asks: circulated to the other members; one offer (a Reply-All) routed to the asker alone.
+    assert kinds.count("ask_circulated") >= 11 and kinds.count("ask_offer") == kinds.count("ask_offer_copy") == 1
+    offer = next((folder / "outbox").glob("*-ask_offer-*.eml")).read_text()
+    assert "To: Alice Chen <alice@northwind-robotics.example>" in offer and "Reply-To: ben@" in offer
+    assert "Alice Chen's with Reply-All, and the offer went to Alice Chen alone" in summary
     assert "11 of 12 asked have replied" not in summary  # one member excused herself
     assert "Luis Ortega" in summary and "asked, no reply yet" in summary
     assert "Packet version 1" in again
