@@ -283,6 +283,25 @@ def test_an_offer_by_reply_all_goes_privately_to_the_asker(client, session, sett
     assert len(sent(session, "ask_offer")) == 1
 
 
+def test_a_reply_without_our_reply_address_is_placed_by_its_thread(client, session, settings) -> None:  # type: ignore[no-untyped-def]
+    new_group(session, "hudson")
+    session.commit()
+    send(client, to_group("hudson", "Intro to someone at Thermo Fisher?"), "raw")
+    ask = session.scalars(select(Ask)).one()
+    circulated = circulation_for(session, ask, CARMEN[1]).outbound
+    status = sent(session, "ask_status")[0]
+    # Carmen's client dropped the Reply-To: she wrote to our From address, in the thread.
+    message = reply(None, "I can introduce you to their CSO.", sender=CARMEN,
+                    headers={"In-Reply-To": circulated.message_id, "References": circulated.message_id})
+    send(client, message, "raw")
+    offer, = sent(session, "ask_offer")
+    assert offer.to_email == ALICE[1] and offer.reply_to == CARMEN[1]
+    message = reply(None, "done, thanks Carmen", headers={"In-Reply-To": status.message_id})
+    send(client, message, "raw")
+    session.expire_all()
+    assert session.get_one(Ask, ask.id).status == "closed"
+
+
 def test_an_offer_from_someone_else_is_held(client, session, settings) -> None:  # type: ignore[no-untyped-def]
     new_group(session, "hudson")
     session.commit()
@@ -376,8 +395,14 @@ def test_approval_on_waits_for_the_facilitator(client, session, settings, mode) 
 
 
 def test_approval_off_and_the_weekly_limit(client, session, settings) -> None:  # type: ignore[no-untyped-def]
-    new_group(session, "hudson", asks_per_week=2, ask_circulation="immediate")
+    from app.cli import main
+
+    new_group(session, "hudson", asks_need_approval=True)
     session.commit()
+    result = CliRunner().invoke(main, ["asks", "hudson", "--approval", "off", "--per-week", "2",
+                                       "--circulation", "immediate"])
+    assert result.exit_code == 0, result.output
+    assert "asks circulate without approval, at most 2 per member a week, immediate" in result.output
     for n in range(3):
         send(client, to_group("hudson", f"Ask number {n}: intro to a buyer at chain {n}?"), "raw")
     asks = session.scalars(select(Ask).order_by(Ask.id)).all()
@@ -385,8 +410,6 @@ def test_approval_off_and_the_weekly_limit(client, session, settings) -> None:  
     assert "limit is 2 asks a week" in asks[2].note
     assert len(sent(session, "ask_circulated")) == 4
     # The facilitator lets the third through from the command line.
-    from app.cli import main
-
     result = CliRunner().invoke(main, ["asks", "hudson", "--approve", str(asks[2].id)])
     assert result.exit_code == 0, result.output
     assert "Open (3)" in result.output

@@ -22,7 +22,7 @@ from app.asks import closure, control, kinds, offers, sources
 from app.asks.emails import ask_context
 from app.authentication import sender_authentication
 from app.inbox import Outcome, is_members_address, untrusted_sender
-from app.models import Ask, AskCirculation, Group, InboundMessage, InboundStatus, Member
+from app.models import Ask, AskCirculation, Group, InboundMessage, InboundStatus, Member, OutboundMessage
 from app.reading.message import Reading
 from app.settings import Settings
 
@@ -31,7 +31,12 @@ def handle(session: Session, settings: Settings, row: InboundMessage, reading: R
     """Route one message to the ask it answers, or start an ask from mail to a group's address;
     None when it is neither. Sets the row's status and reason; flushes."""
     if reading.tokens:
-        handled = _by_token(session, settings, row, reading, now)
+        handled = _by_token(session, settings, row, reading, reading.tokens, now)
+        if handled is not None:
+            return handled
+    thread_tokens = _thread_tokens(session, reading)
+    if thread_tokens:  # the reply address was lost (a client or a forward dropped Reply-To)
+        handled = _by_token(session, settings, row, reading, thread_tokens, now)
         if handled is not None:
             return handled
     group = group_addressed(session, settings, row)
@@ -43,8 +48,31 @@ def handle(session: Session, settings: Settings, row: InboundMessage, reading: R
 # --- by reply token ------------------------------------------------------------------------------
 
 
-def _by_token(session: Session, settings: Settings, row: InboundMessage, reading: Reading, now: datetime) -> Outcome | None:
-    tokens = reading.tokens
+def _thread_tokens(session: Session, reading: Reading) -> list[str]:
+    """The reply tokens of our ask emails this message answers by In-Reply-To/References: the
+    circulation's (one ask to one member) or the ask's own (the asker's emails)."""
+    if not reading.reply_to_ids:
+        return []
+    rows = session.execute(
+        select(OutboundMessage.id, OutboundMessage.kind, OutboundMessage.dedupe_key).where(
+            OutboundMessage.message_id.in_(reading.reply_to_ids), OutboundMessage.kind.like("ask_%")
+        )
+    ).all()
+    tokens: list[str] = []
+    for outbound_id, kind, dedupe_key in rows:
+        if kind == "ask_circulated":
+            circulations = session.scalars(
+                select(AskCirculation.token).where(AskCirculation.outbound_message_id == outbound_id)
+            ).all()
+            if len(circulations) == 1:  # a digest's reply stays ambiguous
+                tokens += circulations
+        elif kind in ("ask_status", "ask_followup") and dedupe_key.split(":")[1].isdigit():
+            tokens += session.scalars(select(Ask.token).where(Ask.id == int(dedupe_key.split(":")[1]))).all()
+    return tokens
+
+
+def _by_token(session: Session, settings: Settings, row: InboundMessage, reading: Reading, tokens: list[str],
+              now: datetime) -> Outcome | None:
     order = {token: i for i, token in enumerate(tokens)}
     sender = reading.from_address
     circulations = sorted(
