@@ -17,12 +17,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import mail
-from app.addresses import normalize, same, without_bidi
+from app.addresses import find_tokens, normalize, same, without_bidi
 from app.asks import closure, control, kinds, offers, sources
 from app.asks.emails import ask_context
 from app.authentication import sender_authentication
 from app.inbox import Outcome, is_members_address, untrusted_sender
-from app.models import Ask, AskCirculation, Group, InboundMessage, InboundStatus, Member, OutboundMessage
+from app.models import (
+    Ask,
+    AskCirculation,
+    Group,
+    InboundMessage,
+    InboundStatus,
+    Member,
+    OutboundMessage,
+)
 from app.reading.message import Reading
 from app.settings import Settings
 
@@ -211,9 +219,9 @@ def group_slugs(addresses: list[str], inbound_domain: str) -> list[str]:
     slugs = []
     for address in addresses:
         local, _, domain = normalize(address).rpartition("@")
-        if domain != inbound_domain.lower() or not local or local.startswith("reply"):
+        if domain != inbound_domain.lower() or not local or find_tokens([address]):
             continue
-        slug = local[4:] if local.startswith("ask+") else local
+        slug = local.removeprefix("ask+")
         if slug and slug not in slugs:
             slugs.append(slug)
     return slugs

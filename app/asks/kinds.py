@@ -54,15 +54,17 @@ def classify(text: str) -> str:
     return best
 
 
-# "KIND: capital", "Category - supplier", "type: hire or person", "this is an introduction"
-_CORRECTION = re.compile(r"^\s*(?:kind|category|type)\s*[:=\-–]\s*(.+)$", re.IGNORECASE | re.MULTILINE)
-_THIS_IS = re.compile(r"^\s*(?:it'?s|this is|it is)\s+(?:an?\s+)?([a-z\- ]+?)\s*(?:ask|request)?[.!]?\s*$",
+# "KIND: capital", "Category - supplier", "type: hire or person", "this is an introduction".
+# Horizontal space only, and a bounded name: linear on any run (tests/test_regex_safety.py).
+_CORRECTION = re.compile(r"^[ \t]*(?:kind|category|type)[ \t]*[:=\-–][ \t]*([^\n]{1,60})$", re.IGNORECASE | re.MULTILINE)
+_THIS_IS = re.compile(r"^[ \t]*(?:it'?s|this is|it is)[ \t]+([a-z][a-z\- ]{0,40})[.!]?[ \t]*$",
                       re.IGNORECASE | re.MULTILINE)
 
 
 def kind_named(words: str) -> str | None:
     """The kind a member names ("capital", "Supplier or partner", "intro"), or None."""
-    lowered = words.strip().lower().rstrip(".!")
+    lowered = re.sub(r"^an? ", "", words.strip().lower().rstrip(".!"))
+    lowered = lowered.removesuffix(" ask").removesuffix(" request").strip()
     if not lowered:
         return None
     for key, (label, _) in KINDS.items():

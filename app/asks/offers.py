@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from app import mail
 from app.addresses import without_bidi
 from app.asks.emails import ask_context, ask_thread_id
 from app.models import AskCirculation, AskStatus, InboundMessage, InboundStatus, Offer
 from app.settings import Settings
-from sqlalchemy.orm import Session
 
 MAX_OFFER_CHARS = 10_000
 
