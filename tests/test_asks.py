@@ -334,6 +334,7 @@ def test_closure_by_reply_thanks_the_helper_and_corrections(client, session, set
     assert (ask.status, ask.thanked) == ("closed", "Ben Okafor")
     thanks, = sent(session, "ask_thanks")
     assert thanks.to_email == BEN[1] and "gracias Ben" in thanks.context["words"]
+    assert thanks.in_reply_to == ben.outbound.message_id  # in the thread of the ask Ben was sent
     threaded = [o for o in sent(session, "ask_status") + sent(session, "ask_offer")]
     assert len({o.in_reply_to for o in threaded[1:]}) == 1 == len({threaded[0].message_id} & {threaded[1].in_reply_to})
     # No follow-up for a closed ask.
@@ -392,6 +393,11 @@ def test_approval_on_waits_for_the_facilitator(client, session, settings, mode) 
     told = [o.context["event"] for o in sent(session, "ask_status") if o.context["ask_id"] == held.id]
     assert told == ["awaiting_approval", "held"]
     assert "let's talk it over" in mail.render("ask_status", sent(session, "ask_status")[-1].context).text
+    # A second decision on a decided ask changes nothing.
+    send(client, reply(first.approval_token, "HOLD no", sender=DANA), mode)
+    assert session.get_one(Ask, first.id).status == "open"
+    row = session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+    assert "is open already" in row.reason
 
 
 def test_approval_off_and_the_weekly_limit(client, session, settings) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app import mail
 from app.asks.emails import ask_context, ask_thread_id
-from app.models import Ask, AskStatus, Member
+from app.models import Ask, AskCirculation, AskStatus, Member, OutboundMessage
 from app.settings import Settings
 
 FOLLOW_UP_AFTER = timedelta(days=14)
@@ -91,6 +91,7 @@ def close(session: Session, settings: Settings, ask: Ask, text: str, at: datetim
             to_email=helper.email,
             to_name=helper.name,
             reply_to=ask.member.email,
+            in_reply_to=_circulated_to(session, ask, helper),  # under the ask they were sent
             group_id=ask.group_id,
             member_id=helper.id,
             context={**ask_context(settings, ask), "first_name": helper.first_name, "words": text.strip()[:1000]},
@@ -99,6 +100,15 @@ def close(session: Session, settings: Settings, ask: Ask, text: str, at: datetim
             ids.append(row.id)
     session.flush()
     return ids
+
+
+def _circulated_to(session: Session, ask: Ask, member: Member) -> str | None:
+    """The Message-ID of the email that carried `ask` to `member`, if one did."""
+    return session.scalar(
+        select(OutboundMessage.message_id)
+        .join(AskCirculation, AskCirculation.outbound_message_id == OutboundMessage.id)
+        .where(AskCirculation.ask_id == ask.id, AskCirculation.member_id == member.id)
+    )
 
 
 def queue_follow_ups(session: Session, settings: Settings, now: datetime) -> list[int]:

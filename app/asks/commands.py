@@ -53,12 +53,12 @@ def asks_command(
             ask = session.scalar(select(Ask).where(Ask.id == ask_id, Ask.group_id == group.id).with_for_update())
             if ask is None:
                 raise click.ClickException(f"no ask {ask_id} in {group.slug}")
+            if ask.status not in control.WAITING:
+                raise click.ClickException(f"ask {ask_id} is {ask.status}: only a waiting or held ask can be {action}d")
             if action == "approve":
                 queued += control.approve(session, settings, ask, clock.now())
             else:
                 queued += control.hold(session, settings, ask, note, f"cli{clock.now().isoformat()}")
-            if not queued:
-                raise click.ClickException(f"ask {ask_id} is {ask.status}: only a waiting or held ask can be {action}d")
             click.echo(f"ask {ask_id}: {ask.status}")
         session.commit()
         limit = f"at most {group.asks_per_week} per member a week" if group.asks_per_week else "no weekly limit"

@@ -19,6 +19,7 @@ from app.settings import Settings
 WEEK = timedelta(days=7)
 # Asks that count towards the weekly limit: those that went (or will go) to the group.
 COUNTED = (AskStatus.AWAITING_APPROVAL, AskStatus.OPEN, AskStatus.ANSWERED, AskStatus.CLOSED)
+WAITING = (AskStatus.AWAITING_APPROVAL, AskStatus.HELD)  # what the facilitator may approve or hold
 
 
 def initial_status(
@@ -72,7 +73,7 @@ def decide(session: Session, settings: Settings, ask: Ask, now: datetime) -> lis
 
 def approve(session: Session, settings: Settings, ask: Ask, now: datetime) -> list[int]:
     """The facilitator lets an ask awaiting approval (or held) circulate. Flushes. Safe twice."""
-    if ask.status not in (AskStatus.AWAITING_APPROVAL, AskStatus.HELD):
+    if ask.status not in WAITING:
         return []
     ask.note = None
     ids = circulate.open_ask(session, settings, ask, now)
@@ -83,7 +84,7 @@ def hold(session: Session, settings: Settings, ask: Ask, note: str, key: str) ->
     """The facilitator holds an ask, with a note the asker reads; `key` names this decision (the
     message or command it came from) so the asker is told once. Flushes. An ask that has begun
     to circulate cannot be called back: only one still waiting is held."""
-    if ask.status not in (AskStatus.AWAITING_APPROVAL, AskStatus.HELD):
+    if ask.status not in WAITING:
         return []
     ask.status = AskStatus.HELD
     ask.note = note.strip() or "Your facilitator would like to talk it over with you first."

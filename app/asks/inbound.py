@@ -174,12 +174,16 @@ def _decision(session: Session, settings: Settings, row: InboundMessage, reading
         row.status = InboundStatus.REJECTED
         row.reason = f"a facilitator's reply on ask {ask.id} that says neither APPROVE nor HOLD: nothing changed"
         return Outcome()
+    before = ask.status
+    if before not in control.WAITING:
+        row.reason = f"ask {ask.id} is {before} already: the facilitator's {decision[0]} changed nothing"
+        return Outcome()
     if decision[0] == "approve":
         ids = control.approve(session, settings, ask, now)
-        row.reason = f"ask {ask.id} approved" if ids or ask.opened_at else f"ask {ask.id}: already {ask.status}"
+        row.reason = f"ask {ask.id} approved by the facilitator: {ask.status}"
     else:
         ids = control.hold(session, settings, ask, decision[1], f"inbound{row.id}")
-        row.reason = f"ask {ask.id} held" if ids else f"ask {ask.id}: already {ask.status}, not held"
+        row.reason = f"ask {ask.id} held by the facilitator"
     session.flush()
     return Outcome(outbound_ids=ids)
 
