@@ -15,6 +15,12 @@ from app.models import Ask, AskStatus, Cycle, Offer
 MAX_TEXT = 300
 
 
+def _short(text: str, limit: int = 80) -> str:
+    """`text` on one line, cut at a word before `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
 def cycle_start(session: Session, cycle: Cycle) -> datetime:
     """Since when "this cycle" counts: the end of the group's previous meeting, else 35 days before."""
     previous = session.scalar(
@@ -43,7 +49,7 @@ def listing(session: Session, cycle: Cycle) -> dict[str, Any]:
     ).all()
 
     def entry(ask: Ask) -> dict[str, Any]:
-        text = ask.text if len(ask.text) <= MAX_TEXT else ask.text[: MAX_TEXT - 1] + "…"
+        text = _short(ask.text, MAX_TEXT)
         return {
             "name": without_bidi(ask.member.name),
             "text": text,
@@ -59,7 +65,7 @@ def listing(session: Session, cycle: Cycle) -> dict[str, Any]:
         .order_by(Offer.id)
     ).all()
     helped = list(dict.fromkeys(
-        (without_bidi(o.member.name), without_bidi(o.ask.member.name), o.ask.text[:80]) for o in offers
+        (without_bidi(o.member.name), without_bidi(o.ask.member.name), _short(o.ask.text)) for o in offers
     ))
     return {
         "open": [entry(a) for a in asks if a.status == AskStatus.OPEN],
