@@ -427,6 +427,7 @@ class AskCirculation(Base):
     __table_args__ = (
         UniqueConstraint("ask_id", "member_id"),
         Index("ix_ask_circulations_unsent", "member_id", postgresql_where=text("sent_at IS NULL")),
+        Index("ix_ask_circulations_member_sent", "member_id", "sent_at"),  # "an ask email today?"
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -302,6 +302,24 @@ def test_a_reply_without_our_reply_address_is_placed_by_its_thread(client, sessi
     assert session.get_one(Ask, ask.id).status == "closed"
 
 
+def test_through_sendgrid_the_offer_goes_to_the_asker_alone(client, session, sendgrid_settings, sendgrid_api) -> None:  # type: ignore[no-untyped-def]
+    new_group(session, "hudson")
+    session.commit()
+    send(client, to_group("hudson", "Intro to someone at Thermo Fisher?"), "parsed")
+    ask = session.scalars(select(Ask)).one()
+    ben = circulation_for(session, ask, BEN[1])
+    circulated = [c.body for c in sendgrid_api.calls if c.body["categories"] == ["ask_circulated"]]
+    assert sorted(p["to"][0]["email"] for b in circulated for p in b["personalizations"]) == [BEN[1], CARMEN[1]]
+    assert all(len(b["personalizations"]) == 1 and len(b["personalizations"][0]["to"]) == 1 for b in circulated)
+    send(client, reply(ben.token, "Happy to intro.", sender=BEN, cc=f"hudson@{FORUM}, {CARMEN[1]}"), "parsed")
+    offers = [c.body for c in sendgrid_api.calls if c.body["categories"] in (["ask_offer"], ["ask_offer_copy"])]
+    assert [(b["personalizations"][0]["to"], b["reply_to"]["email"]) for b in offers] == [
+        ([{"email": ALICE[1], "name": ALICE[0]}], BEN[1]),
+        ([{"email": BEN[1], "name": BEN[0]}], ALICE[1]),
+    ]
+    assert all("cc" not in b["personalizations"][0] and "bcc" not in b["personalizations"][0] for b in offers)
+
+
 def test_an_offer_from_someone_else_is_held(client, session, settings) -> None:  # type: ignore[no-untyped-def]
     new_group(session, "hudson")
     session.commit()
@@ -489,6 +507,11 @@ def test_nothing_crosses_between_groups_whose_members_collide(client, session, s
     assert (session.get_one(Ask, east_ask.id).status, session.get_one(Ask, west_ask.id).status) == ("closed", "answered")
     thanks, = sent(session, "ask_thanks")
     assert thanks.member_id == member(session, east, BEN[1]).id
+    # Dev, a member of the west group only, writing to the east group's address is a stranger there.
+    send(client, to_group("east", "Intro to a Thermo Fisher buyer?", sender=("Dev Patel", "dev@patel.example")), "raw")
+    row = session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+    assert row.status == "held" and "not a member" in row.reason
+    assert len(session.scalars(select(Ask)).all()) == 2
     # Each group's packet lists its own asks only.
     from app.asks.packet import listing
 

@@ -81,6 +81,7 @@ def upgrade() -> None:
     op.create_index('ix_ask_circulations_digest_token', 'ask_circulations', ['digest_token'])
     op.create_index('ix_ask_circulations_unsent', 'ask_circulations', ['member_id'],
                     postgresql_where=sa.text('sent_at IS NULL'))
+    op.create_index('ix_ask_circulations_member_sent', 'ask_circulations', ['member_id', 'sent_at'])
     op.create_table(
         'offers',
         sa.Column('id', sa.Integer(), nullable=False),
