@@ -243,6 +243,16 @@ def test_facilitator_only_never_circulates(client, session, settings) -> None:  
     assert sent(session, "ask_circulated") == [] and session.scalars(select(AskCirculation)).all() == []
     assert [o.to_email for o in sent(session, "ask_notice")] == [DANA[1]]
     assert asks_tick(session, settings, NOW + timedelta(days=2)) == []
+    # In an update, the mark on a line of its own keeps the whole asks section private.
+    group = session.scalars(select(Group)).one()
+    cycle = make_cycle(session, group)
+    queue_requests(session, settings, cycle)
+    session.commit()
+    ben = session.scalars(select(UpdateRequest).join(Member).where(Member.email == BEN[1])).one()
+    send(client, reply(ben.token, "ASKS\n[Facilitator only]\n- A divorce lawyer\n- A therapist", sender=BEN), "raw")
+    assert [(a.text, a.status) for a in session.scalars(select(Ask).where(Ask.member_id == ben.member_id))] == [
+        ("A divorce lawyer", "facilitator_only"), ("A therapist", "facilitator_only")]
+    assert sent(session, "ask_circulated") == []
 
 
 # --- offers ------------------------------------------------------------------------------------------------

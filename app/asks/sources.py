@@ -97,13 +97,18 @@ def from_update(session: Session, settings: Settings, update: Update, now: datet
         return []
     request = update.request
     text = (update.sections.get("texts") or {}).get("asks") or ""
+    # A `[facilitator only]` anywhere in the section (on a line of its own, say) keeps every ask
+    # in it from the group: when in doubt, the confidential reading.
+    private = kinds.is_facilitator_only(text)
     ids: list[int] = []
     for item in ask_items(text):
+        if not kinds.without_marks(item):
+            continue  # the mark alone
         _, queued = create_ask(
             session,
             settings,
             request.member,
-            item,
+            f"[facilitator only] {item}" if private and not kinds.is_facilitator_only(item) else item,
             f"update:{request.id}:{_fingerprint(item)}",
             now,
             update_request_id=request.id,
