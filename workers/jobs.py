@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from datetime import datetime
 
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import select
@@ -203,6 +204,14 @@ def compile_packet(cycle_id: int) -> None:
 TICK_CHUNK = 200  # cycles per transaction: workers start sending while a big tick goes on
 
 
+def tick_asks(settings: Settings, now: datetime) -> None:
+    """The asks' share of the tick (app.asks.tick): digests due, follow-ups; then enqueue them."""
+    with session_scope(settings.database_url) as session:
+        queued = _asks_tick(session, settings, now)
+        session.commit()
+    jobs.enqueue_sends(queued)
+
+
 def tick() -> None:
     """Queue whatever is due for every group, chunk by chunk, then sweep up lost nudges.
 
@@ -210,6 +219,8 @@ def tick() -> None:
     """
     settings = current_settings()
     now = clock.now()
+    tick_asks(settings, now)
+
     after_id = 0
     while True:
         with session_scope(settings.database_url) as session:
@@ -221,8 +232,4 @@ def tick() -> None:
         if result.last_cycle_id is None:
             break
         after_id = result.last_cycle_id
-    with session_scope(settings.database_url) as session:  # asks: digests due, follow-ups
-        ask_mail = _asks_tick(session, settings, now)
-        session.commit()
-    jobs.enqueue_sends(ask_mail)
     jobs.sweep(settings)
