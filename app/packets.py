@@ -288,7 +288,8 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
             generated=local_label(now, group.timezone),
             version=version,
             previous=latest.context if latest is not None else None,
-        ) | {"asks": asks}
+        )
+        context["asks"] = asks
         html, text = render_packet(context)
         packet = Packet(
             cycle=cycle,

@@ -176,6 +176,14 @@ def _claim_pending(session: Session, skip: set[int]) -> int | None:
     )
 
 
+def tick_asks(settings: Settings, now: datetime) -> None:
+    """The asks' share of the tick (app.asks.tick): digests due, follow-ups; then enqueue them."""
+    with session_scope(settings.database_url) as session:
+        queued = _asks_tick(session, settings, now)
+        session.commit()
+    jobs.enqueue_sends(queued)
+
+
 def send_outbound(*outbound_ids: int) -> None:
     """Send these queued emails, each in its own transaction. Safe to run twice: a sent row is
     left alone.
@@ -202,14 +210,6 @@ def compile_packet(cycle_id: int) -> None:
 
 
 TICK_CHUNK = 200  # cycles per transaction: workers start sending while a big tick goes on
-
-
-def tick_asks(settings: Settings, now: datetime) -> None:
-    """The asks' share of the tick (app.asks.tick): digests due, follow-ups; then enqueue them."""
-    with session_scope(settings.database_url) as session:
-        queued = _asks_tick(session, settings, now)
-        session.commit()
-    jobs.enqueue_sends(queued)
 
 
 def tick() -> None:
