@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import mail
-from app.asks.packet import listing as asks_listing
 from app.addresses import normalize, without_bidi
+from app.asks.packet import listing as asks_listing
 from app.cycles import local_label, meeting_label, month_label, open_commitments
 from app.followups import combined, describe
 from app.mail import template_env
