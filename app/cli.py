@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import clock, db, jobs, roster
+from app.asks.commands import asks_command
 from app.cycles import (
     CycleError,
     current_cycle,
@@ -764,8 +765,8 @@ def demo(folder: Path) -> None:
 
 
 main.add_command(meeting_group)
+main.add_command(asks_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

@@ -302,6 +302,7 @@ def run_demo(folder: Path) -> str:
         if response.status_code != 200:
             raise RuntimeError(f"the webhook answered {response.status_code}: {response.get_data(as_text=True)}")
         posted += 1
+    asks_summary = demo_asks(client, auth, settings, cycle_id)
     jobs.run(jobs.COMPILE_JOB, cycle_id)
 
     def post_raw(message: EmailMessage) -> None:
@@ -332,12 +333,52 @@ def run_demo(folder: Path) -> str:
             "",
             status,
             "",
+            asks_summary,
+            "",
             f"Outbox: {settings.outbox_dir.resolve()} ({len(outbox)} emails)",
             f"Packet version {packet.version}:",
             *[f"  {path.resolve()}" for path in packets],
             f"Database: {settings.database_url}",
             "Run it again: nothing is sent twice.",
         ]
+    )
+
+
+def demo_asks(client, auth: dict[str, str], settings: Settings, cycle_id: int) -> str:  # type: ignore[no-untyped-def]
+    """The asks in the replies went to the other members (app.asks); the first member to get one
+    answers it with Reply-All, and the offer goes to the asker alone. Safe twice (the offer's
+    Message-ID is fixed, so the webhook stores it once)."""
+    from app.models import Ask, AskCirculation, Member
+
+    with db.session_scope(settings.database_url) as session:
+        first = session.scalar(
+            select(AskCirculation).where(AskCirculation.outbound_message_id.is_not(None)).order_by(AskCirculation.id).limit(1)
+        )
+        if first is None:
+            return "Asks: none in the replies."
+        helper, asker, token = first.member, first.ask.member, first.token
+        message = EmailMessage()
+        message["From"] = email.utils.formataddr((helper.name, helper.email))
+        message["To"] = f"Roundtable <{mail.reply_address(settings, token)}>"
+        message["Cc"] = f"{GROUP['slug']}@{settings.inbound_domain}"  # Reply-All: still private
+        message["Subject"] = "Re: " + mail.render("ask_circulated", first.outbound.context).subject
+        message["Date"] = email.utils.format_datetime(clock.now())
+        message["Message-ID"] = f"<demo.offer.{cycle_id}@mail.{helper.email.split('@')[1]}>"
+        message["In-Reply-To"] = first.outbound.message_id
+        message.set_content(f"Happy to help, {asker.first_name}: I know two people who fit. Call me this week?\n\n{helper.first_name}")
+    response = client.post("/inbound/sendgrid", data=sendgrid_form(message, "raw"), headers=auth,
+                           content_type="multipart/form-data")
+    if response.status_code != 200:
+        raise RuntimeError(f"the webhook answered {response.status_code}: {response.get_data(as_text=True)}")
+    with db.session_scope(settings.database_url) as session:
+        asks = session.scalars(select(Ask).join(Member).where(Member.group_id == first.ask.group_id)).all()
+        emails = session.scalars(select(OutboundMessage.id).where(OutboundMessage.kind == "ask_circulated")).all()
+        waiting = session.scalars(select(AskCirculation.id).where(AskCirculation.sent_at.is_(None))).all()
+    return (
+        f"Asks: {len(asks)} from the replies' asks sections went to the other members in {len(emails)} emails"
+        f" ({len(waiting)} more wait for tomorrow's digest: one ask email a day per member);"
+        f" {helper.name} answered {asker.name}'s with Reply-All, and the offer went to {asker.name} alone"
+        " (ask_offer), with a copy to the helper (ask_offer_copy)."
     )
 
 

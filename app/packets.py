@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app import clock, mail
 from app.addresses import normalize, without_bidi
+from app.asks.packet import listing as asks_listing
 from app.cycles import local_label, meeting_label, month_label, open_commitments
 from app.followups import combined, describe
 from app.mail import template_env
@@ -386,9 +387,11 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
         location=cycle.location,
         members=members,
     )
+    asks = asks_listing(session, cycle)
     content_hash = hashlib.sha256(
         # What changed since the last version is about the versions, not the content: left out.
-        json.dumps({**base, "members": [asdict(m) | {"changed": ""} for m in members]}, sort_keys=True).encode()
+        json.dumps({**base, "members": [asdict(m) | {"changed": ""} for m in members]}
+                   | ({"asks": asks} if any(asks.values()) else {}), sort_keys=True).encode()
     ).hexdigest()
     if latest is not None and latest.content_hash == content_hash:
         packet, is_new = latest, False
@@ -402,6 +405,7 @@ def compile_packet(session: Session, settings: Settings, cycle_id: int, now: dat
             paper=paper_size(group.country, group.timezone),
         )
         context["meeting"] = packet_cover(session, cycle.id)
+        context["asks"] = asks
         html, text = render_packet(context)
         packet = Packet(
             cycle=cycle,

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from app import followups, mail, roster
 from app.addresses import normalize
+from app.asks import inbound as asks_inbound
+from app.asks import sources as asks_sources
 from app.authentication import sender_authentication
 from app.cycles import excuse, month_label, packet_changed, request_for, request_message_id
 from app.inbox import Outcome, is_members_address, untrusted_sender
@@ -47,7 +49,7 @@ class Handler(Protocol):
 
 
 # Tried in order after the update requests' own tokens.
-HANDLERS: tuple[Handler, ...] = (meeting_inbound.handle,)
+HANDLERS: tuple[Handler, ...] = (meeting_inbound.handle, asks_inbound.handle)
 
 
 def process_inbound(session: Session, settings: Settings, inbound_id: int, now: datetime) -> Outcome:
@@ -136,6 +138,7 @@ def _apply(
         session.flush()
         return outcome
     update = save_update(session, request, row, reading, merged)
+    outcome.outbound_ids += asks_sources.from_update(session, settings, update, now)  # each new ask, once
     if update.is_skip:
         row.reason = "excused: the member replied SKIP"
     else:

@@ -31,6 +31,11 @@ def test_demo_runs_twice_and_its_packet_is_clean(tmp_path: Path) -> None:
     invite = next((folder / "outbox").glob("*-meeting_invite-*.eml")).read_text()
     assert 'Content-Type: text/calendar; charset="utf-8"; method="REQUEST"' in invite
     assert "rsvps     2 coming, 0 maybe, 0 not coming, 10 no answer yet" in summary
+    # Asks: circulated to the other members; one offer (a Reply-All) routed to the asker alone.
+    assert kinds.count("ask_circulated") >= 11 and kinds.count("ask_offer") == kinds.count("ask_offer_copy") == 1
+    offer = next((folder / "outbox").glob("*-ask_offer-*.eml")).read_text()
+    assert "To: Alice Chen <alice@northwind-robotics.example>" in offer and "Reply-To: ben@" in offer
+    assert "Alice Chen's with Reply-All, and the offer went to Alice Chen alone" in summary
     assert "11 of 12 asked have replied" not in summary  # one member excused herself
     assert "Luis Ortega" in summary and "asked (sent), no reply yet" in summary
     assert "Packet version 1" in again

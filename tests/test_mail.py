@@ -24,6 +24,7 @@ from app.models import Cycle, OutboundMessage
 from app.packets import MemberEntry, packet_context
 from app.reading.sections import SECTIONS
 from app.settings import Settings, configure
+from tests.ask_cases import ASK_GOLDEN
 from tests.conftest import SendGridStandIn
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -175,6 +176,7 @@ def packet_email_context() -> dict[str, Any]:
 
 
 GOLDEN_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    **ASK_GOLDEN,  # app/asks: tests/ask_cases.py
     "update_request": ("update_request", REQUEST),
     "update_request_with_commitments": (
         "update_request",

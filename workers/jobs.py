@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from datetime import datetime
 
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from app import clock, jobs, mail
+from app.asks.tick import tick as _asks_tick
 from app.cycles import tick as _tick
 from app.db import session_scope
 from app.inbox import Outcome
@@ -175,6 +177,15 @@ def _claim_pending(session: Session, skip: set[int]) -> int | None:
     )
 
 
+def tick_asks(settings: Settings, now: datetime) -> tuple[list[int], bool]:
+    """The asks' share of the tick (app.asks.tick): digests due, follow-ups; then enqueue them.
+    Returns the emails queued and whether Redis took them."""
+    with session_scope(settings.database_url) as session:
+        queued = _asks_tick(session, settings, now)
+        session.commit()
+    return queued, jobs.enqueue_sends(queued)
+
+
 def send_outbound(*outbound_ids: int) -> None:
     """Send these queued emails, each in its own transaction. Safe to run twice: a sent row is
     left alone.
@@ -216,11 +227,11 @@ def tick() -> dict[str, object]:
     with session_scope(settings.database_url) as session:  # first: it may make cycles whose requests are due
         meeting_ids = _meeting_tick(session, settings, now)
         session.commit()
-    jobs.enqueue_sends(meeting_ids)
+    asks_ids, asks_reached = tick_asks(settings, now)
     after_id = 0
-    queued: list[int] = []
+    queued: list[int] = meeting_ids + asks_ids
     compiled: list[int] = []
-    reached = True
+    reached = jobs.enqueue_sends(meeting_ids) and asks_reached
     while True:
         with session_scope(settings.database_url) as session:
             result = _tick(session, settings, now, after_id=after_id, limit=TICK_CHUNK)
