@@ -21,6 +21,7 @@ from mailparser.exceptions import MailParserError
 from app import addresses
 from app.addresses import find_tokens, normalize
 from app.reading.machine import classify, decode_bytes, decode_header_value
+from app.reading.request import SentRequest, mark_ours
 from app.reading.sections import split_sections
 from app.reading.trimming import html_to_text, new_words
 
@@ -370,8 +371,27 @@ def _sender(value: str) -> tuple[str, str]:
     return parseaddr(value)
 
 
-def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list[str] | None = None) -> Reading:
-    """How a stored message reads. Pure; never raises on malformed mail."""
+def sent_request(raw: bytes) -> SentRequest:
+    """The text of a request as we sent it (a stored .eml): its text and HTML alternatives."""
+    message = _parse(raw)
+    texts: dict[str, str] = {}
+    for part in _walk(message):
+        if part.get_content_maintype() == "text" and not part.get_filename():
+            texts.setdefault(part.get_content_subtype(), _part_text(part))
+    return SentRequest(text=texts.get("plain", ""), html_text=texts.get("html", ""))
+
+
+def read_message(
+    raw: bytes,
+    envelope_from: str | None = None,
+    envelope_to: list[str] | None = None,
+    request: SentRequest | None = None,
+) -> Reading:
+    """How a stored message reads. Pure; never raises on malformed mail.
+
+    `request`, the text of the update request the message answers when we know it, lets the
+    reader recognise our own quoted request wherever the client put it (see app.reading.request).
+    """
     verdict = classify(raw, envelope_from)
     try:
         message = _parse(raw)
@@ -408,7 +428,10 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
     sender_name = parsed.from_[0][0] if parsed is not None and parsed.from_ else from_name
     mended = _mend_boundaries(message)
     # PostgreSQL text cannot hold NUL; no member means one.
-    text = new_words(_body_text(parsed, message).replace("\x00", ""), sender_name)
+    body = _body_text(parsed, message).replace("\x00", "")
+    if request is not None:
+        body, _ = mark_ours(body, request)
+    text = new_words(body, sender_name)
     reason = verdict.reason
     if mime_cut(message):
         # Said in the text itself, where the facilitator reads it (packet) and the member too

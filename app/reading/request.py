@@ -1,0 +1,97 @@
+"""What only we know about a reply: the exact request it answers. Pure.
+
+Every reply quotes our update request, whose text we rendered ourselves. A line of the reply that
+is a piece of that text (after unquoting, rewrapping, HTML-to-text and whitespace) is ours, not the
+member's, wherever the client put it and whatever it did to the `>` marks. `mark_ours` quotes
+such lines again, so the trimmer treats an unquoted copy (Outlook's original under its header
+block, a forward, a webmail that drops the marks) like any quote, and the member's inline answers
+between them stay.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A line this long (letters and digits only) that is a piece of our request was copied from it;
+# a shorter one must be a whole line of the request ("Wins", "Business:"), so a member's "Done"
+# or "Second shift lead" is never taken for ours by chance.
+_MIN_PIECE = 16
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _words(text: str) -> str:
+    """Letters and digits only, words joined by one space, case folded: the form we compare."""
+    return " ".join(_WORD.findall(text.casefold()))
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """The text of the request a reply answers: its text alternative and its HTML as text."""
+
+    text: str
+    html_text: str = ""
+
+    @property
+    def lines(self) -> frozenset[str]:
+        return frozenset(
+            w for body in (self.text, self.html_text) for line in body.splitlines() if (w := _words(line))
+        )
+
+    @property
+    def stream(self) -> str:
+        """Every word of both alternatives, in order, with a separator between the two."""
+        return f" {_words(self.text)} | {_words(self.html_text)} "
+
+
+class OwnText:
+    """Answers "is this line ours?" for one request, fast enough for long replies."""
+
+    def __init__(self, request: SentRequest) -> None:
+        self._lines = request.lines
+        self._stream = request.stream
+
+    def is_ours(self, line: str, previous: str = "") -> bool:
+        """Whether `line` is ours; `previous`, the line of ours just above it, lets the short
+        tail of a line the client wrapped ("this month.") count too."""
+        words = _words(line)
+        if not words:
+            return False
+        if words in self._lines:
+            return True
+        if len(words) >= _MIN_PIECE:
+            return f" {words} " in self._stream
+        above = _words(previous)
+        return bool(above) and len(above) >= _MIN_PIECE and f" {above} {words} " in self._stream
+
+
+_QUOTE = re.compile(r"\s*(?:>\s?)+")
+
+
+def mark_ours(text: str, request: SentRequest) -> tuple[str, int]:
+    """`text` with every line that is a piece of our request quoted ("> "), and how many lines
+    were marked that were not quoted before. Lines already quoted stay as they are."""
+    own = OwnText(request)
+    out: list[str] = []
+    marked = 0
+    previous = ""  # the last line of ours, for the wrapped tail of a line
+    for line in text.split("\n"):
+        quote = _QUOTE.match(line)
+        bare = line[quote.end() :] if quote else line
+        if not bare.strip():
+            out.append(line)
+            continue
+        ours = own.is_ours(bare, previous)
+        previous = bare if ours else ""
+        if quote is None and ours:
+            out.append("> " + line)
+            marked += 1
+        else:
+            out.append(line)
+    return "\n".join(out), marked
+
+
+def is_ours(line: str, request: SentRequest) -> bool:
+    """Whether one line (quote marks aside) is a piece of our request."""
+    quote = _QUOTE.match(line)
+    return OwnText(request).is_ours(line[quote.end() :] if quote else line)
