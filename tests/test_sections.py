@@ -107,7 +107,7 @@ def test_is_heading_true(line: str) -> None:
         "I need to hire a CFO",
         "Next month we launch in Berlin",
         "Progress was slow",
-        "The wins",
+        "The wins are small this month",
         "Business is booming",
         "Score: 39.0",
         "Family 8",

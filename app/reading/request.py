@@ -68,27 +68,66 @@ class OwnText:
 _QUOTE = re.compile(r"\s*(?:>\s?)+")
 
 
-def mark_ours(text: str, request: SentRequest) -> tuple[str, int]:
-    """`text` with every line that is a piece of our request quoted ("> "), and how many lines
-    were marked that were not quoted before. Lines already quoted stay as they are."""
-    own = OwnText(request)
-    out: list[str] = []
-    marked = 0
+def _line_verdicts(own: OwnText, lines: list[str]) -> list[int]:
+    """Per line: 2 a piece of our request long enough to be sure, 1 a short whole line of it
+    ("WINS", "Business:"), 0 neither (blank lines 0 too)."""
+    verdicts: list[int] = []
     previous = ""  # the last line of ours, for the wrapped tail of a line
-    for line in text.split("\n"):
+    for line in lines:
         quote = _QUOTE.match(line)
         bare = line[quote.end() :] if quote else line
         if not bare.strip():
-            out.append(line)
+            verdicts.append(0)
             continue
-        ours = own.is_ours(bare, previous)
-        previous = bare if ours else ""
-        if quote is None and ours:
-            out.append("> " + line)
-            marked += 1
+        words = _words(bare)
+        if own.is_ours(bare, previous):
+            strong = len(words) >= _MIN_PIECE or bool(previous)
+            verdicts.append(2 if strong else 1)
+            previous = bare
         else:
-            out.append(line)
-    return "\n".join(out), marked
+            verdicts.append(0)
+            previous = ""
+    return verdicts
+
+
+def mark_ours(text: str, request: SentRequest) -> tuple[str, int]:
+    """`text` with every line that is a piece of our request quoted ("> "), and how many lines
+    were marked that were not quoted before. Lines already quoted stay as they are.
+
+    A short line of ours ("WINS", "Business:") counts only inside a run of our lines that holds
+    a long one or a quoted one: a member's own "Wins" between their paragraphs stays theirs.
+    """
+    own = OwnText(request)
+    lines = text.split("\n")
+    verdicts = _line_verdicts(own, lines)
+    quoted = [_QUOTE.match(line) is not None and bool(line.strip(" >\t\r")) for line in lines]
+    marked_lines = list(lines)
+    marked = 0
+    index = 0
+    while index < len(lines):
+        if not verdicts[index]:
+            index += 1
+            continue
+        # A run of our lines, blank lines inside it allowed.
+        end = index
+        last = index
+        while end < len(lines) and (verdicts[end] or not lines[end].strip()):
+            if verdicts[end]:
+                last = end
+            end += 1
+        run = range(index, last + 1)
+        before = next((i for i in range(index - 1, -1, -1) if lines[i].strip()), None)
+        after = next((i for i in range(last + 1, len(lines)) if lines[i].strip()), None)
+        anchored = any(verdicts[i] == 2 for i in run) or any(
+            i is not None and quoted[i] for i in (before, after)
+        )
+        if anchored:
+            for i in run:
+                if verdicts[i] and not quoted[i]:
+                    marked_lines[i] = "> " + lines[i]
+                    marked += 1
+        index = last + 1
+    return "\n".join(marked_lines), marked
 
 
 def is_ours(line: str, request: SentRequest) -> bool:

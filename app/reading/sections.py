@@ -7,6 +7,7 @@ cannot place goes to "other", never away (the zulip email gateway's "when in dou
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -111,6 +112,88 @@ _HEADING_PHRASES: dict[str, tuple[str, ...]] = {
 }
 
 
+# The same headings in the other languages our members write in (and the words they use for
+# them), by language: a data table, so a language is one entry and not a rule. Lower case.
+_HEADINGS_BY_LANGUAGE: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "ratings": ("numbers", "my numbers", "score", "ratings (1-10)", "ratings 1 to 10", "rating this month"),
+        "wins": ("the wins", "the good", "good", "good news", "what went well", "wins since we last met",
+                 "the good stuff", "bright spots", "celebrations"),
+        "challenges": ("the not so good", "not so good", "the bad", "the hard stuff", "hard stuff",
+                       "the challenges", "what is hard", "what's hard", "concerns", "headaches"),
+        "commitments": ("last month", "last month's", "commitments check-in", "commitments check in",
+                        "commitment check-in", "commitments review", "status of commitments",
+                        "last meeting", "since last meeting"),
+        "topic": ("my topic", "topic for the month", "the topic", "discussion", "for discussion",
+                  "what i'd like to discuss", "group topic"),
+        "asks": ("need from the group", "what i need from the group", "what i need from you all",
+                 "what i need", "need help with", "help needed", "where i could use help",
+                 "help wanted", "the ask", "my ask", "asks of the group", "ask of the group"),
+        "learned": ("lesson", "lesson learned", "what i learned this month", "takeaway", "takeaways",
+                    "insight", "insights"),
+        "next_commitments": ("next", "before we meet", "before next meeting", "before the next meeting",
+                             "commitments for next time", "next up", "next month's plan",
+                             "coming up", "new commitments", "commitments for the coming month"),
+    },
+    "es": {
+        "ratings": ("calificaciones", "calificación", "puntuaciones", "puntuación", "valoraciones"),
+        "wins": ("logros", "éxitos", "victorias", "lo bueno", "buenas noticias"),
+        "challenges": ("retos", "desafíos", "problemas", "dificultades", "lo difícil"),
+        "commitments": ("compromisos del mes pasado", "compromisos anteriores", "compromisos"),
+        "topic": ("tema para el grupo", "tema", "tema del mes", "asunto para el grupo"),
+        "asks": ("lo que necesito", "necesito", "peticiones", "pedidos", "solicitudes", "ayuda"),
+        "learned": ("aprendizaje", "aprendizajes", "lo que aprendí", "qué aprendí", "lecciones"),
+        "next_commitments": ("próximos compromisos", "proximos compromisos", "siguientes compromisos",
+                             "próximo mes", "compromisos para el próximo mes"),
+    },
+    "fr": {
+        "ratings": ("évaluations", "mes notes", "scores"),
+        "wins": ("bons coups", "réussites", "succès", "victoires", "ce qui va bien"),
+        "challenges": ("défis", "difficultés", "problèmes", "enjeux"),
+        "commitments": ("engagements du mois dernier", "engagements précédents", "engagements"),
+        "topic": ("sujet pour le groupe", "sujet", "thème", "question pour le groupe"),
+        "asks": ("demandes", "besoins", "ce dont j'ai besoin", "j'ai besoin"),
+        "learned": ("ce que j'ai appris", "apprentissages", "leçons", "leçon"),
+        "next_commitments": ("prochains engagements", "engagements pour le mois prochain", "mois prochain"),
+    },
+    "de": {
+        "ratings": ("bewertungen", "bewertung", "noten", "zahlen"),
+        "wins": ("erfolge", "highlights", "was gut lief"),
+        "challenges": ("herausforderungen", "probleme", "schwierigkeiten"),
+        "commitments": ("zusagen vom letzten monat", "vorsätze vom letzten monat", "zusagen", "vorsätze",
+                        "verpflichtungen"),
+        "topic": ("thema für die gruppe", "thema"),
+        "asks": ("bitten", "anliegen", "was ich brauche", "anfragen"),
+        "learned": ("was ich gelernt habe", "gelernt", "erkenntnisse", "lektion"),
+        "next_commitments": ("nächste zusagen", "nächste schritte", "nächster monat", "neue zusagen"),
+    },
+    "pt": {
+        "ratings": ("classificações", "classificacoes", "notas", "avaliações", "pontuações"),
+        "wins": ("vitórias", "conquistas", "sucessos", "o que correu bem"),
+        "challenges": ("desafios", "problemas", "dificuldades"),
+        "commitments": ("compromissos do mês passado", "compromissos anteriores", "compromissos"),
+        "topic": ("tema para o grupo", "tema", "assunto para o grupo"),
+        "asks": ("pedidos", "o que preciso", "preciso de", "solicitações"),
+        "learned": ("o que aprendi", "aprendizagem", "aprendizado", "lições"),
+        "next_commitments": ("próximos compromissos", "proximos compromissos", "próximo mês"),
+    },
+    "nl": {
+        "ratings": ("cijfers", "scores", "beoordeling", "beoordelingen"),
+        "wins": ("successen", "overwinningen", "wat goed ging"),
+        "challenges": ("uitdagingen", "problemen", "knelpunten"),
+        "commitments": ("toezeggingen vorige maand", "afspraken vorige maand", "toezeggingen",
+                        "voornemens vorige maand"),
+        "topic": ("onderwerp voor de groep", "onderwerp", "thema"),
+        "asks": ("vragen aan de groep", "vragen", "verzoeken", "wat ik nodig heb"),
+        "learned": ("geleerd", "wat ik geleerd heb", "lessen", "les"),
+        "next_commitments": ("volgende toezeggingen", "nieuwe toezeggingen", "volgende maand"),
+    },
+}
+for _language in _HEADINGS_BY_LANGUAGE.values():
+    for _key, _phrases in _language.items():
+        _HEADING_PHRASES[_key] = (*_HEADING_PHRASES[_key], *_phrases)
+
+
 def _squash(text: str) -> str:
     """Letters and digits only, lower case: for comparing phrases whatever the punctuation."""
     return "".join(ch for ch in text.casefold() if ch.isalnum())
@@ -136,7 +219,7 @@ _ALL_PHRASES = sorted(
 )
 # "My wins", "Our asks", "Challenges this month" are the same headings.
 _HEADING_START = re.compile(
-    r"(?:(?:my|our)\s+)?(?P<phrase>"
+    r"(?:(?:my|our|mis|mes|nos|meine|unsere|mijn|onze|os\s+meus|as\s+minhas|minhas|meus)\s+)?(?P<phrase>"
     + "|".join(_phrase_pattern(p) for p in _ALL_PHRASES)
     + r")(?:\s+this\s+month)?(?![^\W_]|['’])",
     re.IGNORECASE,
@@ -160,8 +243,20 @@ _HINTS: frozenset[str] = frozenset(_squash(s.hint) for s in SECTIONS)
 
 # Each run of spaces is possessive (`\s*+`) and read once: five optional `\s*` in a row took 22 s
 # on "business", 190 spaces and a letter.
+# The three ratings in the words members use, by language (lower case): a data table.
+_RATING_WORDS: dict[str, tuple[str, ...]] = {
+    "business": ("business", "biz", "work", "negocio", "negocios", "empresa", "trabajo", "affaires",
+                 "entreprise", "travail", "geschäft", "geschäftlich", "beruf", "beruflich", "firma",
+                 "negócio", "negócios", "zakelijk", "bedrijf", "werk"),
+    "personal": ("personal", "personnel", "personnelle", "perso", "persönlich", "privat", "pessoal",
+                 "persoonlijk", "privé"),
+    "family": ("family", "fam", "familia", "famille", "familie", "família", "gezin"),
+}
+_LABEL_WORDS = "|".join(
+    re.escape(word) for word in sorted({w for ws in _RATING_WORDS.values() for w in ws}, key=len, reverse=True)
+)
 _RATING_LABEL_LINE = re.compile(
-    r"(?P<label>business|personal|family)(?:\s++(?:rating|score))?\s*+(?:\(1\s*+[-–]\s*+10\)\s*+)?"
+    r"(?P<label>" + _LABEL_WORDS + r")(?:\s++(?:rating|score))?\s*+(?:\(1\s*+[-–]\s*+10\)\s*+)?"
     r"(?:[*_]{1,3}\s*+)?(?::\s*+)?(?:[*_]{1,3}\s*+)?",
     re.IGNORECASE,
 )
@@ -204,7 +299,12 @@ def _strip_rating_prefix(line: str) -> str:
     if len(text) > _MAX_RATING_LINE:
         return ""
     m = _RATING_PREFIX.match(text)
-    return text[m.end() :] if m else text
+    text = text[m.end() :] if m else text
+    # An emoji or a symbol after the scores ("8 / 7 / 9 🙌") says nothing about them.
+    end = len(text)
+    while end and (unicodedata.category(text[end - 1])[0] == "S" or text[end - 1] in "\ufe0f\u200d "):
+        end -= 1
+    return text[:end]
 
 
 def match_heading(line: str) -> HeadingMatch | None:
@@ -241,7 +341,8 @@ def match_heading(line: str) -> HeadingMatch | None:
         else:
             break
     rest = text[position:].strip()
-    if rest and not (has_separator or (is_bold and closed_emphasis)):
+    numbers_follow = key == "ratings" and rest[:1].isdigit()  # "scores 5 6 8", "Ratings 6, 5, 7"
+    if rest and not (has_separator or (is_bold and closed_emphasis) or numbers_follow):
         return None
     if kept_paren and rest and not has_separator:
         return None
@@ -274,22 +375,30 @@ def is_heading(line: str) -> bool:
 # --- Ratings -------------------------------------------------------------------------------------
 
 _RATING_LABELS: dict[str, str] = {
-    "business": "business",
-    "biz": "business",
+    **{word: key for key, words in _RATING_WORDS.items() for word in words},
     "b": "business",
-    "personal": "personal",
     "p": "personal",
-    "family": "family",
     "f": "family",
 }
 _NUMBER = r"(?P<n>\d+(?:[.,]\d+)?)(?P<of10>\s*/\s*10\b|\s+out\s+of\s+10\b)?"
 # "Business: 7", "business 7/10", "B: 7", "Family - 8", "personal = 6", "Business rating is 7".
 # "is" needs a space before it: the `(?<=\s)` stands for the `\s+` the possessive run took.
 _RATING_PAIR = re.compile(
-    r"(?<![^\W_])(?P<label>business|biz|personal|family|b|p|f)"
+    r"(?<![^\W_])(?P<label>" + _LABEL_WORDS + r"|b|p|f)"
     r"(?:\s++(?:rating|score))?\s*+(?:[:=–—-]\s*+|(?<=\s)is\b\s*+)?" + _NUMBER,
     re.IGNORECASE,
 )
+# "Business I'd call a 5, personal a 6, family an 8": a label, a few words, its number. Read only
+# when one line gives all three this way, so "family 2 kids" in prose is never a score.
+_RATING_WORDY = re.compile(
+    r"(?<![^\W_])(?P<label>" + _LABEL_WORDS + r")(?![^\W_])(?:[^\w]+[^\W\d_]+){0,5}?[^\w]+"
+    r"(?P<n>\d{1,2})(?![\d.,]\d)(?P<of10>\s*/\s*10\b)?",
+    re.IGNORECASE,
+)
+# A word or two and a colon before a line of pairs ("Notes : Affaires 6 / Personnel 7 / Famille 8").
+_LEAD_WORDS = re.compile(r"[^\W\d_]++(?:\s++[^\W\d_]++)?\s*+[:：]\s*+")
+# Cells of a table row: "| Zakelijk | Persoonlijk | Gezin |", "5 | 6 | 7", tab-separated.
+_CELL_SPLIT = re.compile(r"\s*+[|\t]\s*+|\s{2,}+")
 # Not part of a word or of a longer decimal; "7," ends a number, "7,5" does not.
 _BARE_NUMBER = re.compile(r"(?<!\w)(?<!\d[.,])" + _NUMBER + r"(?!\w|[.,]\d)", re.IGNORECASE)
 # What may sit between the pairs of one ratings line: "7, 6, 8", "B7 / P6 / F8", "... and ...".
@@ -322,20 +431,28 @@ def _pairs_cover_line(line: str, pairs: list[re.Match[str]]) -> bool:
 def _parse_rating_line(line: str, *, strict: bool) -> tuple[dict[str, int], bool] | None:
     """Read ratings from one line: (ratings, is_whole_line) or None when it states none.
 
-    `strict` is for lines outside the ratings section: only full labels ("Business 7, personal 6")
-    and only when the line is nothing else, so prose like "family 2 kids" is never read as a score.
+    `strict` is for lines outside the ratings section: only full labels ("Business 7, personal 6"),
+    or the three letters together ("B7 P8 F6"), and only when the line is nothing else; or three
+    scores written as scores ("7/8/6", "7/10, 8/10, 6/10"); so prose like "family 2 kids" is never
+    read as a score.
     """
     text = _strip_rating_prefix(line)
     pairs = list(_RATING_PAIR.finditer(text))
+    if pairs and pairs[0].start() and (lead := _LEAD_WORDS.fullmatch(text, 0, pairs[0].start())):
+        text = text[lead.end() :]  # "Notes : Affaires 6 / ..." reads as "Affaires 6 / ..."
+        pairs = list(_RATING_PAIR.finditer(text))
     if strict:
-        pairs = [p for p in pairs if len(p.group("label")) > 1]
+        keys = {_RATING_LABELS[p.group("label").lower()] for p in pairs}
+        all_three = len(pairs) == len(RATING_KEYS) and len(keys) == len(RATING_KEYS)
+        if not (all_three and _pairs_cover_line(text, pairs)):
+            pairs = [p for p in pairs if len(p.group("label")) > 1]
     if pairs:
         is_whole = _pairs_cover_line(text, pairs)
         if strict and not (is_whole and (len(pairs) >= 2 or pairs[0].group("of10"))):
-            return None
+            return _wordy_ratings(text)
         if not is_whole and pairs[0].start() != 0:
             # A score mentioned mid-sentence is the member's prose, not a rating line.
-            return None
+            return _wordy_ratings(text)
         found: dict[str, int] = {}
         for pair in pairs:
             key = _RATING_LABELS[pair.group("label").lower()]
@@ -345,14 +462,59 @@ def _parse_rating_line(line: str, *, strict: bool) -> tuple[dict[str, int], bool
                 return {}, False
             found[key] = value
         return found, is_whole
-    if strict:
-        return None
     values = _number_list(text)
     if values is None:
-        return None
+        return None if not strict else _wordy_ratings(text)
     if len(values) == len(RATING_KEYS) and all(1 <= v <= 10 for v in values):
+        if strict and "/" not in text:
+            return None  # "6, 5, 7" alone could be anything; "7/8/6" and "7/10" are scores
         return dict(zip(RATING_KEYS, values)), True
-    return {}, False
+    return None if strict else ({}, False)
+
+
+def _wordy_ratings(text: str) -> tuple[dict[str, int], bool] | None:
+    """All three ratings said in words on one line ("Business I'd call a 5, personal a 6, family
+    an 8"): read, the line kept as the member's text. None otherwise."""
+    found: dict[str, int] = {}
+    for m in _RATING_WORDY.finditer(text):
+        key = _RATING_LABELS[m.group("label").lower()]
+        value = _rating_value(m)
+        if value is None or key in found:
+            return None
+        found[key] = value
+    return (found, False) if len(found) == len(RATING_KEYS) else None
+
+
+def _table_ratings(lines: list[str], index: int) -> tuple[dict[str, int], int] | None:
+    """A table of ratings at `index`: a row of labels ("| Zakelijk | Persoonlijk | Gezin |",
+    "Business | Personal | Family") over a row of as many scores. (ratings, index of the score row)."""
+    header = _cells(lines[index])
+    if len(header) < 2 or len(header) > len(RATING_KEYS):
+        return None
+    keys = [_RATING_LABELS.get(cell.lower().strip("*_: ")) for cell in header]
+    if None in keys or len(set(keys)) != len(keys):
+        return None
+    following = index + 1
+    while following < len(lines) and (not lines[following].strip() or _is_table_rule(lines[following])):
+        following += 1
+    if following >= len(lines):
+        return None
+    row = _cells(lines[following])
+    if len(row) != len(keys) or not all(cell.isdigit() and 1 <= int(cell) <= 10 for cell in row):
+        return None
+    return {str(k): int(v) for k, v in zip(keys, row)}, following
+
+
+def _cells(line: str) -> list[str]:
+    text = line.strip().strip("|").strip()
+    if len(text) > _MAX_RATING_LINE:
+        return []
+    return [cell for cell in _CELL_SPLIT.split(text) if cell]
+
+
+def _is_table_rule(line: str) -> bool:
+    """A table's drawn line ("|---|---|", "+----+----+")."""
+    return bool(line.strip()) and not line.strip().strip("|+-=:_ ")
 
 
 def _number_list(text: str) -> list[int] | None:
@@ -432,6 +594,12 @@ def _take_ratings(lines: list[str], *, strict: bool) -> tuple[dict[str, int], li
     index = 0
     while index < len(lines):
         line = lines[index]
+        table = _table_ratings(lines, index)
+        if table is not None:
+            found, last = table
+            ratings.update({k: v for k, v in found.items() if k not in ratings})
+            index = last + 1
+            continue
         key = _bare_label(line)
         if key is not None:
             # "Business:" on its own line (an inline answer under our quoted label): the value,

@@ -816,6 +816,13 @@ def _render(node: _Node, writer: _Writer, *, drop_quotes: bool, is_pre: bool = F
         if tag == "a":
             writer.write(_link_text(child))
             continue
+        if tag == "tr" and (cells := _short_cells(child)) is not None:
+            # A small data row (ratings in a table) reads as one line, "5 | 6 | 7"; a layout
+            # table's cells hold paragraphs and keep them.
+            writer.block(1)
+            writer.write(" | ".join(cells))
+            writer.block(1)
+            continue
         if tag == "p" and "Mso" in child.attrs.get("class", ""):
             gap = 1  # Word's paragraphs have no margins: a new line, not a blank one
         elif tag in ("ul", "ol") and node.tag == "li":
@@ -839,6 +846,30 @@ def _render(node: _Node, writer: _Writer, *, drop_quotes: bool, is_pre: bool = F
         if not is_open:
             return False
     return True
+
+
+_MAX_CELL = 40  # characters in a cell of a data row; longer ones are layout
+
+
+def _short_cells(row: _Node) -> list[str] | None:
+    """The texts of a table row's cells when there are two or more and all are short words with
+    no table inside, else None."""
+    cells = [c for c in row.children if isinstance(c, _Node) and c.tag in ("td", "th")]
+    if len(cells) < 2 or any(isinstance(c, str) and c.strip() for c in row.children):
+        return None
+    texts = []
+    for cell in cells:
+        text = " ".join(_text_of(cell).replace("\xa0", " ").split())
+        if len(text) > _MAX_CELL or _has_tag(cell, "table", 0):
+            return None
+        texts.append(text)
+    return texts if any(texts) else None
+
+
+def _has_tag(node: _Node, tag: str, depth: int) -> bool:
+    if depth > _MAX_DEPTH:
+        return False
+    return any(isinstance(c, _Node) and (c.tag == tag or _has_tag(c, tag, depth + 1)) for c in node.children)
 
 
 def html_to_text(html: str) -> str:
