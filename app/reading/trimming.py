@@ -45,18 +45,27 @@ _ORIGINAL_WORDS = (
     r"original message|forwarded message|message d['’]origine|message transf[ée]r[ée]"
     r"|urspr[üu]ngliche nachricht|weitergeleitete nachricht|mensaje original|mensaje reenviado"
     r"|oorspronkelijk bericht|doorgestuurd bericht|messaggio originale|messaggio inoltrato"
-    r"|mensagem original|mensagem encaminhada|oprindelig meddelelse|videresendt meddelelse"
+    r"|mensagem original|mensagem encaminhada|oprindelig meddelelse|videresendt meddelelse|oprindelig besked"
     r"|opprinnelig melding|videresendt melding|ursprungligt meddelande|vidarebefordrat meddelande"
     r"|wiadomo[śs][ćc] oryginalna|przekazana wiadomo[śs][ćc]|oryginalna wiadomo[śs][ćc]"
     r"|исходное сообщение|пересылаемое сообщение|alkuperäinen viesti|orijinal mesaj"
     r"|原始邮件|原始郵件|転送されたメッセージ|元のメッセージ"
 )
+# Any dash: clients and fonts turn "-" into U+2010, en and em dashes.
+_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015"
 _SEPARATOR = re.compile(
-    r"[\s*_]*(?:-{2,}\s*(?:" + _ORIGINAL_WORDS + r")\s*-{2,}"
+    r"[\s*_]*(?:[" + _DASHES + r"]{2,}\s*(?:" + _ORIGINAL_WORDS + r")\s*[" + _DASHES + r"]{2,}"
     r"|(?:begin forwarded message|anfang der weitergeleiteten nachricht"
     r"|d[ée]but du message r[ée]exp[ée]di[ée]|inicio del mensaje reenviado"
     r"|begin doorgestuurd bericht|inizio messaggio inoltrato"
     r"|in[íi]cio da mensagem reencaminhada|vidarebefordrat (?:mejl|brev))\s*:?)[\s*_]*",
+    re.IGNORECASE,
+)
+
+# A forward, as opposed to the original of a reply: what the member may paste on purpose.
+_FORWARD_WORDS = re.compile(
+    r"forward|weitergeleitet|transf[ée]r|reenviado|doorgestuurd|inoltrato|encaminhad|videresendt"
+    r"|vidarebefordrat|przekazan|пересыла|転送",
     re.IGNORECASE,
 )
 
@@ -361,7 +370,9 @@ def new_words(text: str, sender_name: str = "") -> str:
     Inline replies keep every answer line; a quoted heading of our request stays (unquoted) right
     above the answers under it, so the section splitter can place them.
     """
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    lines = _split_trailing_headers(
+        [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    )
     # Below a header with nothing written above, our own unquoted marker means our request.
     last_marker = max(
         (i for i, line in enumerate(lines) if _is_our_marker(line) and not _is_quoted(line)),
@@ -380,6 +391,7 @@ def new_words(text: str, sender_name: str = "") -> str:
                 index += 1  # the member's own separator between sections: no signature has those
                 continue
             if _SIG_DELIMITER.fullmatch(line) or has_content:
+                kept += _postscript(lines, index + 1)  # "P.S." under the signature is theirs
                 break  # a signature, Outlook's separator or a mailing-list footer follows
             index += 1
             continue
@@ -387,8 +399,18 @@ def new_words(text: str, sender_name: str = "") -> str:
         if header is not None:
             after = _next_content(lines, index + header.span)
             if after is not None and _is_quoted(lines[after]):
-                # The quote below is dropped line by line, so answers between its lines stay.
+                # The quote below is dropped line by line, so answers between its lines stay;
+                # what closes the text above it (a signature) is no answer.
+                kept = _without_sign_off(kept, sender_name) if has_content else kept
                 index += header.span
+                continue
+            if has_content and _is_kept_forward(lines, index, header):
+                # A message the member pasted into the update on purpose, their own headings
+                # below it: kept, under its "Forwarded message" line.
+                block = _header_block(lines, index + 1) if index + 1 < len(lines) else None
+                span = 1 + (block.span if block is not None else 0)
+                kept += lines[index : index + span]
+                index += span
                 continue
             if header.is_strong and (has_content or last_marker >= index + header.span):
                 # The original follows unquoted (Outlook, Apple Mail, Yahoo); with nothing written
@@ -404,6 +426,63 @@ def new_words(text: str, sender_name: str = "") -> str:
         index += 1
     # The sign-off goes first: under the last quote it would keep our last heading as an answer.
     return _tidy(_answers_with_headings(_without_sign_off(kept, sender_name)))
+
+
+_MAX_FORWARD_LINES = 200  # lines of a pasted message searched for the member's headings below it
+_POSTSCRIPT = re.compile(r"\s*p\.?\s?s\.?(?:\s|:|-)", re.IGNORECASE)
+
+
+def _is_kept_forward(lines: list[str], index: int, header: _Header) -> bool:
+    """A "Forwarded message" line with the member's own headings below the forwarded text."""
+    if header.span != 1 or not _FORWARD_WORDS.search(lines[index]):
+        return False
+    start = index + 1
+    block = _header_block(lines, start) if start < len(lines) else None
+    start += block.span if block is not None else 0
+    for line in lines[start : start + _MAX_FORWARD_LINES]:
+        if _is_quoted(line) or _SEPARATOR.fullmatch(line) or (_is_delimiter(line) and _SIG_DELIMITER.fullmatch(line)):
+            return False
+        if is_heading(line) and not is_rating_label(line):
+            return True
+    return False
+
+
+def _postscript(lines: list[str], start: int) -> list[str]:
+    """A "P.S." paragraph below the signature, before any quote: the member's words."""
+    for index in range(start, min(start + _MAX_SIGNATURE_LINES + 4, len(lines))):
+        line = lines[index]
+        if _is_quoted(line) or _quote_header(lines, index) is not None:
+            return []
+        if _POSTSCRIPT.match(line):
+            end = index
+            while end < len(lines) and not _is_blank(lines[end]) and not _is_quoted(lines[end]):
+                end += 1
+            return ["", *lines[index:end]]
+    return []
+
+
+# "... all good. On Mon, Mar 1, 2027 at 8:00 AM, Anna <a@b.example> wrote:": a header that a
+# client put at the end of the member's own line. Where it may start: a word that opens one.
+_HEADER_OPENING = re.compile(r"(?<=[.!?)\]]\s)(?:" + _ON_WORDS + r")\b", re.IGNORECASE)
+_MAX_TRAILING_HEADER = 300
+
+
+def _split_trailing_headers(lines: list[str]) -> list[str]:
+    """Put a quote header that ends a line of text on a line of its own."""
+    result: list[str] = []
+    for line in lines:
+        tail_start = max(0, len(line) - _MAX_TRAILING_HEADER)
+        if len(line) > _MAX_MARKER_LINE or not line.rstrip().endswith((":", "：")) or _is_quoted(line):
+            result.append(line)
+            continue
+        for m in _HEADER_OPENING.finditer(line, tail_start):
+            tail = line[m.start() :]
+            if _header_strength(tail):
+                result += [line[: m.start()].rstrip(), "", tail]
+                break
+        else:
+            result.append(line)
+    return result
 
 
 def _is_signature_line(line: str) -> bool:
