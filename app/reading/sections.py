@@ -691,9 +691,69 @@ def _normalize_apostrophes(text: str) -> str:
     return text.replace("’", "'").replace("‘", "'")
 
 
+# Asking to be excused this month, as people write it, by language: a data table. Each phrase is
+# an intent in itself ("skip this month", "sit this one out", "me salto este mes"); "skip" with any
+# other object ("we skipped the trade show") is not one.
+_THIS_TIME = {
+    "en": r"this\s+(?:month|meeting|time|one|round|cycle|update|session)(?:'s\s+(?:update|meeting))?",
+    "es": r"(?:este\s+mes|esta\s+vez|esta\s+ronda|esta\s+reuni[óo]n)",
+    "fr": r"(?:ce\s+mois(?:-ci)?|cette\s+fois(?:-ci)?|mon\s+tour)",
+    "de": r"(?:diesen\s+monat|diesmal|dieses\s+mal|diese\s+runde)",
+    "pt": r"(?:este\s+m[êe]s|desta\s+vez|esta\s+vez)",
+    "nl": r"(?:deze\s+maand|deze\s+keer|dit\s+keer|deze\s+ronde)",
+}
+_SKIP_PHRASES: dict[str, tuple[str, ...]] = {
+    "en": (
+        r"(?:skip(?:ping)?|pass(?:ing)?|sit(?:ting)?\s+out)\s+(?:on\s+)?(?:for\s+)?EN",
+        r"sit(?:ting)?\s+EN\s+out",
+        r"can(?:not|'t|\s+not)\s+(?:make\s+it|take\s+part|participate|join|do\s+(?:it|this|one)\b.{0,20}EN)",
+        r"(?:won't|will\s+not)\s+be\s+able\s+to\s+(?:make\s+it|take\s+part|participate|join|send)",
+        r"(?:unable|not\s+able)\s+to\s+(?:make\s+it|take\s+part|participate|join)",
+        r"(?:i'll|i\s+will|i\s+have\s+to|i\s+need\s+to|i\s+must|i'm\s+going\s+to|i'd\s+like\s+to|have\s+to)\s+(?:pass|skip|sit\s+out)\b",
+        r"count\s+me\s+out|i'm\s+out\s+EN|skipping\s+(?:it|this)\b|not\s+EN",
+    ),
+    "es": (
+        r"me\s+(?:salto|excuso|ausento)", r"(?:paso|saltar(?:me)?|omitir|me\s+salto)\s+ES",
+        r"no\s+(?:puedo|podr[ée]|voy\s+a\s+poder)\s+(?:participar|ES)", r"ES\s+no\s+(?:puedo|participo)",
+    ),
+    "fr": (
+        r"je\s+(?:passe|saute)\s+FR", r"je\s+dois\s+passer", r"sauter\s+FR",
+        r"je\s+ne\s+(?:peux|pourrai)\s+pas\s+(?:participer|FR)", r"pas\s+(?:de\s+mise\s+à\s+jour\s+)?FR",
+    ),
+    "de": (
+        r"ich\s+(?:setze|muss)\s+(?:DE\s+)?aus(?:setzen)?\b", r"ich\s+muss\s+passen",
+        r"DE\s+(?:aussetzen|überspringen|nicht\s+dabei)", r"kann\s+DE\s+nicht",
+    ),
+    "pt": (
+        r"vou\s+(?:passar|pular|saltar)\s+PT", r"(?:pular|saltar|passo)\s+PT",
+        r"n[ãa]o\s+(?:posso|vou\s+poder|consigo)\s+(?:participar|PT)", r"fico\s+de\s+fora",
+    ),
+    "nl": (
+        r"ik\s+(?:sla|moet)\s+NL\s+over(?:slaan)?", r"NL\s+(?:overslaan|niet\s+mee)",
+        r"ik\s+pas\s+NL", r"ik\s+kan\s+NL\s+niet",
+    ),
+}
+
+
+def _skip_phrases() -> str:
+    phrases = []
+    for language, forms in _SKIP_PHRASES.items():
+        for form in forms:
+            for code, words in _THIS_TIME.items():
+                form = form.replace(code.upper(), words)
+            phrases.append(form)
+    return "|".join(phrases)
+
+
+_SKIP_INTENT = re.compile(r"(?<![^\W_])(?:" + _skip_phrases() + r")(?![^\W_])", re.IGNORECASE)
+# Where a sentence ends: the intent must be in the reply's first two.
+_SENTENCE_END = re.compile(r"[.!?;\n—–]+")
+
+
 def is_skip_reply(text: str) -> bool:
     """True when the whole reply asks to skip this month ("SKIP", "Skip - travelling", "Please
-    skip me this month"), allowing a greeting, a short reason and a sign-off.
+    skip me this month", "pass this month", "I have to sit this one out", "me salto este mes"),
+    allowing a greeting, a short reason and a sign-off.
 
     "skip" inside a sentence is not a skip, nor is a reply that goes on to answer under headings.
     """
@@ -705,6 +765,20 @@ def is_skip_reply(text: str) -> bool:
         lines = [lines[0][greeting.end() :], *lines[1:]]  # "Hi Sam, skip this month"
     if not lines:
         return False
+    if any(match_heading(line) or is_rating_label(line) for line in lines[1:]):
+        return False
+    if _is_skip_line(lines):
+        return True
+    words = sum(len(line.split()) for line in lines)
+    if words > _MAX_SKIP_WORDS:
+        return False
+    opening = " ".join(lines)[:_MAX_RATING_LINE * 2]
+    sentences = [part for part in _SENTENCE_END.split(opening) if part.strip()][:2]
+    return any(_SKIP_INTENT.search(sentence) for sentence in sentences)
+
+
+def _is_skip_line(lines: list[str]) -> bool:
+    """The first line is a request to skip ("SKIP", "Skip - travelling", "I'll skip this month")."""
     m = _SKIP_LINE.fullmatch(lines[0].strip())
     if m is None:
         return False
@@ -714,9 +788,7 @@ def is_skip_reply(text: str) -> bool:
     # sentence, not a request to be excused.
     if has_words and _SKIP_REASON.match(rest) is None:
         return False
-    if len(rest.split()) + sum(len(line.split()) for line in lines[1:]) > _MAX_SKIP_WORDS:
-        return False
-    return not any(match_heading(line) or is_rating_label(line) for line in lines[1:])
+    return len(rest.split()) + sum(len(line.split()) for line in lines[1:]) <= _MAX_SKIP_WORDS
 
 
 def _correction_start(lines: list[str]) -> int | None:

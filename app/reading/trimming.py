@@ -519,20 +519,71 @@ def _is_name(line: str) -> bool:
     )
 
 
-def _is_signature_block(paragraph: list[str]) -> bool:
-    """A last paragraph that is a disclaimer, or a name over a title and a phone or an address:
-    a signature without "-- " (Outlook's, typed once in the settings)."""
+# Words of legal notices, banners and disclaimers in our members' languages: a closing paragraph
+# dense with them is boilerplate under a signature, not an update.
+_LEGAL_WORDS = re.compile(
+    r"\b(?:confidential\w*|privileged|intended|recipients?|addressee|prohibited|disclos\w+|liab\w+"
+    r"|notify|notice|delete|erroneous\w*|unauthori[sz]ed|regulations?|authori[sz]ation|fraud|wire"
+    r"|disclaimer|originated|outside|caution|attachments?|fdic|lender|nmls|hipaa|export|itar|wiring"
+    r"|responsible|instructions|verif\w+"
+    r"|confidentialit[ée]|destinataire|vertrouwelijk\w*|geadresseerde\w*|ontvangen|verwijderen"
+    r"|vertraulich\w*|empf[äa]nger|confidencial\w*|destinatario|confidenciais|destinat[áa]rio"
+    r"|courriel|erreur|rechten|ontleend)\b",
+    re.IGNORECASE,
+)
+_MIN_LEGAL_WORDS = 3
+_WEB_ADDRESS = re.compile(r"(?:www\.)?[\w-]+(?:\.[\w-]+)+/?")
+_ABBREVIATION_END = re.compile(r"(?:\b[A-Z][\w]{0,3}|\b(?:[A-Za-z]\.)+[A-Za-z])\.")
+
+
+def _is_boilerplate(paragraph: list[str]) -> bool:
+    """A disclaimer, a legal notice or a mail gateway's banner: a paragraph whose first words
+    announce one ("CONFIDENTIALITY NOTICE:", "This email...") or that is dense with legal words."""
     text = " ".join(paragraph)
     if _DISCLAIMER_START.match(text) and (
         _DISCLAIMER_TERMS.search(text) or (_ATTACHMENTS.search(text) and _CONFIDENTIAL.search(text))
     ):
         return True
+    words = len(text.split())
+    found = len(_LEGAL_WORDS.findall(text, 0, 4000))
+    return words >= 6 and found >= _MIN_LEGAL_WORDS and found * 20 >= min(words, 300)
+
+
+def _is_name_line(line: str) -> bool:
+    """A signature's first line: a name, maybe with letters or a title after it
+    ("Raymond Osei, MBA | Chief Executive Officer", "Douglas Pruitt | President")."""
+    head = re.split(r"\s*[,|·•–—]\s*", line.strip(), maxsplit=1)[0]
+    return _is_name(head)
+
+
+def _is_contact_line(line: str) -> bool:
+    return bool(_PHONE.search(line) or _EMAIL.search(line) or _ADDRESS_OR_LINK.search(line)
+                or _WEB_ADDRESS.fullmatch(line.strip()))
+
+
+def _is_title_line(line: str) -> bool:
+    """A short line of a signature block: a title, a company, a licence ("Algemeen directeur",
+    "Van Dijk Kassenbouw B.V.", "NMLS #2231987")."""
+    words = line.split()
+    if not words or len(words) > 8 or _LIST_ITEM.match(line):
+        return False
+    if line.endswith((".",)) and not _ABBREVIATION_END.search(line[-6:]):
+        return False
+    return not line.endswith(("!", "?", ":", ";"))
+
+
+def _is_signature_block(paragraph: list[str]) -> bool:
+    """A last paragraph that is a disclaimer, or a name over a title and a phone or an address:
+    a signature without "-- " (Outlook's, typed once in the settings)."""
+    if _is_boilerplate(paragraph):
+        return True
     # Name, title and a phone or an address at least: "Call Bo Lind" over a number is an answer.
     return (
-        3 <= len(paragraph) <= _MAX_SIGNATURE_LINES
-        and _is_name(paragraph[0])
-        and all(_is_signature_line(line) for line in paragraph[1:])
-        and any(_PHONE.search(line) or _EMAIL.search(line) for line in paragraph[1:])
+        2 <= len(paragraph) <= _MAX_SIGNATURE_LINES
+        and _is_name_line(paragraph[0])
+        and all(_is_signature_line(line) or _is_contact_line(line) or _is_title_line(line)
+                for line in paragraph[1:])
+        and any(_is_contact_line(line) for line in paragraph[1:])
     )
 
 
