@@ -295,14 +295,17 @@ def test_sentence_starting_with_heading_word_stays_content() -> None:
     }
 
 
-def test_free_prose_goes_to_other() -> None:
+def test_free_prose_is_placed_by_cues_and_the_rest_stays_other() -> None:
     reply = (
         "Hi everyone, a quick note this month.\n"
         "We closed Acme, which was a relief, but hiring is still slow.\n"
         "I could use an intro to a good recruiter.\n"
     )
     result = split_sections(reply)
-    assert result.texts == {OTHER: reply.strip()}
+    assert result.texts == {
+        "asks": "I could use an intro to a good recruiter.",
+        OTHER: "Hi everyone, a quick note this month.\nWe closed Acme, which was a relief, but hiring is still slow.",
+    }
     assert result.ratings == {}
     assert result.topic_priority is None
 
@@ -312,10 +315,10 @@ def test_text_before_first_heading_is_other() -> None:
     assert result.texts == {OTHER: "Sorry this is late!", "wins": "A deal."}
 
 
-def test_non_english_text_goes_to_other() -> None:
+def test_non_english_text_is_placed_by_its_cues_or_stays_other() -> None:
     reply = "Bonjour à tous,\nCe mois-ci nous avons signé deux clients.\n今月は大変でした。"
     result = split_sections(reply)
-    assert result.texts == {OTHER: reply}
+    assert result.texts == {"wins": "Ce mois-ci nous avons signé deux clients.", OTHER: "Bonjour à tous,\n今月は大変でした。"}
 
 
 def test_non_english_under_an_english_heading_stays_there() -> None:

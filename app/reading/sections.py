@@ -10,6 +10,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from app.reading import placing
+
 
 @dataclass(frozen=True, slots=True)
 class Section:
@@ -224,11 +226,24 @@ _HEADING_START = re.compile(
     + r")(?:\s+this\s+month)?(?![^\W_]|['’])",
     re.IGNORECASE,
 )
+_WORD_START = re.compile(r"(?<![^\W_])[^\W_]")
+
+
+def _heading_word(label: str) -> re.Match[str] | None:
+    """Our heading's words starting at a word of a short label ("my topic (B)", "One ask I forgot")."""
+    for start in _WORD_START.finditer(label):
+        m = _HEADING_START.match(label, start.start())
+        if m is not None:
+            return m
+    return None
+
+
 # Decorations in front of a heading, in any order: quoting, markdown, numbering, bold.
 _PREFIX = re.compile(r"(?:>+|#{1,6}(?!\w)|\(?\d{1,2}[.)](?!\d)|[*_]{1,3}|\s+)")
 _TAIL_EMPHASIS = re.compile(r"[*_]{1,3}")
 _TAIL_PAREN = re.compile(r"\s*\((?P<paren>[^()]{0,60})\)")
-_TAIL_SEPARATOR = re.compile(r"\s*:|\s*[–—]|\s+-+(?=\s|$)|\s*\.$")
+# A run of separators is read at once ("Wins:::" is one step, not one per colon).
+_TAIL_SEPARATOR = re.compile(r"(?:\s*+:|\s*+[–—]|\s++-++(?=\s|$))++|\s*+\.$")
 
 # Parentheses and hints that belong to our own request text, so quoting them back is no answer.
 _OWN_WORDS: frozenset[str] = frozenset(
@@ -640,9 +655,12 @@ _PRIORITY_PATTERNS: tuple[re.Pattern[str], ...] = (
     # "Priority: A", "priority a", "Priority - B", "(priority A)"
     # but not "top priority: a new CFO"
     re.compile(
-        r"\bpriority\s*+(?:is\s*+)?(?:[:=–—-]\s*+)?\(?(?P<p>[abc])\)?(?=\s*(?:$|[-–—:,;.)\]!]))",
+        r"\b(?:priority|prioridad|priorit[ée]|prioriteit|prioridade|priorit[äa]t|prio)\s*+(?:is\s*+|es\s*+|est\s*+|é\s*+)?"
+        r"(?:[:=–—-]\s*+)?\(?(?P<p>[abc])\)?(?=\s*(?:$|[-–—:,;.)\]!]))",
         re.IGNORECASE | re.MULTILINE,
     ),
+    # "call it an A", "make it a B": a priority said in prose
+    re.compile(r"\b(?:call|make|mark|put)\s+it\s+(?:an?\s+)?(?P<p>[ABC])\b(?![-'’]\w)"),
     # "(A)", "[B]" -- capitals only, so an "(a)" list item is not a priority
     re.compile(r"[(\[](?P<p>[ABC])[)\]]"),
     # "A - pricing", "B: hiring", or just "B", at the start of a line; not "A)", which is
@@ -765,16 +783,15 @@ def is_skip_reply(text: str) -> bool:
         lines = [lines[0][greeting.end() :], *lines[1:]]  # "Hi Sam, skip this month"
     if not lines:
         return False
-    if any(match_heading(line) or is_rating_label(line) for line in lines[1:]):
-        return False
-    if _is_skip_line(lines):
-        return True
-    words = sum(len(line.split()) for line in lines)
-    if words > _MAX_SKIP_WORDS:
-        return False
-    opening = " ".join(lines)[:_MAX_RATING_LINE * 2]
-    sentences = [part for part in _SENTENCE_END.split(opening) if part.strip()][:2]
-    return any(_SKIP_INTENT.search(sentence) for sentence in sentences)
+    if not _is_skip_line(lines):
+        words = sum(len(line.split()) for line in lines)
+        if words > _MAX_SKIP_WORDS:
+            return False
+        opening = " ".join(lines)[: _MAX_RATING_LINE * 2]
+        sentences = [part for part in _SENTENCE_END.split(opening) if part.strip()][:2]
+        if not any(_SKIP_INTENT.search(sentence) for sentence in sentences):
+            return False
+    return not any(match_heading(line) or is_rating_label(line) for line in lines[1:])
 
 
 def _is_skip_line(lines: list[str]) -> bool:
@@ -859,6 +876,37 @@ def _join(lines: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines).strip("\n").strip()
 
 
+# An inline answer's marker, "[JW]": the initials a member types before each answer in the original.
+_MARKER = re.compile(r"(?<![^\s:>(])\[[A-Z]{2,3}\]\s?")
+_MAX_LABEL_WORDS = 8
+_MAX_LABEL_AT = 120
+_LABEL_PAREN = re.compile(r"\((?P<paren>[^()]{1,30})\)")
+
+
+def _inline_label(line: str) -> tuple[str, str, str] | None:
+    """A section named inside a line before a colon ("I'd also like it as my topic (B): how do
+    I...", "P.S. One ask I forgot: ..."): (text before the label's sentence, key, answer)."""
+    colon = min((i for i in (line.find(":"), line.find("：")) if i > 0), default=-1)
+    if colon < 0 or colon > _MAX_LABEL_AT:
+        return None
+    pre = line[:colon]
+    cut = max(pre.rfind(". "), pre.rfind("! "), pre.rfind("? "))
+    label = pre[cut + 2 :] if cut >= 0 else pre
+    if len(label.split()) > _MAX_LABEL_WORDS or not label.strip():
+        return None
+    found = _heading_word(label)
+    if found is None:
+        return None
+    key = _PHRASE_TO_KEY.get(_squash(found.group("phrase")))
+    if key is None or key == "ratings":
+        return None
+    rest = line[colon + 1 :].strip()
+    paren = _LABEL_PAREN.search(label)
+    if paren is not None and _squash(paren.group("paren")) not in _OWN_WORDS:
+        rest = f"{paren.group()} {rest}".strip()
+    return (pre[: cut + 1] if cut >= 0 else ""), key, rest
+
+
 def split_sections(text: str) -> Sections:
     """Split a member's trimmed reply into sections; lines before any heading go to "other"."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -873,24 +921,61 @@ def split_sections(text: str) -> Sections:
 
     buckets: dict[str, list[str]] = {OTHER: []}
     current = OTHER
-    for line in lines:
+    # After a heading with its answer on its line ("the wins: ..."), a paragraph below a blank
+    # line with no heading of its own is placed by its cues ("ERP shortlist – done"), else stays.
+    is_inline = False
+    detached: list[str] | None = None
+
+    def flush() -> None:
+        nonlocal detached
+        if detached:
+            key = placing.paragraph_cue(detached) or current
+            bucket = buckets.setdefault(key, [])
+            if bucket and bucket[-1].strip():
+                bucket.append("")
+            bucket.extend(detached)
+        detached = None
+
+    for line in (_MARKER.sub("", line) for line in lines):
         if _squash(line) in _HINTS:
             continue  # our own words, not the member's
         heading = match_heading(line)
-        if heading is None:
-            buckets.setdefault(current, []).append(line)
+        label = _inline_label(line) if heading is None else None
+        if heading is None and label is None:
+            if not line.strip():
+                flush()
+                if is_inline:
+                    detached = []
+                buckets.setdefault(current, []).append(line)
+            elif detached is not None:
+                detached.append(line)
+            else:
+                buckets.setdefault(current, []).append(line)
             continue
+        flush()
+        if label is not None:
+            before, key, rest = label
+            if before.strip():
+                buckets.setdefault(current, []).append(before.rstrip())
+            heading = HeadingMatch(key=key, rest=rest)
         current = heading.key
+        is_inline = bool(heading.rest)
         bucket = buckets.setdefault(current, [])
         if any(existing.strip() for existing in bucket) and bucket[-1].strip():
             bucket.append("")  # the same heading twice: keep the parts apart
         if heading.rest:
             bucket.append(heading.rest)
+    flush()
 
     ratings, buckets["ratings"] = _take_ratings(buckets.get("ratings", []), strict=False)
     # Without a ratings heading only unmistakable lines count ("Business 7, personal 6, family 8").
     extra, buckets[OTHER] = _take_ratings(buckets[OTHER], strict=True)
     ratings.update({k: v for k, v in extra.items() if k not in ratings})
+    # Prose nobody put under a heading: placed sentence by sentence by its cues.
+    placed, buckets[OTHER] = placing.place_prose(buckets[OTHER])
+    for key, placed_lines in placed.items():
+        bucket = buckets.setdefault(key, [])
+        buckets[key] = [*placed_lines, "", *bucket] if bucket else placed_lines
 
     texts = {
         key: joined for key in (*SECTION_KEYS, OTHER) if (joined := _join(buckets.get(key, [])))

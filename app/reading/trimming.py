@@ -475,6 +475,9 @@ def _split_trailing_headers(lines: list[str]) -> list[str]:
         if len(line) > _MAX_MARKER_LINE or not line.rstrip().endswith((":", "：")) or _is_quoted(line):
             result.append(line)
             continue
+        if _header_strength(line.strip()) is not None:
+            result.append(line)  # a header already, on its own line
+            continue
         for m in _HEADER_OPENING.finditer(line, tail_start):
             tail = line[m.start() :]
             if _header_strength(tail):
@@ -552,8 +555,8 @@ def _is_boilerplate(paragraph: list[str]) -> bool:
 def _is_name_line(line: str) -> bool:
     """A signature's first line: a name, maybe with letters or a title after it
     ("Raymond Osei, MBA | Chief Executive Officer", "Douglas Pruitt | President")."""
-    head = re.split(r"\s*[,|·•–—]\s*", line.strip(), maxsplit=1)[0]
-    return _is_name(head)
+    head = re.split(r"[,|·•–—]", line, maxsplit=1)[0]
+    return _is_name(head.strip())
 
 
 def _is_contact_line(line: str) -> bool:
@@ -579,7 +582,7 @@ def _is_signature_block(paragraph: list[str]) -> bool:
         return True
     # Name, title and a phone or an address at least: "Call Bo Lind" over a number is an answer.
     return (
-        2 <= len(paragraph) <= _MAX_SIGNATURE_LINES
+        3 <= len(paragraph) <= _MAX_SIGNATURE_LINES
         and _is_name_line(paragraph[0])
         and all(_is_signature_line(line) or _is_contact_line(line) or _is_title_line(line)
                 for line in paragraph[1:])
