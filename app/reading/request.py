@@ -17,6 +17,7 @@ from dataclasses import dataclass
 # a shorter one must be a whole line of the request ("Wins", "Business:"), so a member's "Done"
 # or "Second shift lead" is never taken for ours by chance.
 _MIN_PIECE = 16
+_MIN_STREAM_WORDS = 3
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -40,8 +41,14 @@ class SentRequest:
 
     @property
     def stream(self) -> str:
-        """Every word of both alternatives, in order, with a separator between the two."""
-        return f" {_words(self.text)} | {_words(self.html_text)} "
+        """The words of both alternatives, in order, for finding a piece a client rewrapped.
+        Short lines (labels, headings) are left out, each only a whole line of ours: "Business |
+        Personal | Family" in a member's table is no piece of "Business:" / "Personal:" / "Family:"."""
+        parts = [
+            " ".join(w for line in body.splitlines() if len((w := _words(line)).split()) >= _MIN_STREAM_WORDS)
+            for body in (self.text, self.html_text)
+        ]
+        return f" {parts[0]} | {parts[1]} "
 
 
 class OwnText:

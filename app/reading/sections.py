@@ -700,7 +700,15 @@ _CORRECTION_MARKER = re.compile(
     r"\W*(?:corrections?|updated?)[*_]*\s*(?:[:–—-]+[*_]*\s*|$)", re.IGNORECASE
 )
 _CORRECTION_START = re.compile(
-    r"\W*(?:corrections?\b|(?:please\s+)?correct\s+(?:my|the|our)\b|updated?\s*(?:[:–—-]|$))",
+    r"\W*(?:corrections?\b|(?:please\s+)?correct\s+(?:my|the|our)\b|updated?\s*(?:[:–—-]|$)"
+    r"|(?:please\s+|can\s+you\s+(?:please\s+)?)?(?:replace|swap|change|fix|update)\s+(?:my|the|our)\b"
+    # The same in the other languages: "corrección", "remplacez mon", "bitte ersetze", "substitua".
+    r"|correcci[óo]n|correction|korrektur|corre[çc][ãa]o|correctie"
+    r"|(?:por\s+favor\s+)?(?:reemplaza|cambia|sustituye)\s+(?:mi|mis|el|la)\b"
+    r"|(?:merci\s+de\s+)?(?:remplacez|remplace|changez|modifiez)\s+(?:mon|ma|mes|le|la)\b"
+    r"|(?:bitte\s+)?(?:ersetze|ersetzen\s+sie|[äa]ndere|korrigiere)\s+(?:mein|meine|den|die|das)\b"
+    r"|(?:por\s+favor\s+)?(?:substitua|troque|altere)\s+(?:o|a|os|as|meu|minha)\b"
+    r"|(?:graag\s+)?(?:vervang|wijzig|verander)\s+(?:mijn|de|het)\b)",
     re.IGNORECASE,
 )
 
@@ -879,7 +887,16 @@ def _join(lines: list[str]) -> str:
 # An inline answer's marker, "[JW]": the initials a member types before each answer in the original.
 _MARKER = re.compile(r"(?<![^\s:>(])\[[A-Z]{2,3}\]\s?")
 _MAX_LABEL_WORDS = 8
-_MAX_LABEL_AT = 120
+_MAX_LABEL_AT = 2000
+_MAX_LABELS_IN_LINE = 8
+# "---------- Forwarded message ---------" and the like: a message the member pasted in.
+_SEPARATOR_LINE = re.compile(r"\s*[-‐–—]{2,}\s*\w[\w ]{0,40}?[-‐–—]{2,}\s*$")
+
+
+def _instruction_key(line: str) -> str | None:
+    """The section a correction's instruction names ("replace my challenges with this")."""
+    m = _heading_word(line[:_MAX_RATING_LINE])
+    return None if m is None else _PHRASE_TO_KEY.get(_squash(m.group("phrase")))
 _LABEL_PAREN = re.compile(r"\((?P<paren>[^()]{1,30})\)")
 
 
@@ -901,6 +918,9 @@ def _inline_label(line: str) -> tuple[str, str, str] | None:
     if key is None or key == "ratings":
         return None
     rest = line[colon + 1 :].strip()
+    tail = label[found.end() :].strip(" ,;")
+    if tail and _topic_priority(tail) is not None:
+        rest = f"{tail}: {rest}"  # "Topic for the group, priority A: ..." keeps its priority
     paren = _LABEL_PAREN.search(label)
     if paren is not None and _squash(paren.group("paren")) not in _OWN_WORDS:
         rest = f"{paren.group()} {rest}".strip()
@@ -936,11 +956,20 @@ def split_sections(text: str) -> Sections:
             bucket.extend(detached)
         detached = None
 
-    for line in (_MARKER.sub("", line) for line in lines):
+    # "Please replace my challenges with this:" -- the words below it answer that section.
+    instruction_key = _instruction_key(lines[correction_at]) if correction_at is not None else None
+    for number, line in enumerate(_MARKER.sub("", line) for line in lines):
         if _squash(line) in _HINTS:
             continue  # our own words, not the member's
+        if _SEPARATOR_LINE.match(line):
+            flush()
+            is_inline = False  # a message pasted in: read as it is, not placed by its cues
         heading = match_heading(line)
         label = _inline_label(line) if heading is None else None
+        if instruction_key is not None and number == correction_at and heading is None:
+            buckets.setdefault(current, []).append(line)
+            current = instruction_key
+            continue
         if heading is None and label is None:
             if not line.strip():
                 flush()
@@ -957,9 +986,16 @@ def split_sections(text: str) -> Sections:
             before, key, rest = label
             if before.strip():
                 buckets.setdefault(current, []).append(before.rstrip())
+            # "Win: signed Pinnacle. Ask: anyone know a CFO?" -- one label after another.
+            for _ in range(_MAX_LABELS_IN_LINE):
+                following = _inline_label(rest)
+                if following is None or not following[0].strip():
+                    break
+                buckets.setdefault(key, []).append(following[0].rstrip())
+                key, rest = following[1], following[2]
             heading = HeadingMatch(key=key, rest=rest)
         current = heading.key
-        is_inline = bool(heading.rest)
+        is_inline = bool(_LABEL_PAREN.sub("", heading.rest).strip())
         bucket = buckets.setdefault(current, [])
         if any(existing.strip() for existing in bucket) and bucket[-1].strip():
             bucket.append("")  # the same heading twice: keep the parts apart

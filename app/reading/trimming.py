@@ -514,11 +514,22 @@ def _is_closing(lines: list[str], index: int) -> bool:
     return bool(above) and not lines[index - 1].strip() and not _LIST_ITEM.match(above[-1])
 
 
+# Lower-case particles inside names ("Pieter van Dijk", "Maria da Silva", "Ludwig von Trapp").
+_NAME_PARTICLES = frozenset(
+    {"van", "de", "der", "den", "von", "da", "di", "du", "la", "le", "dos", "das", "del", "y", "e", "bin", "al", "ten", "ter"}
+)
+
+
 def _is_name(line: str) -> bool:
-    """Two to four capitalized words of letters: how a signature block starts ("Ben Okafor")."""
+    """Two to five capitalized words of letters, initials and particles allowed: how a signature
+    block starts ("Ben Okafor", "William J. Hartley", "Pieter van Dijk")."""
     words = line.split()
-    return 2 <= len(words) <= 4 and all(
-        word[0].isupper() and word.replace("-", "").replace("'", "").isalpha() for word in words
+    if not 2 <= len(words) <= 5 or not words[0][0].isupper() or not words[-1][0].isupper():
+        return False
+    return all(
+        word in _NAME_PARTICLES
+        or (word[0].isupper() and word.replace("-", "").replace("'", "").replace("’", "").rstrip(".").isalpha())
+        for word in words
     )
 
 
@@ -536,7 +547,6 @@ _LEGAL_WORDS = re.compile(
 )
 _MIN_LEGAL_WORDS = 3
 _WEB_ADDRESS = re.compile(r"(?:www\.)?[\w-]+(?:\.[\w-]+)+/?")
-_ABBREVIATION_END = re.compile(r"(?:\b[A-Z][\w]{0,3}|\b(?:[A-Za-z]\.)+[A-Za-z])\.")
 
 
 def _is_boilerplate(paragraph: list[str]) -> bool:
@@ -570,8 +580,8 @@ def _is_title_line(line: str) -> bool:
     words = line.split()
     if not words or len(words) > 8 or _LIST_ITEM.match(line):
         return False
-    if line.endswith((".",)) and not _ABBREVIATION_END.search(line[-6:]):
-        return False
+    if line.endswith(".") and len(words[-1].replace(".", "")) > 4:
+        return False  # a sentence; "Inc.", "B.V.", "inc." end names of companies
     return not line.endswith(("!", "?", ":", ";"))
 
 
