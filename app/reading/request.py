@@ -58,6 +58,20 @@ class OwnText:
         self._lines = request.lines
         self._stream = request.stream
 
+    def prefix_end(self, line: str) -> int:
+        """Where a whole line of ours that starts `line` ends, with more words after it; 0 if
+        none does."""
+        matches = []
+        for m in _WORD.finditer(line):
+            matches.append(m)
+            if len(matches) > _MAX_PREFIX_WORDS:
+                break
+        words = [m.group().casefold() for m in matches]
+        for count in range(len(words) - 1, _MIN_PREFIX_WORDS - 1, -1):
+            if " ".join(words[:count]) in self._lines:
+                return matches[count - 1].end()
+        return 0
+
     def is_ours(self, line: str, previous: str = "") -> bool:
         """Whether `line` is ours; `previous`, the line of ours just above it, lets the short
         tail of a line the client wrapped ("this month.") count too."""
@@ -134,7 +148,44 @@ def mark_ours(text: str, request: SentRequest) -> tuple[str, int]:
                     marked_lines[i] = "> " + lines[i]
                     marked += 1
         index = last + 1
-    return "\n".join(_typed_into_quote(marked_lines, verdicts)), marked
+    typed_in = _typed_into_quote(marked_lines, verdicts)
+    return "\n".join(_answers_after_our_words(own, typed_in)), marked
+
+
+_MAX_PREFIX_WORDS = 16
+_MIN_PREFIX_WORDS = 3
+
+
+def _answers_after_our_words(own: OwnText, lines: list[str]) -> list[str]:
+    """Inside an unquoted copy of our request (Outlook's original), a line that starts with one
+    of our lines and goes on with the member's answer ("Have the succession conversation with my
+    brother [JW] Partial – ...") splits in two: our words quoted, the answer kept. Such lines
+    count only in a run of them with our quoted lines right above and below."""
+    content = [i for i, line in enumerate(lines) if line.strip()]
+    quoted = {i for i in content if _QUOTE.match(lines[i])}
+    ends = {i: own.prefix_end(lines[i]) for i in content if i not in quoted}
+    candidates = [i for i in content if ends.get(i)]
+    if not candidates:
+        return lines
+    order = {index: n for n, index in enumerate(content)}
+    split: set[int] = set()
+    for index in candidates:
+        n = order[index]
+        up = n - 1
+        while up >= 0 and ends.get(content[up]):
+            up -= 1
+        down = n + 1
+        while down < len(content) and ends.get(content[down]):
+            down += 1
+        if up >= 0 and down < len(content) and content[up] in quoted and content[down] in quoted:
+            split.add(index)
+    result: list[str] = []
+    for index, line in enumerate(lines):
+        if index in split:
+            result += ["> " + line[: ends[index]], line[ends[index] :].strip()]
+        else:
+            result.append(line)
+    return result
 
 
 def _depth(line: str) -> int:
@@ -170,117 +221,6 @@ def _typed_into_quote(lines: list[str], verdicts: list[int]) -> list[str]:
             result[index] = line[quote.end() :] if quote else line
         if verdicts[index] == 2 and depth:
             seen.add(depth)
-    return result
-
-
-def is_ours(self, line: str, previous: str = "") -> bool:
-        """Whether `line` is ours; `previous`, the line of ours just above it, lets the short
-        tail of a line the client wrapped ("this month.") count too."""
-        words = _words(line)
-        if not words:
-            return False
-        if words in self._lines:
-            return True
-        if len(words) >= _MIN_PIECE:
-            return f" {words} " in self._stream
-        above = _words(previous)
-        return bool(above) and len(above) >= _MIN_PIECE and f" {above} {words} " in self._stream
-
-
-_QUOTE = re.compile(r"\s*(?:>\s?)+")
-
-
-def _line_verdicts(own: OwnText, lines: list[str]) -> list[int]:
-    """Per line: 2 a piece of our request long enough to be sure, 1 a short whole line of it
-    ("WINS", "Business:"), 0 neither (blank lines 0 too)."""
-    verdicts: list[int] = []
-    previous = ""  # the last line of ours, for the wrapped tail of a line
-    for line in lines:
-        quote = _QUOTE.match(line)
-        bare = line[quote.end() :] if quote else line
-        if not bare.strip():
-            verdicts.append(0)
-            continue
-        words = _words(bare)
-        if own.is_ours(bare, previous):
-            strong = len(words) >= _MIN_PIECE or bool(previous)
-            verdicts.append(2 if strong else 1)
-            previous = bare
-        else:
-            verdicts.append(0)
-            previous = ""
-    return verdicts
-
-
-def mark_ours(text: str, request: SentRequest) -> tuple[str, int]:
-    """`text` with every line that is a piece of our request quoted ("> "), and how many lines
-    were marked that were not quoted before. Lines already quoted stay as they are.
-
-    A short line of ours ("WINS", "Business:") counts only inside a run of our lines that holds
-    a long one or a quoted one: a member's own "Wins" between their paragraphs stays theirs.
-    """
-    own = OwnText(request)
-    lines = text.split("\n")
-    verdicts = _line_verdicts(own, lines)
-    quoted = [_QUOTE.match(line) is not None and bool(line.strip(" >\t\r")) for line in lines]
-    marked_lines = list(lines)
-    marked = 0
-    index = 0
-    while index < len(lines):
-        if not verdicts[index]:
-            index += 1
-            continue
-        # A run of our lines, blank lines inside it allowed.
-        end = index
-        last = index
-        while end < len(lines) and (verdicts[end] or not lines[end].strip()):
-            if verdicts[end]:
-                last = end
-            end += 1
-        run = range(index, last + 1)
-        before = next((i for i in range(index - 1, -1, -1) if lines[i].strip()), None)
-        after = next((i for i in range(last + 1, len(lines)) if lines[i].strip()), None)
-        anchored = any(verdicts[i] == 2 for i in run) or any(
-            i is not None and quoted[i] for i in (before, after)
-        )
-        if anchored:
-            for i in run:
-                if verdicts[i] and not quoted[i]:
-                    marked_lines[i] = "> " + lines[i]
-                    marked += 1
-        index = last + 1
-    return "\n".join(_typed_into_quote(marked_lines, verdicts)), marked
-
-
-def _depth(line: str) -> int:
-    quote = _QUOTE.match(line)
-    return quote.group().count(">") if quote else 0
-
-
-def _typed_into_quote(lines: list[str], verdicts: list[int]) -> list[str]:
-    """Unquote what the member typed inside our quoted request ("> Business: 6" under the
-    quoted label line): a quoted line that is not ours, with long lines of ours at its quote
-    depth both above and below it in the same quote."""
-    depths = [_depth(line) for line in lines]
-    result = list(lines)
-    for index, line in enumerate(lines):
-        if not depths[index] or verdicts[index] or not line.strip(" >\t\r"):
-            continue
-        depth = depths[index]
-
-        def strong_at(indexes: range) -> bool:
-            for i in indexes:
-                if lines[i].strip() and depths[i] == 0:
-                    return False  # the quote ended
-                if verdicts[i] == 2 and depths[i] == depth:
-                    return True
-                if depths[i] and depths[i] != depth:
-                    return False  # another quote level: not the same quote
-            return False
-
-        if strong_at(range(index - 1, -1, -1)) and strong_at(range(index + 1, len(lines))):
-            quote = _QUOTE.match(line)
-            result[index] = line[quote.end() :] if quote else line
     return result
 
 

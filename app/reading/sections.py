@@ -993,6 +993,16 @@ def split_sections(text: str) -> Sections:
                     break
                 buckets.setdefault(key, []).append(following[0].rstrip())
                 key, rest = following[1], following[2]
+            # A label inside prose reaches to the end of its sentence; the sentences after it go
+            # where their cues say, else stay with it.
+            first, *others = placing.sentences(rest) or [rest]
+            rest = first.strip()
+            for sentence in others:
+                cue = placing.cue_of(sentence)
+                if cue is not None and cue != key:
+                    buckets.setdefault(cue, []).append(sentence.strip())
+                else:
+                    rest = f"{rest} {sentence.strip()}".strip()
             heading = HeadingMatch(key=key, rest=rest)
         current = heading.key
         is_inline = bool(_LABEL_PAREN.sub("", heading.rest).strip())

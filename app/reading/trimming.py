@@ -440,7 +440,9 @@ def _is_kept_forward(lines: list[str], index: int, header: _Header) -> bool:
     block = _header_block(lines, start) if start < len(lines) else None
     start += block.span if block is not None else 0
     for line in lines[start : start + _MAX_FORWARD_LINES]:
-        if _is_quoted(line) or _SEPARATOR.fullmatch(line) or (_is_delimiter(line) and _SIG_DELIMITER.fullmatch(line)):
+        if _is_quoted(line) or _SEPARATOR.fullmatch(line) or _is_our_marker(line):
+            return False  # a quote, another message, or our own request forwarded back to us
+        if _is_delimiter(line) and _SIG_DELIMITER.fullmatch(line):
             return False
         if is_heading(line) and not is_rating_label(line):
             return True
