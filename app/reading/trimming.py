@@ -425,7 +425,39 @@ def new_words(text: str, sender_name: str = "") -> str:
             has_content = True
         index += 1
     # The sign-off goes first: under the last quote it would keep our last heading as an answer.
-    return _tidy(_answers_with_headings(_without_sign_off(kept, sender_name)))
+    return _tidy(_without_cover_note(_answers_with_headings(_without_sign_off(kept, sender_name))))
+
+
+_MAX_COVER_NOTE_LINES = 12
+
+
+def _without_cover_note(lines: list[str]) -> list[str]:
+    """Drop a note signed off above the update itself: an assistant's "Richard asked me to send
+    his update... Thank you, / Lauren" over the member's headings. What is signed and closed
+    before the first heading is a cover letter, not an answer."""
+    first_heading = next(
+        (i for i, line in enumerate(lines[: _HEADING_LOOKAHEAD]) if is_heading(line) and not is_rating_label(line)),
+        None,
+    )
+    if first_heading is None:
+        return lines
+    above = [i for i in range(first_heading) if not _is_blank(lines[i])]
+    if not above or len(above) > _MAX_COVER_NOTE_LINES:
+        return lines
+    # The last lines above the heading: a closing, then one or two short name lines.
+    for size in (1, 2):
+        if len(above) <= size:
+            break
+        closing = above[-size - 1]
+        names = [lines[i].strip() for i in above[-size:]]
+        if _CLOSING.fullmatch(lines[closing]) and all(_is_short_name(name) for name in names):
+            return lines[first_heading:]
+    return lines
+
+
+def _is_short_name(line: str) -> bool:
+    words = line.split()
+    return 1 <= len(words) <= 3 and all(word[0].isupper() and word.isalpha() for word in words)
 
 
 _MAX_FORWARD_LINES = 200  # lines of a pasted message searched for the member's headings below it
