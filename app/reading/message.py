@@ -59,9 +59,12 @@ class Reading:
     sections: dict[str, Any]
     attachments: list[Attachment] = field(default_factory=list)
     bounced: list[dict[str, Any]] = field(default_factory=list)
+    # The body as read, before trimming (quotes and all): for `parse --explain`, never stored.
+    body: str = field(default="", repr=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["body"]
         data["attachments"] = [a.listing() for a in self.attachments]
         data["token"] = self.tokens[0] if self.tokens else None
         return data
@@ -429,9 +432,8 @@ def read_message(
     mended = _mend_boundaries(message)
     # PostgreSQL text cannot hold NUL; no member means one.
     body = _body_text(parsed, message).replace("\x00", "")
-    if request is not None:
-        body, _ = mark_ours(body, request)
-    text = new_words(body, sender_name)
+    # Our own request, wherever the client put it, reads as a quote (see app.reading.request).
+    text = new_words(mark_ours(body, request)[0] if request is not None else body, sender_name)
     reason = verdict.reason
     if mime_cut(message):
         # Said in the text itself, where the facilitator reads it (packet) and the member too
@@ -448,6 +450,7 @@ def read_message(
         text=text,
         sections=split_sections(text).to_json(),
         attachments=_attachments(parsed, message, mended),
+        body=body,
     )
 
 
