@@ -28,7 +28,9 @@ from app.models import (
     Update,
     UpdateRequest,
 )
-from app.reading.message import Reading, read_message
+from app.reading.message import Reading, read_message, with_request
+from app.reading.request import SentRequest
+from app.reading.trimming import html_to_text
 from app.reading.sections import SECTIONS
 from app.settings import Settings
 
@@ -86,6 +88,7 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
         outcome.outbound_ids += _notice_unknown(session, settings, row, reading, now)
         session.flush()
         return outcome
+    reading = _read_with_request(session, answered, reading)
     member = answered.member
     row.update_request_id = answered.id
     reason = untrusted_sender(session, row, member, reading.from_address)
@@ -190,6 +193,20 @@ def _hold(
     return outcome
 
 
+def _read_with_request(session: Session, answered: UpdateRequest, reading: Reading) -> Reading:
+    """The reading again with the text of the request it answers, rendered as we sent it, so our
+    own quoted words are recognised (app.reading.request). Unchanged when we sent none."""
+    sent = session.scalar(
+        select(OutboundMessage).where(
+            OutboundMessage.dedupe_key == f"request:{answered.cycle_id}:{answered.member_id}"
+        )
+    )
+    if sent is None:
+        return reading
+    rendered = mail.render(sent.kind, sent.context)
+    return with_request(reading, SentRequest(text=rendered.text, html_text=html_to_text(rendered.html)))
+
+
 def release_held(session: Session, settings: Settings, inbound_id: int, now: datetime) -> Outcome:
     """The facilitator vouches for a held message: apply it as the member's update. Flushes."""
     row = session.scalars(
@@ -198,9 +215,9 @@ def release_held(session: Session, settings: Settings, inbound_id: int, now: dat
     if row is None or row.status != InboundStatus.HELD or row.update_request is None:
         return Outcome()
     envelope_to = [a for a in (row.envelope_to or "").split(",") if a]
-    reading = read_message(row.raw, row.envelope_from, envelope_to)
-    held_reason = row.reason
     answered = row.update_request
+    reading = _read_with_request(session, answered, read_message(row.raw, row.envelope_from, envelope_to))
+    held_reason = row.reason
     request = open_request(session, answered, row.received_at)
     row.update_request_id = request.id
     outcome = _apply(session, settings, row, request, reading, now, moved_from=answered if request is not answered else None)

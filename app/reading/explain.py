@@ -34,10 +34,16 @@ def explain(body: str, kept_text: str, request: SentRequest | None = None) -> li
         if not bare:
             verdicts.append(LineVerdict(index + 1, line, True, ""))
             continue
-        found = next((k for k in range(kept_at, min(kept_at + 50, len(kept))) if bare in kept[k]), None)
+        window = range(kept_at, min(kept_at + 50, len(kept)))
+        found = next((k for k in window if bare in kept[k]), None)
         if found is not None:
             kept_at = found + (1 if kept[found] == bare else 0)
             verdicts.append(LineVerdict(index + 1, line, True, ""))
+            continue
+        part = next((k for k in window if len(kept[k]) > 3 and kept[k] in bare), None)
+        if part is not None:
+            kept_at = part + 1
+            verdicts.append(LineVerdict(index + 1, line, True, "kept in part: a quote header ended the line"))
             continue
         reason = _reason(lines, index, own)
         if reason is None:

@@ -8,7 +8,7 @@ import email
 import email.errors
 import mimetypes
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from email.feedparser import BytesFeedParser
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -59,12 +59,14 @@ class Reading:
     sections: dict[str, Any]
     attachments: list[Attachment] = field(default_factory=list)
     bounced: list[dict[str, Any]] = field(default_factory=list)
-    # The body as read, before trimming (quotes and all): for `parse --explain`, never stored.
+    # The body as read, before trimming (quotes and all), and the sender's display name: to read
+    # again with the request (`with_request`) and for `parse --explain`; never stored.
     body: str = field(default="", repr=False)
+    sender_name: str = field(default="", repr=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["body"]
+        del data["body"], data["sender_name"]
         data["attachments"] = [a.listing() for a in self.attachments]
         data["token"] = self.tokens[0] if self.tokens else None
         return data
@@ -451,6 +453,18 @@ def read_message(
         sections=split_sections(text).to_json(),
         attachments=_attachments(parsed, message, mended),
         body=body,
+        sender_name=sender_name,
     )
+
+
+def with_request(reading: Reading, request: SentRequest) -> Reading:
+    """`reading` read again knowing the request it answers (found by its token once read):
+    our own quoted request recognised wherever the client put it. Pure; no second parse."""
+    if reading.kind != "reply" or not reading.body:
+        return reading
+    text = new_words(mark_ours(reading.body, request)[0], reading.sender_name)
+    if CUT_NOTE in reading.text:
+        text = f"{CUT_NOTE}\n\n{text}".strip()
+    return replace(reading, text=text, sections=split_sections(text).to_json())
 
 
