@@ -30,8 +30,8 @@ from app.models import (
 )
 from app.reading.message import Reading, read_message, with_request
 from app.reading.request import SentRequest
-from app.reading.trimming import html_to_text
 from app.reading.sections import SECTIONS
+from app.reading.trimming import html_to_text
 from app.settings import Settings
 
 # --- processing (the worker's step) ----------------------------------------------------------

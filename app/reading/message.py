@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email
 import email.errors
 import mimetypes
@@ -14,9 +12,6 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any
-
-import mailparser
-from mailparser.exceptions import MailParserError
 
 from app import addresses
 from app.addresses import find_tokens, normalize
@@ -288,19 +283,36 @@ def _part_text(part: email.message.Message) -> str:
     return html_to_text(text) if part.get_content_subtype() == "html" else text
 
 
-def _body_text(parsed: mailparser.MailParser | None, message: email.message.Message) -> str:
-    """The first top-level text part; HTML-only mail is converted to text."""
-    first = _first_text_part(message)
-    charset = (first.get_content_charset() or "") if first is not None else ""
-    if first is not None and charset.lower().startswith(_STATEFUL_CHARSETS):
-        return _part_text(first)
-    if parsed is not None:
-        if parsed.text_plain and parsed.text_plain[0].strip():
-            return parsed.text_plain[0]
-        if parsed.text_html:
-            return html_to_text(parsed.text_html[0])
-    # mail-parser could not read it (it skips an unsplit multipart): the standard library's best.
-    return _part_text(first) if first is not None else ""
+def _body_text(message: email.message.Message) -> str:
+    """The first text part not named as a file, when it has words; else the first HTML part as
+    text; else a multipart the parser could not split, read as text."""
+    plain: email.message.Message | None = None
+    html: email.message.Message | None = None
+    unsplit: email.message.Message | None = None
+    for part in _walk(message):
+        if part.is_multipart():
+            continue
+        if _is_body_text(part):
+            if part.get_content_subtype() == "html":
+                html = html or part
+            elif plain is None:
+                plain = part
+        elif unsplit is None and _is_unsplit(part):
+            unsplit = part
+    text = _part_text(plain) if plain is not None else ""
+    if text.strip():
+        return text
+    fallback = html or unsplit
+    return _part_text(fallback) if fallback is not None else text
+
+
+def _is_body_text(part: email.message.Message) -> bool:
+    disposition = str(part.get("Content-Disposition", "")).lower()
+    return (
+        part.get_content_maintype() == "text"
+        and not part.get_filename()
+        and not disposition.startswith("attachment")
+    )
 
 
 def _is_inline_image(content_id: object, disposition: object) -> bool:
@@ -308,47 +320,60 @@ def _is_inline_image(content_id: object, disposition: object) -> bool:
     return bool(content_id) and not str(disposition or "").lower().startswith("attachment")
 
 
-def _attachments(
-    parsed: mailparser.MailParser | None, message: email.message.Message, mended: list[email.message.Message]
-) -> list[Attachment]:
-    """The files a message carries, as mail-parser lists them, plus those inside the parts we
-    mended; inline images (logos in signatures, pasted screenshots) are part of the body."""
-    found: list[tuple[str | None, str | None, bytes]] = []  # filename, content type, bytes
-    for item in parsed.attachments if parsed is not None else []:
-        if _is_inline_image(item.get("content-id"), item.get("content-disposition")):
-            continue
-        payload = item.get("payload") or ""
-        try:
-            data = base64.b64decode(payload) if item.get("binary") else payload.encode()
-        except (binascii.Error, ValueError):
-            data = payload.encode("utf-8", "replace")
-        found.append((item.get("filename"), item.get("mail_content_type"), data))
-    for part in (p for mended_part in mended for p in _walk(mended_part) if not p.is_multipart()):
-        disposition = str(part.get("Content-Disposition", ""))
-        filename = part.get_filename()
-        if not (disposition.lower().startswith("attachment") or filename) or _is_inline_image(
-            part.get("Content-ID"), disposition
-        ):
-            continue
-        data = part.get_payload(decode=True)
-        found.append((filename, part.get_content_type(), data if isinstance(data, bytes) else b""))
-    # mail-parser invents a random name for a part without one: use ours, stable across reads.
-    named = {p.get_filename() for p in _walk(message) if p.get_filename()}
+def _attachments(message: email.message.Message) -> list[Attachment]:
+    """The files a message carries: every leaf part that is not its body text, a part the
+    parser could not split, or an inline image (logos in signatures, pasted screenshots)."""
     listed = []
-    for number, (filename, content_type, data) in enumerate(found, start=1):
-        too_large = len(data) > MAX_ATTACHMENT_BYTES
-        if filename not in named:
-            filename = f"attachment-{number}{mimetypes.guess_extension(content_type or '') or ''}"
-        listed.append(
-            Attachment(
-                filename=safe_filename(filename or ""),
-                content_type=content_type or "application/octet-stream",
-                size=len(data),
-                is_too_large=too_large,
-                data=b"" if too_large else data,
-            )
-        )
+    inside_files: set[int] = set()  # parts of a message attached as a file (".eml")
+    for part in _walk(message):
+        if id(part) in inside_files:
+            continue
+        disposition = str(part.get("Content-Disposition", ""))
+        if part.get_content_type() in _HOLDS_A_FILE and (part.get_filename() or disposition.lower().startswith("attachment")):
+            inner = part.get_payload()
+            inside_files.update(id(p) for m in (inner if isinstance(inner, list) else []) for p in _walk(m))
+            data = _message_bytes(inner)
+            listed.append(_attachment(part.get_filename() or "", part.get_content_type(), data, len(listed)))
+            continue
+        if part.is_multipart() or _is_body_text(part) or _is_unsplit(part):
+            continue
+        if _is_inline_image(part.get("Content-ID"), disposition):
+            continue
+        try:
+            filename = part.get_filename()
+        except (LookupError, ValueError, TypeError):
+            filename = None
+        data = part.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else str(part.get_payload()).encode("utf-8", "replace")
+        listed.append(_attachment(filename or "", part.get_content_type(), data, len(listed)))
     return listed
+
+
+_HOLDS_A_FILE = ("message/rfc822", "message/global")
+
+
+def _message_bytes(inner: object) -> bytes:
+    """The bytes of a message attached as a file (what a mail client would save as .eml)."""
+    if not isinstance(inner, list):
+        return b""
+    try:
+        return b"".join(m.as_bytes() for m in inner if isinstance(m, email.message.Message))
+    except (UnicodeError, LookupError, ValueError, TypeError, RecursionError):
+        return b""
+
+
+def _attachment(filename: str, content_type: str, data: bytes, listed: int) -> Attachment:
+    name = decode_header_value(filename) if filename else ""
+    if not name:  # a stable name of ours for a part without one
+        name = f"attachment-{listed + 1}{mimetypes.guess_extension(content_type) or ''}"
+    too_large = len(data) > MAX_ATTACHMENT_BYTES
+    return Attachment(
+        filename=safe_filename(name),
+        content_type=content_type,
+        size=len(data),
+        is_too_large=too_large,
+        data=b"" if too_large else data,
+    )
 
 
 def safe_filename(name: str) -> str:
@@ -397,17 +422,16 @@ def read_message(
     `request`, the text of the update request the message answers when we know it, lets the
     reader recognise our own quoted request wherever the client put it (see app.reading.request).
     """
-    verdict = classify(raw, envelope_from)
+    if b"\n" not in raw:
+        # CR-only line ends (old Mac): the quoted-printable decoder loses the text after a
+        # "=\r" soft break, so read them as line feeds (machine.classify does the same).
+        raw = raw.replace(b"\r", b"\n")
     try:
         message = _parse(raw)
     except RecursionError:  # the stack was nearly full already: read the headers, keep no body
         message = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
-    try:
-        # A copy of its own (we mend ours), read to the same depth.
-        parsed: mailparser.MailParser | None = mailparser.MailParser(_parse(raw))
-    except (MailParserError, email.errors.MessageError, RecursionError, LookupError, ValueError, TypeError,
-            AttributeError):  # a broken encoded word in From raises HeaderParseError in mail-parser
-        parsed = None
+    # One parse for everything: the classifier reads the same message (before it is mended).
+    verdict = classify(raw, envelope_from, message=message)
     # Split the address first: a decoded name may hold a comma ("Müller, Hans").
     from_name, from_address = _sender(_raw_header(message, "From"))
     from_name = decode_header_value(from_name)
@@ -430,10 +454,10 @@ def read_message(
             sections={},
             bounced=[asdict(r) for r in verdict.recipients],
         )
-    sender_name = parsed.from_[0][0] if parsed is not None and parsed.from_ else from_name
-    mended = _mend_boundaries(message)
+    sender_name = from_name
+    _mend_boundaries(message)
     # PostgreSQL text cannot hold NUL; no member means one.
-    body = _body_text(parsed, message).replace("\x00", "")
+    body = _body_text(message).replace("\x00", "")
     # Our own request, wherever the client put it, reads as a quote (see app.reading.request).
     text = new_words(mark_ours(body, request)[0] if request is not None else body, sender_name)
     reason = verdict.reason
@@ -451,7 +475,7 @@ def read_message(
         reply_to_ids=_message_ids(message),
         text=text,
         sections=split_sections(text).to_json(),
-        attachments=_attachments(parsed, message, mended),
+        attachments=_attachments(message),
         body=body,
         sender_name=sender_name,
     )

@@ -763,7 +763,7 @@ _SKIP_PHRASES: dict[str, tuple[str, ...]] = {
 
 def _skip_phrases() -> str:
     phrases = []
-    for language, forms in _SKIP_PHRASES.items():
+    for forms in _SKIP_PHRASES.values():
         for form in forms:
             for code, words in _THIS_TIME.items():
                 form = form.replace(code.upper(), words)
