@@ -15,7 +15,7 @@ from typing import Any
 
 from app import addresses
 from app.addresses import find_tokens, normalize
-from app.reading.machine import classify, decode_bytes, decode_header_value
+from app.reading.machine import _CHARSET_ALIASES, classify, decode_bytes, decode_header_value
 from app.reading.request import SentRequest, mark_ours
 from app.reading.sections import split_sections
 from app.reading.trimming import html_to_text, new_words
@@ -279,8 +279,32 @@ def _part_text(part: email.message.Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         payload = str(part.get_payload()).encode("utf-8", "replace")
-    text = decode_bytes(payload, part.get_content_charset())
+    text = _decode_text(payload, part.get_content_charset())
     return html_to_text(text) if part.get_content_subtype() == "html" else text
+
+
+def _decode_text(payload: bytes, charset: str | None) -> str:
+    """A body's bytes as text: by its label, else UTF-8; a few broken bytes (a truncated
+    quoted-printable sequence) become U+FFFD rather than the whole text being read as Latin-1."""
+    for candidate in (charset, "utf-8"):
+        try:
+            payload.decode(_codec(candidate))
+        except (LookupError, UnicodeError, ValueError):
+            continue
+        return decode_bytes(payload, candidate)
+    for candidate in (charset, "utf-8"):
+        try:
+            return payload.decode(_codec(candidate), "replace")
+        except (LookupError, UnicodeError, ValueError):
+            continue
+    return decode_bytes(payload, charset)
+
+
+def _codec(label: str | None) -> str:
+    name = (label or "").strip().strip('"').lower()
+    if not name:
+        raise LookupError("no charset")
+    return _CHARSET_ALIASES.get(name, name)
 
 
 def _body_text(message: email.message.Message) -> str:
