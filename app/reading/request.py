@@ -193,11 +193,37 @@ def _depth(line: str) -> int:
     return quote.group().count(">") if quote else 0
 
 
+_MIN_OURS_SHARE = 0.6  # of a quote's lines, for it to be our request (not a receipt quoting titles)
+
+
+def _blocks_mostly_ours(lines: list[str], depths: list[int], verdicts: list[int]) -> set[int]:
+    """Indexes of the lines of quotes (runs of quoted and blank lines) mostly made of our
+    request's lines: a quote of our request, where a line not ours was typed by the member. A
+    quote of our receipt shares the section titles only, and the member's earlier words in it
+    stay quoted."""
+    inside: set[int] = set()
+    start = 0
+    while start < len(lines):
+        if not depths[start]:
+            start += 1
+            continue
+        end = start
+        while end < len(lines) and (depths[end] or not lines[end].strip()):
+            end += 1
+        quoted = [i for i in range(start, end) if depths[i] and lines[i].strip(" >\t\r")]
+        ours = sum(1 for i in quoted if verdicts[i])
+        if quoted and ours >= _MIN_OURS_SHARE * len(quoted):
+            inside.update(range(start, end))
+        start = end
+    return inside
+
+
 def _typed_into_quote(lines: list[str], verdicts: list[int]) -> list[str]:
     """Unquote what the member typed inside our quoted request ("> Business: 6" under the
     quoted label line): a quoted line that is not ours, with long lines of ours at its quote
     depth both above and below it in the same quote (a run of quoted and blank lines)."""
     depths = [_depth(line) for line in lines]
+    ours_blocks = _blocks_mostly_ours(lines, depths, verdicts)
     # Per line, the quote depths with a long line of ours above it in its quote; then below.
     above: list[frozenset[int]] = []
     seen: set[int] = set()
@@ -215,7 +241,7 @@ def _typed_into_quote(lines: list[str], verdicts: list[int]) -> list[str]:
             seen = set()
             continue
         depth = depths[index]
-        typed = depth and not verdicts[index] and line.strip(" >\t\r")
+        typed = depth and not verdicts[index] and line.strip(" >\t\r") and index in ours_blocks
         if typed and depth in seen and depth in above[index]:
             quote = _QUOTE.match(line)
             result[index] = line[quote.end() :] if quote else line

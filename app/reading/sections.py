@@ -772,6 +772,7 @@ def _skip_phrases() -> str:
 
 
 _SKIP_INTENT = re.compile(r"(?<![^\W_])(?:" + _skip_phrases() + r")(?![^\W_])", re.IGNORECASE)
+_SHORT_SKIP = re.compile(r"\W*(?:skip(?:ping)?|pass)(?:\s++[^\W\d_][\w'’-]*+){0,3}\W*", re.IGNORECASE)
 # Where a sentence ends: the intent must be in the reply's first two.
 _SENTENCE_END = re.compile(r"[.!?;\n—–]+")
 
@@ -797,7 +798,9 @@ def is_skip_reply(text: str) -> bool:
             return False
         opening = " ".join(lines)[: _MAX_RATING_LINE * 2]
         sentences = [part for part in _SENTENCE_END.split(opening) if part.strip()][:2]
-        if not any(_SKIP_INTENT.search(sentence) for sentence in sentences):
+        # "SKIP travelling": the word and a reason of a few words opens the reply.
+        short_skip = bool(sentences) and _SHORT_SKIP.fullmatch(sentences[0].strip()) is not None
+        if not short_skip and not any(_SKIP_INTENT.search(sentence) for sentence in sentences):
             return False
     return not any(match_heading(line) or is_rating_label(line) for line in lines[1:])
 
@@ -927,8 +930,11 @@ def _inline_label(line: str) -> tuple[str, str, str] | None:
     return (pre[: cut + 1] if cut >= 0 else ""), key, rest
 
 
-def split_sections(text: str) -> Sections:
-    """Split a member's trimmed reply into sections; lines before any heading go to "other"."""
+def split_sections(text: str, *, place_prose: bool = True) -> Sections:
+    """Split a member's trimmed reply into sections; lines before any heading go to "other".
+
+    `place_prose`: sentences in "other" go where their cue phrases say (app.reading.placing);
+    off for a follow-up, whose prose adds to the update and must not stand for a section."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     correction_at = _correction_start(lines)
     if correction_at is not None:
@@ -949,15 +955,19 @@ def split_sections(text: str) -> Sections:
     def flush() -> None:
         nonlocal detached
         if detached:
-            key = placing.paragraph_cue(detached) or current
-            bucket = buckets.setdefault(key, [])
-            if bucket and bucket[-1].strip():
-                bucket.append("")
-            bucket.extend(detached)
+            placed, left = placing.place_prose(detached)
+            for key, placed_lines in [*placed.items(), (current, left)]:
+                if not any(line.strip() for line in placed_lines):
+                    continue
+                bucket = buckets.setdefault(key, [])
+                if bucket and bucket[-1].strip():
+                    bucket.append("")
+                bucket.extend(placed_lines)
         detached = None
 
     # "Please replace my challenges with this:" -- the words below it answer that section.
     instruction_key = _instruction_key(lines[correction_at]) if correction_at is not None else None
+    instruction: list[str] = []
     for number, line in enumerate(_MARKER.sub("", line) for line in lines):
         if _squash(line) in _HINTS:
             continue  # our own words, not the member's
@@ -967,8 +977,13 @@ def split_sections(text: str) -> Sections:
         heading = match_heading(line)
         label = _inline_label(line) if heading is None else None
         if instruction_key is not None and number == correction_at and heading is None:
-            buckets.setdefault(current, []).append(line)
+            # The member's instruction ("I flipped my ratings.") is no answer to place; what
+            # follows it on the line ("Should be Business 6, ...") answers the section it names.
+            first, *others = placing.sentences(line) or [line]
+            instruction.append(first.strip())
             current = instruction_key
+            if "".join(others).strip():
+                buckets.setdefault(current, []).append("".join(others).strip())
             continue
         if heading is None and label is None:
             if not line.strip():
@@ -1018,7 +1033,8 @@ def split_sections(text: str) -> Sections:
     extra, buckets[OTHER] = _take_ratings(buckets[OTHER], strict=True)
     ratings.update({k: v for k, v in extra.items() if k not in ratings})
     # Prose nobody put under a heading: placed sentence by sentence by its cues.
-    placed, buckets[OTHER] = placing.place_prose(buckets[OTHER])
+    placed, buckets[OTHER] = placing.place_prose(buckets[OTHER]) if place_prose else ({}, buckets[OTHER])
+    buckets[OTHER] = [*instruction, *buckets[OTHER]]
     for key, placed_lines in placed.items():
         bucket = buckets.setdefault(key, [])
         buckets[key] = [*placed_lines, "", *bucket] if bucket else placed_lines

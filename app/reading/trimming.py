@@ -78,9 +78,9 @@ _ON_WORDS = (
 # or date ("skrev Anna <a@b.se>:", "schrieb am Fr., 28. Apr. 2017 um 11:53 Uhr:").
 _WROTE = (
     r"(?<![^\W\d_])(?:wrote|schrieb|a\s+[ée]crit|escribi[óo]|schreef|geschreven|ha\s+scritto"
-    r"|scrisse|escreveu|skrev|napisa[łl]\s*\(a\)|napisa[łl]a?|pisze|написал\s*\(а\)|написала?"
+    r"|scrisse|escreveu|ha\s+escrit|skrev|napisa[łl]\s*\(a\)|napisa[łl]a?|pisze|написал\s*\(а\)|написала?"
     r"|написав|писав|пише|kirjoitti|yazd[ıi]|napsal\s*\(a\)|napsala?|[íi]rta|a\s+scris|έγραψε)"
-    r"|写道|寫道|書きました|のメッセージ"
+    r"|写道|寫道|書きました|のメッセージ|작성"
 )
 # Possessive runs (`*+`): a run of spaces is read once, not again from each of its characters.
 _WROTE_HEADER = re.compile(
@@ -109,7 +109,7 @@ _DATE_HEADER = re.compile(
 _FIELDS = {
     "from": "from|von|de|da|van|fra|från|od|от|від|lähettäjä|kimden|feladó|mittente|remetente"
     "|expéditeur|absender|afzender|avsändare|nadawca|发件人|寄件者|寄件人|差出人",
-    "date": "sent|date|gesendet|datum|envoyé|enviado|enviada|fecha|inviato|data|verzonden|sendt"
+    "date": "sent|date|message du|gesendet|datum|envoyé|enviado|enviada|fecha|inviato|data|verzonden|sendt"
     "|dato|skickat|wysłano|отправлено|дата|lähetetty|päivämäärä|gönderildi|tarih|elküldve"
     "|dátum|发送时间|日期|送信日時|日時",
     "to": "to|an|à|a|para|aan|til|till|do|кому|vastaanottaja|kime|címzett|收件人|宛先",
@@ -272,9 +272,25 @@ def _header_strength(text: str) -> bool | None:
         return None
     # After the verb only a name, an address or a date may follow: "wrote the following:" is prose.
     post = m.group("post").strip(" ,")
-    if post and not (_EMAIL.search(post) or re.search(r"\d", post)):
+    if post and not (_EMAIL.search(post) or re.search(r"\d", post) or _is_name_after_verb(text, post)):
         return None
-    return bool(_EMAIL.search(text) or _TIME.search(text))
+    return bool(_EMAIL.search(text) or _TIME.search(text) or _YEAR.search(text))
+
+
+# A year ("2013") or a numeric date ("19/03/2014") dates a header as surely as a time does.
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
+
+
+def _is_name_after_verb(text: str, post: str) -> bool:
+    """"Am 25.06.2015 um 10:55 schrieb Test user:": languages that put the verb before the name.
+    Only after a header's opening word and a date, and only a few capitalized words."""
+    words = post.split()
+    return (
+        _HEADER_START.match(text) is not None
+        and (_TIME.search(text) is not None or _YEAR.search(text) is not None)
+        and 1 <= len(words) <= 4
+        and all(word[:1].isupper() or not word[:1].isalpha() for word in words)
+    )
 
 
 def _wrote_header(lines: list[str], index: int) -> _Header | None:
@@ -330,9 +346,10 @@ def _field_kind(line: str) -> str | None:
 
 def _header_block(lines: list[str], index: int) -> _Header | None:
     """An Outlook-style "From:/Sent:/To:/Subject:" block at `index` (three fields or more)."""
-    if _field_kind(lines[index]) != "from":
+    first = _field_kind(lines[index])
+    if first is None or first == "cc":
         return None
-    kinds = {"from"}
+    kinds = {first}
     last = index
     end = index + 1
     while end < len(lines) and not _is_blank(lines[end]) and end - last <= _MAX_FIELD_GAP:
@@ -341,7 +358,7 @@ def _header_block(lines: list[str], index: int) -> _Header | None:
             kinds.add(kind)
             last = end
         end += 1
-    if len(kinds) < 3:
+    if len(kinds) < 3 or "from" not in kinds:  # "Message du :" / "De :" / "A :" / "Sujet :"
         return None
     return _Header(span=last - index + 1, is_strong=True)
 
@@ -383,6 +400,8 @@ def new_words(text: str, sender_name: str = "") -> str:
     index = 0
     while index < len(lines):
         line = lines[index]
+        if _is_footer(line) and has_content and _quote_follows_footer(lines, index + 1):
+            break  # a phone's footer sits between the reply and the original it did not mark
         if _is_footer(line) or _is_our_marker(line):
             index += 1
             continue
@@ -462,6 +481,13 @@ def _is_short_name(line: str) -> bool:
 
 _MAX_FORWARD_LINES = 200  # lines of a pasted message searched for the member's headings below it
 _POSTSCRIPT = re.compile(r"\s*p\.?\s?s\.?(?:\s|:|-)", re.IGNORECASE)
+
+
+def _quote_follows_footer(lines: list[str], start: int) -> bool:
+    """Below a mobile footer: text that is not the member's (a greeting to them, the original),
+    i.e. anything before our own headings; a heading of ours below keeps the text."""
+    after = _next_content(lines, start)
+    return after is not None and not _POSTSCRIPT.match(lines[after]) and not _headings_follow(lines, after)
 
 
 def _is_kept_forward(lines: list[str], index: int, header: _Header) -> bool:
