@@ -18,7 +18,7 @@ from app.addresses import find_tokens, normalize
 from app.reading.machine import _CHARSET_ALIASES, classify, decode_bytes, decode_header_value
 from app.reading.request import SentRequest, mark_ours
 from app.reading.sections import split_sections
-from app.reading.trimming import html_to_text, new_words
+from app.reading.trimming import html_to_text, new_words, widest_cut
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 MAX_HEADER_IDS = 6  # In-Reply-To plus the newest References, as Discourse does
@@ -54,6 +54,8 @@ class Reading:
     sections: dict[str, Any]
     attachments: list[Attachment] = field(default_factory=list)
     bounced: list[dict[str, Any]] = field(default_factory=list)
+    # What the facilitator should check ("trimming left nothing: the widest cut is kept").
+    flags: list[str] = field(default_factory=list)
     # The body as read, before trimming (quotes and all), and the sender's display name: to read
     # again with the request (`with_request`) and for `parse --explain`; never stored.
     body: str = field(default="", repr=False)
@@ -482,8 +484,7 @@ def read_message(
     _mend_boundaries(message)
     # PostgreSQL text cannot hold NUL; no member means one.
     body = _body_text(message).replace("\x00", "")
-    # Our own request, wherever the client put it, reads as a quote (see app.reading.request).
-    text = new_words(mark_ours(body, request)[0] if request is not None else body, sender_name)
+    text, flags = _trimmed(body, sender_name, request)
     reason = verdict.reason
     if mime_cut(message):
         # Said in the text itself, where the facilitator reads it (packet) and the member too
@@ -500,6 +501,7 @@ def read_message(
         text=text,
         sections=split_sections(text).to_json(),
         attachments=_attachments(message),
+        flags=flags,
         body=body,
         sender_name=sender_name,
     )
@@ -510,9 +512,24 @@ def with_request(reading: Reading, request: SentRequest) -> Reading:
     our own quoted request recognised wherever the client put it. Pure; no second parse."""
     if reading.kind != "reply" or not reading.body:
         return reading
-    text = new_words(mark_ours(reading.body, request)[0], reading.sender_name)
+    text, flags = _trimmed(reading.body, reading.sender_name, request)
     if CUT_NOTE in reading.text:
         text = f"{CUT_NOTE}\n\n{text}".strip()
-    return replace(reading, text=text, sections=split_sections(text).to_json())
+    return replace(reading, text=text, sections=split_sections(text).to_json(), flags=flags)
+
+
+WIDEST_CUT_FLAG = "trimming left nothing, yet the message has text of its own: the widest plausible cut is kept"
+
+
+def _trimmed(body: str, sender_name: str, request: SentRequest | None) -> tuple[str, list[str]]:
+    """The member's new words, and flags for the facilitator. Our own request, wherever the
+    client put it, reads as a quote (app.reading.request). Never loses words: when trimming
+    leaves nothing but the message has unquoted text that is not ours, that text is kept."""
+    marked = mark_ours(body, request)[0] if request is not None else body
+    text = new_words(marked, sender_name)
+    if text.strip():
+        return text, []
+    widest = widest_cut(marked)
+    return (widest, [WIDEST_CUT_FLAG]) if widest else (text, [])
 
 

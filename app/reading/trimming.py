@@ -525,6 +525,8 @@ def _postscript(lines: list[str], start: int) -> list[str]:
 # client put at the end of the member's own line. Where it may start: a word that opens one.
 _HEADER_OPENING = re.compile(r"(?<=[.!?)\]]\s)(?:" + _ON_WORDS + r")\b", re.IGNORECASE)
 _MAX_TRAILING_HEADER = 300
+_PROSE_WORD = re.compile(r"(?<![^\W\d_])[^\W\d_]{3,}+")
+_MIN_PROSE_WORDS = 3
 
 
 def _split_trailing_headers(lines: list[str]) -> list[str]:
@@ -535,17 +537,34 @@ def _split_trailing_headers(lines: list[str]) -> list[str]:
         if len(line) > _MAX_MARKER_LINE or not line.rstrip().endswith((":", "：")) or _is_quoted(line):
             result.append(line)
             continue
-        if _header_strength(line.strip()) is not None:
-            result.append(line)  # a header already, on its own line
-            continue
         for m in _HEADER_OPENING.finditer(line, tail_start):
             tail = line[m.start() :]
-            if _header_strength(tail):
+            # Words of the member's before it ("All good here."), not a date's ("пн, 3 нояб. 2025 г.").
+            if len(_PROSE_WORD.findall(line, 0, m.start())) >= _MIN_PROSE_WORDS and _header_strength(tail):
                 result += [line[: m.start()].rstrip(), "", tail]
                 break
         else:
             result.append(line)
     return result
+
+
+def widest_cut(text: str) -> str:
+    """What a person would still call the member's words when `new_words` left nothing: every
+    line that is not quoted, a quote header, a separator, a footer or our marker. "" if none."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    kept: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        header = _quote_header(lines, index)
+        if header is not None:
+            index += header.span
+            continue
+        if not (_is_quoted(line) or _is_footer(line) or _is_our_marker(line) or _is_delimiter(line)):
+            kept.append(line)
+        index += 1
+    result = _tidy(kept)
+    return result if any(ch.isalnum() for ch in result) else ""
 
 
 def _is_signature_line(line: str) -> bool:
