@@ -112,6 +112,37 @@ def paragraph_cue(lines: list[str]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+# Where a run-on sentence may be cut into clauses: after a comma, or before "and I" / "but we".
+_CLAUSE = re.compile(r",\s++|(?<!\s)\s++(?=(?:and|but|so)\s++(?:i|we|i['’]ll|we['’]ll)\b)", re.IGNORECASE)
+
+
+def _cues(text: str) -> set[str]:
+    return {key for key in CUE_ORDER if _CUE_PATTERNS[key].search(text)}
+
+
+def _pieces(sentence: str) -> list[tuple[str | None, str]]:
+    """A sentence with its section, or, when it names several ("Hiring plan still not done,
+    will have it before we meet"), its clauses each with theirs (a clause without a cue goes
+    with the one before it). The text is the member's, cut only where a clause ends."""
+    if len(sentence) > _MAX_PROSE_LINE or len(_cues(sentence)) < 2:
+        return [(cue_of(sentence), sentence)]
+    spans: list[tuple[str | None, int, int]] = []  # key, start, end in the sentence
+    start = 0
+    for m in [*_CLAUSE.finditer(sentence), None]:
+        end = m.start() if m is not None else len(sentence)
+        if sentence[start:end].strip():
+            key = cue_of(sentence[start:end])
+            if key is None and spans:
+                spans[-1] = (spans[-1][0], spans[-1][1], end)
+            elif spans and spans[-1][0] == key:
+                spans[-1] = (key, spans[-1][1], end)
+            else:
+                spans.append((key, start, end))
+        if m is not None:
+            start = m.end()
+    return [(key, sentence[a:b].strip()) for key, a, b in spans]
+
+
 def place_prose(lines: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     """Spread unplaced lines over sections by their sentences' cues. Returns the lines per
     section and the lines left unplaced (with sentences that had no cue)."""
@@ -126,15 +157,15 @@ def place_prose(lines: list[str]) -> tuple[dict[str, list[str]], list[str]]:
             continue
         kept: list[str] = []
         for sentence in sentences(line):
-            key = cue_of(sentence)
-            if key is None:
-                kept.append(sentence)
-            else:
+            for key, piece in _pieces(sentence):
+                if key is None:
+                    kept.append(piece)
+                    continue
                 bucket = placed.setdefault(key, [])
                 if bucket and bucket[-1].strip():
-                    bucket[-1] = f"{bucket[-1].rstrip()} {sentence.strip()}"
+                    bucket[-1] = f"{bucket[-1].rstrip()} {piece.strip()}"
                 else:
-                    bucket.append(sentence.strip())
+                    bucket.append(piece.strip())
         rest = "".join(kept).strip()
         if rest:
             left.append(rest)

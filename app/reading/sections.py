@@ -406,7 +406,7 @@ _RATING_PAIR = re.compile(
 # "Business I'd call a 5, personal a 6, family an 8": a label, a few words, its number. Read only
 # when one line gives all three this way, so "family 2 kids" in prose is never a score.
 _RATING_WORDY = re.compile(
-    r"(?<![^\W_])(?P<label>" + _LABEL_WORDS + r")(?![^\W_])(?:[^\w]+[^\W\d_]+){0,5}?[^\w]+"
+    r"(?<![^\W_])(?P<label>" + _LABEL_WORDS + r")(?![^\W_])(?:[^\w]++[^\W\d_]++){0,5}?[^\w]++"
     r"(?P<n>\d{1,2})(?![\d.,]\d)(?P<of10>\s*/\s*10\b)?",
     re.IGNORECASE,
 )
