@@ -130,3 +130,16 @@ def test_parse_reads_with_the_request_and_explains_each_line(run, tmp_path: Path
     assert reasons["Reply SKIP if you cannot take part this month."].startswith("our request")
     shown = run("parse", str(reply_eml), "--request", str(request_eml), "--explain").output
     assert "- " in shown and "[our request (matched against the request we sent)]" in shown
+
+
+def test_more_clients_quote_containers_are_found_by_structure() -> None:
+    from app.reading.trimming import html_to_text
+
+    for markup in (
+        '<div id="appendonsend"></div><hr><div><b>From:</b> Roundtable</div><div>Hi Ray, your update is due</div>',
+        '<div class="protonmail_quote"><blockquote>Hi Ray, your update is due</blockquote></div>',
+        '<div class="zmail_extra"><div>Hi Ray, your update is due</div></div>',
+        '<hr id="zwchr"><div>Hi Ray, your update is due</div>',
+    ):
+        text = html_to_text(f"<div>WINS: a deal.</div>{markup}")
+        assert text == "WINS: a deal.", markup

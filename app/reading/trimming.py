@@ -817,8 +817,15 @@ _IMPLIED_END_SCOPES = {
 _MAX_DEPTH = 150  # element nesting kept; rendering recurses once per level
 
 # Where client markup marks the quoted original.
-_QUOTE_CLASSES = re.compile(r"\b(?:gmail_quote\w*|gmail_extra|yahoo_quoted\w*|moz-cite-prefix)\b")
-_CUT_IDS = re.compile(r"^(?:x_)?divRplyFwdMsg$|^mail-editor-reference-message-container$")
+# By client: Gmail, Yahoo, Thunderbird, Proton Mail, Zoho, Apple Mail's original, Outlook's header.
+_QUOTE_CLASSES = re.compile(
+    r"\b(?:gmail_quote\w*|gmail_extra|yahoo_quoted\w*|moz-cite-prefix|protonmail_quote|zmail_extra"
+    r"|AppleOriginalContents|OutlookMessageHeader)\b"
+)
+# Where the original starts, everything after it quoted: Outlook (desktop, web, mobile), Zimbra.
+_CUT_IDS = re.compile(
+    r"^(?:x_)?divRplyFwdMsg$|^mail-editor-reference-message-container$|^(?:x_)?appendonsend$|^zwchr$"
+)
 _SIGNATURE = re.compile(r"signature", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\n\r\f]+")
 _ATTRIBUTION = re.compile(r"\b(?:gmail_attr|moz-cite-prefix)\b")
