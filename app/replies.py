@@ -29,6 +29,7 @@ from app.models import (
     UpdateRequest,
 )
 from app.reading.message import Reading, read_message, with_request
+from app.reading.rejection import Rejection, rejected
 from app.reading.request import SentRequest
 from app.reading.sections import SECTIONS
 from app.reading.trimming import html_to_text
@@ -72,7 +73,7 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
     row.processed_at = now
     if reading.kind != "reply":
         row.status = InboundStatus.IGNORED
-        row.reason = reading.reason
+        row.reason = rejected(Rejection.MACHINE_MAIL, f"{reading.kind}, {reading.reason}")
         if reading.kind == "bounce":
             outcome.outbound_ids += _record_bounce(session, settings, row, reading, now)
         session.flush()
@@ -84,7 +85,7 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
             if handled is not None:
                 return handled
         row.status = InboundStatus.REJECTED
-        row.reason = "no reply token or thread of ours: not an answer to an update request"
+        row.reason = rejected(Rejection.NO_TOKEN, "not an answer to an update request")
         outcome.outbound_ids += _notice_unknown(session, settings, row, reading, now)
         session.flush()
         return outcome

@@ -143,3 +143,13 @@ def test_more_clients_quote_containers_are_found_by_structure() -> None:
     ):
         text = html_to_text(f"<div>WINS: a deal.</div>{markup}")
         assert text == "WINS: a deal.", markup
+
+
+def test_rejections_are_named_and_read_back() -> None:
+    from app.reading.rejection import Rejection, rejected, rejection_of
+
+    reason = rejected(Rejection.NO_TOKEN, "not an answer to an update request")
+    assert reason == "no reply token or thread of ours: not an answer to an update request"
+    assert rejection_of(reason) is Rejection.NO_TOKEN
+    assert rejection_of(rejected(Rejection.MACHINE_MAIL, "auto-reply, out-of-office subject")) is Rejection.MACHINE_MAIL
+    assert rejection_of("update version 1 (first)") is None
