@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from jinja2 import TemplateError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -204,7 +205,10 @@ def _read_with_request(session: Session, answered: UpdateRequest, reading: Readi
     )
     if sent is None:
         return reading
-    rendered = mail.render(sent.kind, sent.context)
+    try:
+        rendered = mail.render(sent.kind, sent.context)
+    except TemplateError:  # a row from an older template: read without it, as before
+        return reading
     return with_request(reading, SentRequest(text=rendered.text, html_text=html_to_text(rendered.html)))
 
 

@@ -148,3 +148,13 @@ def test_the_inbound_job_reads_with_the_request_we_sent(client, session, setting
     assert update.sections["texts"]["wins"] == "Closed the Dutchess County contract."
     assert update.sections["texts"]["asks"] == "A food-safety auditor."
     assert "What went well" not in str(update.sections)
+
+
+def test_a_request_row_that_no_longer_renders_is_read_without_it(client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    alice = requests_by_email(session, settings, cycle)["alice@northwind.example"]
+    sent = session.scalar(select(OutboundMessage).where(OutboundMessage.dedupe_key == f"request:{cycle.id}:{alice.member_id}"))
+    sent.context = {"first_name": "Alice"}  # as if rendered by an older template
+    session.commit()
+    post(client, raw_mode(reply(alice.token, "WINS\nShipped v2.")))
+    update = session.scalars(select(Update)).one()
+    assert update.sections["texts"]["wins"] == "Shipped v2."
