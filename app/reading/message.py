@@ -81,10 +81,6 @@ def _message_ids(message: email.message.Message) -> list[str]:
     return list(dict.fromkeys(ids))[:MAX_HEADER_IDS]
 
 
-# mail-parser 4.8 hands back 7-bit bodies in these stateful encodings undecoded ("+AOk-").
-_STATEFUL_CHARSETS = ("utf-7", "iso-2022", "hz")
-
-
 def _walk(message: email.message.Message) -> list[email.message.Message]:
     try:
         return list(message.walk())
@@ -218,7 +214,7 @@ _BOUNDARY_PARAM_RE = re.compile(rb'(?i)\bboundary\s*=\s*(?:"([^"\r\n]{1,70})"|([
 
 
 # How the email package marks a multipart whose boundary is missing or never appears: it keeps
-# the whole body as one string, which mail-parser then skips.
+# the whole body as one string.
 _BOUNDARY_DEFECTS = (
     email.errors.NoBoundaryInMultipartDefect,
     email.errors.StartBoundaryNotFoundDefect,
@@ -239,7 +235,7 @@ def _is_unsplit(part: email.message.Message) -> bool:
 def _mend_boundaries(message: email.message.Message) -> list[email.message.Message]:
     """Split each unsplit multipart at the boundary its body does use, as a person reading the
     raw mail would. One without boundary lines stays one string and reads as plain text.
-    Returns the parts it split (mail-parser, which read the raw mail, saw nothing inside them)."""
+    Returns the parts it split."""
     mended = []
     for part in _walk(message):
         if not _is_unsplit(part):
@@ -258,23 +254,6 @@ def _mend_boundaries(message: email.message.Message) -> list[email.message.Messa
             part.set_payload(split.get_payload())
             mended.append(part)
     return mended
-
-
-def _first_text_part(message: email.message.Message) -> email.message.Message | None:
-    """The first text part not named as a file; HTML only when there is no other (as mail-parser
-    reads), and a multipart that stayed one string only when there is neither."""
-    fallbacks: dict[str, email.message.Message] = {}
-    try:
-        for part in message.walk():
-            if part.get_content_maintype() == "text" and not part.get_filename():
-                if part.get_content_subtype() != "html":
-                    return part
-                fallbacks.setdefault("html", part)
-            elif _is_unsplit(part):
-                fallbacks.setdefault("unsplit", part)
-    except RecursionError:
-        pass
-    return fallbacks.get("html", fallbacks.get("unsplit"))
 
 
 def _part_text(part: email.message.Message) -> str:

@@ -106,12 +106,6 @@ def sentences(line: str) -> list[str]:
     return [m.group() for m in _SENTENCE.finditer(line) if m.group()]
 
 
-def paragraph_cue(lines: list[str]) -> str | None:
-    """The one section a paragraph's cues point to: every sentence with a cue agrees."""
-    found = {cue for line in lines for sentence in sentences(line) if (cue := cue_of(sentence))}
-    return found.pop() if len(found) == 1 else None
-
-
 # Where a run-on sentence may be cut into clauses: after a comma, or before "and I" / "but we".
 _CLAUSE = re.compile(r",\s++|(?<!\s)\s++(?=(?:and|but|so)\s++(?:i|we|i['’]ll|we['’]ll)\b)", re.IGNORECASE)
 
