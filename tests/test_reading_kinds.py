@@ -153,3 +153,21 @@ def test_rejections_are_named_and_read_back() -> None:
     assert rejection_of(reason) is Rejection.NO_TOKEN
     assert rejection_of(rejected(Rejection.MACHINE_MAIL, "auto-reply, out-of-office subject")) is Rejection.MACHINE_MAIL
     assert rejection_of("update version 1 (first)") is None
+
+
+def test_attribution_lines_from_the_language_table() -> None:
+    for header in (
+        "Vào Th 2, 3 thg 11, 2025 lúc 09:00 Anna <a@b.vn> đã viết:",
+        "-----On Mon, Nov 3, 2025 at 9:00 AM Anna <a@b.com> wrote-----",
+        "Anna Berg <anna@x.com> sent:",
+        "Pada tanggal 3 Nov 2025 09.00, Anna <a@b.id> menulis:",
+    ):
+        assert new_words(f"Thanks, done.\n\n{header}\n\nOld message here") == "Thanks, done.", header
+
+
+def test_prose_that_merely_looks_like_an_attribution_stays() -> None:
+    for text in (
+        "Update below.\n\nOn the call in 2025 we wrote:\n\nRevenue up 10%.",
+        "Update below.\n\nHere is the summary I sent:\n\nRevenue up 10% in 2025.",
+    ):
+        assert new_words(text) == text

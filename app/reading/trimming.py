@@ -71,7 +71,7 @@ _FORWARD_WORDS = re.compile(
 
 # Words that open an "On <date>, <name> wrote:" header, by language.
 _ON_WORDS = (
-    r"on|am|le|el|op|il|em|den|dnia|w dniu|på|dne|в|у|el d[íi]a|在|於"
+    r"on|am|le|el|op|il|em|den|dnia|w dniu|på|dne|в|у|el d[íi]a|在|於|vào|pada|tanggal|na|u"
     r"|mon|tue|wed|thu|fri|sat|sun|ons|tis|fre|l[öo]r|s[öo]n|man|tir|tor"
 )
 # "wrote" in the languages of our members; a header ends with it plus an optional name, address
@@ -79,12 +79,17 @@ _ON_WORDS = (
 _WROTE = (
     r"(?<![^\W\d_])(?:wrote|schrieb|a\s+[ée]crit|escribi[óo]|schreef|geschreven|ha\s+scritto"
     r"|scrisse|escreveu|ha\s+escrit|skrev|napisa[łl]\s*\(a\)|napisa[łl]a?|pisze|написал\s*\(а\)|написала?"
-    r"|написав|писав|пише|kirjoitti|yazd[ıi]|napsal\s*\(a\)|napsala?|[íi]rta|a\s+scris|έγραψε)"
+    r"|написав|писав|пише|kirjoitti|yazd[ıi]|napsal\s*\(a\)|napsala?|[íi]rta|a\s+scris|έγραψε"
+    # Vietnamese, Indonesian, Galician, Croatian/Serbian/Bosnian, Slovak, Slovenian, Lithuanian,
+    # Latvian, Estonian, Bulgarian, Hebrew, Arabic; and "sent" (some clients' "<name> sent:").
+    r"|đã\s+viết|menulis|escribiu|napisao|napisala|nap[íi]sal[a]?|je\s+napisal[a]?|ra[šs][ėe]"
+    r"|rakst[īi]ja|kirjutas|написа|sent)"
+    r"|כתב|כתבה|كتب"
     r"|写道|寫道|書きました|のメッセージ|작성"
 )
 # Possessive runs (`*+`): a run of spaces is read once, not again from each of its characters.
 _WROTE_HEADER = re.compile(
-    r"[\s*]*+.{0,250}?(?:" + _WROTE + r")(?P<post>.{0,80}?)(?:\s*+[:：]|\s++-{2,})[\s*]*+",
+    r"[\s*]*+.{0,250}?(?:" + _WROTE + r")(?P<post>.{0,80}?)(?:\s*+[:：]|\s*+-{2,})[\s*]*+",
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"@[\w-]+(?:\.[\w-]+)+|mailto:", re.IGNORECASE)
@@ -274,11 +279,24 @@ def _header_strength(text: str) -> bool | None:
     post = m.group("post").strip(" ,")
     if post and not (_EMAIL.search(post) or re.search(r"\d", post) or _is_name_after_verb(text, post)):
         return None
-    return bool(_EMAIL.search(text) or _TIME.search(text) or _YEAR.search(text))
+    return bool(_EMAIL.search(text) or _TIME.search(text) or _is_dated(text))
 
 
-# A year ("2013") or a numeric date ("19/03/2014") dates a header as surely as a time does.
+# A date with its year ("Nov 26, 2013", "19/03/2014", "25.06.2015") dates a header as surely as
+# a time does; a year alone ("in 2025 we wrote:") does not.
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
+_NUMERIC_DATE = re.compile(r"(?<!\d)\d{1,4}[./-]\d{1,2}[./-]\d{1,4}(?!\d)")
+_MONTH = re.compile(
+    r"(?<![^\W\d_])(?:jan|feb|f[ée]v|mar|m[äa]r|apr|avr|abr|may|mai|mei|jun|juin|jul|juil|aug|ao[ûu]|ago"
+    r"|sep|set|okt|oct|out|nov|dec|d[ée]c|dez|dic)",
+    re.IGNORECASE,
+)
+
+
+def _is_dated(text: str) -> bool:
+    return _YEAR.search(text) is not None and (
+        _NUMERIC_DATE.search(text) is not None or _MONTH.search(text) is not None
+    )
 
 
 def _is_name_after_verb(text: str, post: str) -> bool:
@@ -287,7 +305,7 @@ def _is_name_after_verb(text: str, post: str) -> bool:
     words = post.split()
     return (
         _HEADER_START.match(text) is not None
-        and (_TIME.search(text) is not None or _YEAR.search(text) is not None)
+        and (_TIME.search(text) is not None or _is_dated(text))
         and 1 <= len(words) <= 4
         and all(word[:1].isupper() or not word[:1].isalpha() for word in words)
     )
