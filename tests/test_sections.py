@@ -799,3 +799,9 @@ def test_a_correction_places_its_words_under_the_section_it_names() -> None:
     result = split_sections("Please replace my challenges with this:\n\nOur foreman retires in June.")
     assert result.is_correction
     assert result.texts["challenges"] == "Our foreman retires in June."
+
+
+def test_inline_answer_markers_go_only_where_an_answer_starts() -> None:
+    result = split_sections("RATINGS\nBusiness: [JW] 6\n\nWINS\n[JW] Closed it. See deck [PDF] attached.")
+    assert result.ratings == {"business": 6}
+    assert result.texts["wins"] == "Closed it. See deck [PDF] attached."

@@ -888,7 +888,9 @@ def _join(lines: list[str]) -> str:
 
 
 # An inline answer's marker, "[JW]": the initials a member types before each answer in the original.
-_MARKER = re.compile(r"(?<![^\s:>(])\[[A-Z]{2,3}\]\s?")
+# Only where an answer starts (a line's start, after a bullet or a label's colon): "[PDF]" inside
+# a sentence is the member's.
+_MARKER = re.compile(r"^(?P<lead>[\s>*•-]*+(?:[^\W\d_][\w ]{0,30}:\s*+)?)\[[A-Z]{2,3}\]\s?")
 _MAX_LABEL_WORDS = 8
 _MAX_LABEL_AT = 2000
 _MAX_LABELS_IN_LINE = 8
@@ -968,7 +970,7 @@ def split_sections(text: str, *, place_prose: bool = True) -> Sections:
     # "Please replace my challenges with this:" -- the words below it answer that section.
     instruction_key = _instruction_key(lines[correction_at]) if correction_at is not None else None
     instruction: list[str] = []
-    for number, line in enumerate(_MARKER.sub("", line) for line in lines):
+    for number, line in enumerate(_MARKER.sub(r"\g<lead>", line) for line in lines):
         if _squash(line) in _HINTS:
             continue  # our own words, not the member's
         if _SEPARATOR_LINE.match(line):
