@@ -171,3 +171,20 @@ def test_prose_that_merely_looks_like_an_attribution_stays() -> None:
         "Update below.\n\nHere is the summary I sent:\n\nRevenue up 10% in 2025.",
     ):
         assert new_words(text) == text
+
+
+def test_a_colonless_attribution_with_address_and_time_cuts() -> None:
+    body = "Works for me.\n\nOn Wed, 14 Nov 2018 08:14:43 -0200 John Doe <john@doe.example> wrote\n\nWhen are you available?"
+    assert new_words(body) == "Works for me."
+
+
+def test_the_tail_of_a_quoted_line_the_client_wrapped_is_quoted_too() -> None:
+    body = (
+        "Yes, Tuesday works.\n\n"
+        "> Could we move the call to next week, since the board deck is not ready and the auditors wa\n"
+        "nt more time?\n"
+        "> Thanks\n"
+    )
+    assert new_words(body) == "Yes, Tuesday works."
+    inline = "> Can you send the deck before the meeting on Thursday morning?\nyes, attached below\n"
+    assert "yes, attached below" in new_words(inline)

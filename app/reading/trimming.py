@@ -72,7 +72,7 @@ _FORWARD_WORDS = re.compile(
 # Words that open an "On <date>, <name> wrote:" header, by language.
 _ON_WORDS = (
     r"on|am|le|el|op|il|em|den|dnia|w dniu|på|dne|в|у|el d[íi]a|在|於|vào|pada|tanggal|na|u"
-    r"|mon|tue|wed|thu|fri|sat|sun|ons|tis|fre|l[öo]r|s[öo]n|man|tir|tor"
+    r"|mon|tue|wed|thu|fri|sat|sun|ons|tis|fre|l[öo]r|s[öo]n|man|tir|tor|ma|ti|ke|pe|la|su"
 )
 # "wrote" in the languages of our members; a header ends with it plus an optional name, address
 # or date ("skrev Anna <a@b.se>:", "schrieb am Fr., 28. Apr. 2017 um 11:53 Uhr:").
@@ -264,12 +264,21 @@ class _Header:
     is_strong: bool
 
 
+_WROTE_LAST = re.compile(r"(?:" + _WROTE + r")\s*+$", re.IGNORECASE)
+_MAX_COLONLESS = 300
+
+
 def _header_strength(text: str) -> bool | None:
     """None when `text` is no "On ... wrote:" style header, else whether it is a strong one."""
     if _DATE_HEADER.fullmatch(text):
         return True
     if not text.rstrip(" *").endswith((":", "：", "-")):
-        return None  # every other form ends with its colon (or Zoho's "----"); skip the regexes
+        # Every other form ends with its colon (or Zoho's "----"); a few clients drop the colon
+        # ("On Wed, 14 Nov 2018 08:14:43 -0200 John Doe <john@doe.com> wrote"): then only with
+        # an address and a time, the verb last.
+        if len(text) <= _MAX_COLONLESS and _EMAIL.search(text) and _TIME.search(text):
+            return True if _HEADER_START.match(text) and _WROTE_LAST.search(text) else None
+        return None
     if _ADDRESS_HEADER.fullmatch(text):
         return True
     m = _WROTE_HEADER.fullmatch(text)
@@ -307,7 +316,7 @@ def _is_name_after_verb(text: str, post: str) -> bool:
         _HEADER_START.match(text) is not None
         and (_TIME.search(text) is not None or _is_dated(text))
         and 1 <= len(words) <= 4
-        and all(word[:1].isupper() or not word[:1].isalpha() for word in words)
+        and (words[0][:1].isupper() or not words[0][:1].isalpha())
     )
 
 
@@ -405,9 +414,9 @@ def new_words(text: str, sender_name: str = "") -> str:
     Inline replies keep every answer line; a quoted heading of our request stays (unquoted) right
     above the answers under it, so the section splitter can place them.
     """
-    lines = _split_trailing_headers(
+    lines = _rejoin_wrapped_quotes(_split_trailing_headers(
         [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    )
+    ))
     # Below a header with nothing written above, our own unquoted marker means our request.
     last_marker = max(
         (i for i, line in enumerate(lines) if _is_our_marker(line) and not _is_quoted(line)),
@@ -545,6 +554,28 @@ _HEADER_OPENING = re.compile(r"(?<=[.!?)\]]\s)(?:" + _ON_WORDS + r")\b", re.IGNO
 _MAX_TRAILING_HEADER = 300
 _PROSE_WORD = re.compile(r"(?<![^\W\d_])[^\W\d_]{3,}+")
 _MIN_PROSE_WORDS = 3
+
+
+_WRAP_AT = 60  # a quoted line this long, cut mid-sentence, was wrapped by the client
+
+
+def _rejoin_wrapped_quotes(lines: list[str]) -> list[str]:
+    """A client that wraps the quote after adding "> " leaves the tail of a long quoted line
+    unquoted ("> ... pharetra d" / "ignissim odio?"): such a tail (right under it, starting in
+    lower case, short) is quoted again."""
+    result = list(lines)
+    for index in range(1, len(lines)):
+        line, above = lines[index], lines[index - 1]
+        if not line or _is_quoted(line) or not _is_quoted(above) or len(above) < _WRAP_AT:
+            continue
+        if above.rstrip().endswith((".", "!", "?", ":", ";")) or not line[:1].islower():
+            continue
+        if len(line.split()) <= _MAX_TAIL_WORDS:
+            result[index] = "> " + line
+    return result
+
+
+_MAX_TAIL_WORDS = 6
 
 
 def _split_trailing_headers(lines: list[str]) -> list[str]:
