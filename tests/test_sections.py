@@ -805,3 +805,15 @@ def test_inline_answer_markers_go_only_where_an_answer_starts() -> None:
     result = split_sections("RATINGS\nBusiness: [JW] 6\n\nWINS\n[JW] Closed it. See deck [PDF] attached.")
     assert result.ratings == {"business": 6}
     assert result.texts["wins"] == "Closed it. See deck [PDF] attached."
+
+
+@pytest.mark.parametrize(
+    ("reply", "ratings"),
+    [
+        ("My ratings are 7, 8 and 6", {"business": 7, "personal": 8, "family": 6}),
+        ("Mis calificaciones son 8, 7 y 9", {"business": 8, "personal": 7, "family": 9}),
+        ("Biz 7 / Pers 8 / Fam 6\nWINS\nA deal.", {"business": 7, "personal": 8, "family": 6}),
+    ],
+)
+def test_ratings_said_in_a_sentence_under_their_own_words(reply: str, ratings: dict[str, int]) -> None:
+    assert split_sections(reply).ratings == ratings

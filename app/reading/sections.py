@@ -263,7 +263,7 @@ _RATING_WORDS: dict[str, tuple[str, ...]] = {
     "business": ("business", "biz", "work", "negocio", "negocios", "empresa", "trabajo", "affaires",
                  "entreprise", "travail", "geschäft", "geschäftlich", "beruf", "beruflich", "firma",
                  "negócio", "negócios", "zakelijk", "bedrijf", "werk"),
-    "personal": ("personal", "personnel", "personnelle", "perso", "persönlich", "privat", "pessoal",
+    "personal": ("personal", "pers", "personnel", "personnelle", "perso", "persönlich", "privat", "pessoal",
                  "persoonlijk", "privé"),
     "family": ("family", "fam", "familia", "famille", "familie", "família", "gezin"),
 }
@@ -275,6 +275,9 @@ _RATING_LABEL_LINE = re.compile(
     r"(?:[*_]{1,3}\s*+)?(?::\s*+)?(?:[*_]{1,3}\s*+)?",
     re.IGNORECASE,
 )
+
+
+_NUMBERS_FOLLOW = re.compile(r"(?:(?:are|is|=|son|sont|sind|são|zijn)\s++)?\d", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +359,10 @@ def match_heading(line: str) -> HeadingMatch | None:
         else:
             break
     rest = text[position:].strip()
-    numbers_follow = key == "ratings" and rest[:1].isdigit()  # "scores 5 6 8", "Ratings 6, 5, 7"
+    # "scores 5 6 8", "Ratings 6, 5, 7", "My ratings are 7, 8 and 6"
+    numbers_follow = key == "ratings" and _NUMBERS_FOLLOW.match(rest) is not None
+    if numbers_follow and not rest[:1].isdigit():
+        rest = rest[_NUMBERS_FOLLOW.match(rest).end() - 1 :]  # type: ignore[union-attr]
     if rest and not (has_separator or (is_bold and closed_emphasis) or numbers_follow):
         return None
     if kept_paren and rest and not has_separator:
@@ -417,7 +423,7 @@ _CELL_SPLIT = re.compile(r"\s*+[|\t]\s*+|\s{2,}+")
 # Not part of a word or of a longer decimal; "7," ends a number, "7,5" does not.
 _BARE_NUMBER = re.compile(r"(?<!\w)(?<!\d[.,])" + _NUMBER + r"(?!\w|[.,]\d)", re.IGNORECASE)
 # What may sit between the pairs of one ratings line: "7, 6, 8", "B7 / P6 / F8", "... and ...".
-_RATING_FILLER = re.compile(r"(?:[\s,;|/*_.]|\band\b)*", re.IGNORECASE)
+_RATING_FILLER = re.compile(r"(?:[\s,;|/*_.]|\b(?:and|y|et|und|e|en)\b)*", re.IGNORECASE)
 
 
 def _rating_value(match: re.Match[str]) -> int | None:
@@ -540,7 +546,7 @@ def _number_list(text: str) -> list[int] | None:
     # `(?<!\s)` starts a match only where a run of spaces starts, and the possessive `++` reads
     # each run of digits once: `\d+(?:\s*[,;|/]?\s*\d+)*` split 30 digits every possible way.
     text = re.sub(r"(?<!\s)\s*/\s*10\b", " ", text.strip().rstrip(".!"))
-    text = re.sub(r"(?<!\s)\s*\band\b\s*", ", ", text, flags=re.IGNORECASE).strip()
+    text = re.sub(r"(?<!\s)\s*\b(?:and|y|et|und|e|en)\b\s*", ", ", text, flags=re.IGNORECASE).strip()
     if not re.fullmatch(r"\d++(?:\s*+[,;|/]?\s*+\d++)*+", text):
         return None
     separators = {re.sub(r"\s+", " ", sep) for sep in re.findall(r"(?<=\d)\D+(?=\d)", text)}
