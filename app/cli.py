@@ -623,13 +623,27 @@ def inbound_release(inbound_id: int) -> None:
 @main.command("parse")
 @click.argument("eml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object")
-def parse(eml: Path, as_json: bool) -> None:
+@click.option(
+    "--request",
+    "request_eml",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The update request this message answers, as sent (.eml): our own quoted words are recognised",
+)
+@click.option("--explain", is_flag=True, help="Show every line of the body, kept or cut, and why")
+def parse(eml: Path, as_json: bool, request_eml: Path | None, explain: bool) -> None:
     """Show how a message would be read, storing nothing."""
-    from app.reading.message import read_message
+    from app.reading.explain import explain as explain_lines
+    from app.reading.message import read_message, sent_request
 
-    reading = read_message(eml.read_bytes())
+    request = sent_request(request_eml.read_bytes()) if request_eml is not None else None
+    reading = read_message(eml.read_bytes(), request=request)
     data = reading.to_json()
+    verdicts = explain_lines(reading.body, reading.text, request) if explain else []
     if as_json:
+        if explain:
+            data["explain"] = [
+                {"line": v.number, "text": v.text, "kept": v.is_kept, "reason": v.reason} for v in verdicts
+            ]
         click.echo(json.dumps(data, ensure_ascii=False))
         return
     click.echo(f"kind:   {data['kind']}  ({data['reason']})")
@@ -639,10 +653,20 @@ def parse(eml: Path, as_json: bool) -> None:
         for recipient in data["bounced"]:
             click.echo(f"bounced: {recipient['address']} {recipient['status']} {'hard' if recipient['is_hard'] else 'soft'}")
     if reading.kind == "reply":
+        if explain:
+            click.echo("lines (+ kept, - cut):")
+            for v in verdicts:
+                click.echo(f"  {'+' if v.is_kept else '-'} {v.number:>4} {v.text}" + (f"    [{v.reason}]" if v.reason else ""))
         click.echo("text:\n  " + "\n  ".join(reading.text.splitlines() or ["(empty)"]))
         sections = reading.sections
         if sections.get("ratings"):
             click.echo(f"ratings: {sections['ratings']}")
+        if sections.get("topic_priority"):
+            click.echo(f"priority: {sections['topic_priority']}")
+        if sections.get("is_skip"):
+            click.echo("skip: the member asks to be excused this month")
+        if sections.get("is_correction"):
+            click.echo("correction: the member changes an update already sent")
         for key, value in sections.get("texts", {}).items():
             click.echo(f"[{key}]\n  " + "\n  ".join(value.splitlines()))
         for attachment in data["attachments"]:

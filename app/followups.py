@@ -239,7 +239,11 @@ def merge(
     `has_attachments`: a message that brings files is never a mere note.
     """
     body = _without_greeting(text)
-    if body != text.strip() and not new.get("is_skip"):
+    if has_content(previous) and not new.get("is_skip"):
+        # A follow-up names the sections it changes; its prose adds to the update, and a cue
+        # phrase in it ("closed the round") must not stand for a section it would replace.
+        new = split_sections(body, place_prose=False).to_json()
+    elif body != text.strip() and not new.get("is_skip"):
         new = split_sections(body).to_json()  # "Hi,\n\nCorrection: WINS ..." reads from "Correction:"
     new_texts: dict[str, str] = dict(new.get("texts", {}))
     new_ratings: dict[str, int] = dict(new.get("ratings", {}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from jinja2 import TemplateError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -31,8 +32,11 @@ from app.models import (
     Update,
     UpdateRequest,
 )
-from app.reading.message import Reading, read_message
+from app.reading.message import Reading, read_message, with_request
+from app.reading.rejection import Rejection, rejected
+from app.reading.request import SentRequest
 from app.reading.sections import SECTIONS
+from app.reading.trimming import html_to_text
 from app.settings import Settings
 
 # --- processing (the worker's step) ----------------------------------------------------------
@@ -73,7 +77,7 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
     row.processed_at = now
     if reading.kind != "reply":
         row.status = InboundStatus.IGNORED
-        row.reason = reading.reason
+        row.reason = rejected(Rejection.MACHINE_MAIL, f"{reading.kind}, {reading.reason}")
         if reading.kind == "bounce":
             outcome.outbound_ids += _record_bounce(session, settings, row, reading, now)
         session.flush()
@@ -85,10 +89,11 @@ def process_inbound(session: Session, settings: Settings, inbound_id: int, now: 
             if handled is not None:
                 return handled
         row.status = InboundStatus.REJECTED
-        row.reason = "no reply token or thread of ours: not an answer to an update request"
+        row.reason = rejected(Rejection.NO_TOKEN, "not an answer to an update request")
         outcome.outbound_ids += _notice_unknown(session, settings, row, reading, now)
         session.flush()
         return outcome
+    reading = _read_with_request(session, answered, reading)
     member = answered.member
     row.update_request_id = answered.id
     reason = untrusted_sender(session, row, member, reading.from_address)
@@ -194,6 +199,23 @@ def _hold(
     return outcome
 
 
+def _read_with_request(session: Session, answered: UpdateRequest, reading: Reading) -> Reading:
+    """The reading again with the text of the request it answers, rendered as we sent it, so our
+    own quoted words are recognised (app.reading.request). Unchanged when we sent none."""
+    sent = session.scalar(
+        select(OutboundMessage).where(
+            OutboundMessage.dedupe_key == f"request:{answered.cycle_id}:{answered.member_id}"
+        )
+    )
+    if sent is None:
+        return reading
+    try:
+        rendered = mail.render(sent.kind, sent.context)
+    except TemplateError:  # a row from an older template: read without it, as before
+        return reading
+    return with_request(reading, SentRequest(text=rendered.text, html_text=html_to_text(rendered.html)))
+
+
 def release_held(session: Session, settings: Settings, inbound_id: int, now: datetime) -> Outcome:
     """The facilitator vouches for a held message: apply it as the member's update. Flushes."""
     row = session.scalars(
@@ -202,9 +224,9 @@ def release_held(session: Session, settings: Settings, inbound_id: int, now: dat
     if row is None or row.status != InboundStatus.HELD or row.update_request is None:
         return Outcome()
     envelope_to = [a for a in (row.envelope_to or "").split(",") if a]
-    reading = read_message(row.raw, row.envelope_from, envelope_to)
-    held_reason = row.reason
     answered = row.update_request
+    reading = _read_with_request(session, answered, read_message(row.raw, row.envelope_from, envelope_to))
+    held_reason = row.reason
     request = open_request(session, answered, row.received_at)
     row.update_request_id = request.id
     outcome = _apply(session, settings, row, request, reading, now, moved_from=answered if request is not answered else None)

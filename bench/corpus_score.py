@@ -33,7 +33,15 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
-REPLY_CORPORA = ("email_reply_trimmer", "reply_parser_family")
+DEFAULT_UPDATES = REPO.parent / "shared" / "updates-dev"
+REPLY_CORPORA = (
+    "email_reply_trimmer",
+    "reply_parser_family",
+    "crisp_email_reply_parser",
+    "willdurand_email_reply_parser",
+)
+# Ports of GitHub's parser whose manifest holds the upstream assertions of entries without a text.
+_PORTS = ("crisp_email_reply_parser", "willdurand_email_reply_parser")
 MACHINE_CLASSES = ("bounce", "feedback-report", "auto-reply", "delivery-success-dsn")
 
 # Broad on purpose: a footer line is ignored on both sides, it is never required or forbidden.
@@ -237,11 +245,19 @@ def load_reply_entries(corpus_dir: Path, index: list[dict[str, Any]]) -> list[Re
     """One entry per distinct input; same-input entries of reply_parser_family pool assertions."""
     manifest = json.loads((corpus_dir / "reply_parser_family" / "manifest.json").read_text())
     expectations = {e["id"]: e["upstream_expectations"] for e in manifest["entries"]}
+    port_expectations: dict[tuple[str, str], dict[str, Any]] = {}
+    for corpus in _PORTS:
+        path = corpus_dir / corpus / "manifest.json"
+        if path.is_file():
+            for e in json.loads(path.read_text())["entries"]:
+                port_expectations[(corpus, e["id"])] = e.get("upstream_expectations", {})
     by_sha: dict[str, ReplyEntry] = {}
     for item in index:
         if item["corpus"] not in REPLY_CORPORA:
             continue
         text = (corpus_dir / item["input"]).read_bytes().decode("utf-8")
+        if item.get("input_format") == "eml":
+            text = _eml_body(text)
         entry = by_sha.get(item["input_sha256"])
         if entry is None:
             entry = by_sha[item["input_sha256"]] = ReplyEntry(item["corpus"], [], text, Spec())
@@ -250,7 +266,16 @@ def load_reply_entries(corpus_dir: Path, index: list[dict[str, Any]]) -> list[Re
             entry.spec.exact.append(item["expected_new_content"])
         if item["corpus"] == "reply_parser_family":
             _rpf_spec(expectations[item["id"]], text, entry.spec)
+        if item["corpus"] in _PORTS and item["expected_new_content"] is None:
+            upstream = port_expectations.get((item["corpus"], item["id"]), {})
+            entry.spec.required_regex += _as_list(upstream.get("fragments.0.matches"))
     return list(by_sha.values())
+
+
+def _eml_body(text: str) -> str:
+    """The body of a whole message given as text: what follows the first blank line."""
+    normalized = text.replace("\r\n", "\n")
+    return normalized.split("\n\n", 1)[1] if "\n\n" in normalized else normalized
 
 
 def score_replies(
@@ -286,6 +311,9 @@ def score_replies(
 
 def _pct(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 1) if whole else 0.0
+
+
+UPDATE_FIGURES = ("kind_pct", "placed_pct", "leak_free_pct", "ratings_pct")
 
 
 # --- Machine mail --------------------------------------------------------------------------------
@@ -352,18 +380,117 @@ def score_machine(
     }
 
 
+# --- Member updates answering our own request ------------------------------------------------------
+
+# The manifest's section names where ours differ.
+_UPDATE_KEYS = {"commitments_progress": "commitments"}
+_SPACE_RUN = re.compile(r"[\s\u00a0\u202f]+")
+
+
+def _flat(text: str) -> str:
+    return _SPACE_RUN.sub(" ", text).strip()
+
+
+def _expected_kind(sections: dict[str, Any]) -> str:
+    if sections.get("is_skip"):
+        return "skip"
+    return "correction" if sections.get("is_correction") else "reply"
+
+
+def score_updates(
+    updates_dir: Path, verbose: bool, *, with_request: bool
+) -> dict[str, float | int] | None:
+    """Read each labelled update (with the request it answers when `with_request`) and score it
+    as the set's README says: kind; phrases found in their own section; no must-not-contain
+    string anywhere in what was read; ratings and topic priority exactly right."""
+    manifest_path = updates_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    from app.reading import message as reading_message
+
+    files = json.loads(manifest_path.read_text())
+    kinds_right = placed_files = placed_total = phrases = phrases_placed = 0
+    leak_free = rated_files = ratings_right = 0
+    for item in files:
+        raw = (updates_dir / item["file"]).read_bytes()
+        request_path = updates_dir / "requests" / item["file"].replace(".eml", ".request.eml")
+        if with_request and request_path.is_file():
+            request = reading_message.sent_request(request_path.read_bytes())
+            reading = reading_message.read_message(raw, request=request)
+        else:
+            reading = reading_message.read_message(raw)
+        sections = reading.sections or {}
+        texts = {key: _flat(value) for key, value in sections.get("texts", {}).items()}
+        everything = _flat(reading.text) + " " + " ".join(texts.values())
+        reasons: list[str] = []
+        kind = _expected_kind(sections) if str(reading.kind) == "reply" else str(reading.kind)
+        kinds_right += kind == item["kind"]
+        if kind != item["kind"]:
+            reasons.append(f"kind {kind}, expected {item['kind']}")
+        expected = item["expected_sections"]
+        file_phrases = file_placed = 0
+        for key, value in expected.items():
+            if key == "ratings":
+                continue
+            wanted = value["text"] if key == "topic" else value
+            ours = texts.get(_UPDATE_KEYS.get(key, key), "")
+            for phrase in wanted:
+                file_phrases += 1
+                if _flat(phrase) in ours:
+                    file_placed += 1
+                else:
+                    where = [k for k, t in texts.items() if _flat(phrase) in t]
+                    reasons.append(f"{key}: {phrase!r} " + (f"in {where}" if where else "lost"))
+            if key == "topic" and value.get("priority") != sections.get("topic_priority"):
+                file_phrases += 1
+                reasons.append(f"priority {sections.get('topic_priority')}, expected {value.get('priority')}")
+        phrases += file_phrases
+        phrases_placed += file_placed
+        if file_phrases:
+            placed_total += 1
+            placed_files += file_placed == file_phrases
+        leaks = [s for s in item["must_not_contain"] if _flat(s) in everything]
+        leak_free += not leaks
+        reasons += [f"leaked: {s!r}" for s in leaks]
+        if "ratings" in expected:
+            rated_files += 1
+            got = sections.get("ratings", {})
+            ratings_right += got == expected["ratings"]
+            if got != expected["ratings"]:
+                reasons.append(f"ratings {got}, expected {expected['ratings']}")
+        if verbose and reasons:
+            print(f"FAIL updates{'+request' if with_request else ''} {item['file']} ({item['client']})")
+            for reason in reasons[:10]:
+                print(f"    {reason[:160]}")
+    return {
+        "files": len(files),
+        "kind_pct": _pct(kinds_right, len(files)),
+        "placed_pct": _pct(phrases_placed, phrases),
+        "files_placed_pct": _pct(placed_files, placed_total),
+        "leak_free_pct": _pct(leak_free, len(files)),
+        "ratings_pct": _pct(ratings_right, rated_files),
+    }
+
+
 # --- Command line --------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus_dir", nargs="?", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("updates_dir", nargs="?", type=Path, default=DEFAULT_UPDATES,
+                        help="labelled member updates with their requests (skipped when absent)")
     parser.add_argument("-v", "--verbose", action="store_true", help="list failing entries")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     parser.add_argument("--min-both", type=float, metavar="PCT")
     parser.add_argument("--max-machine-as-reply", type=int, metavar="N")
     parser.add_argument("--max-reply-as-machine", type=int, metavar="N")
     parser.add_argument("--min-bounce-recall", type=float, metavar="PCT")
+    parser.add_argument("--min-both-for", action="append", default=[], metavar="CORPUS=PCT",
+                        help="a reply corpus's own floor instead of --min-both (repeatable)")
+    for name in UPDATE_FIGURES:
+        parser.add_argument(f"--min-updates-{name.replace('_pct', '').replace('_', '-')}",
+                            type=float, metavar="PCT", dest=f"min_updates_{name}")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))  # run from a checkout without installing it
@@ -376,11 +503,16 @@ def main(argv: list[str] | None = None) -> int:
     entries = load_reply_entries(corpus_dir, index)
     replies = score_replies(entries, new_words, args.verbose)
     machine = score_machine(corpus_dir, index, entries, args.verbose)
+    updates_dir = args.updates_dir.resolve()
+    updates = {
+        "without_request": score_updates(updates_dir, args.verbose, with_request=False),
+        "with_request": score_updates(updates_dir, args.verbose, with_request=True),
+    }
 
-    print(f"{'corpus':<22}{'entries':>8}{'scored':>8}{'kept %':>8}{'clean %':>9}{'both %':>8}")
+    print(f"{'corpus':<30}{'entries':>8}{'scored':>8}{'kept %':>8}{'clean %':>9}{'both %':>8}")
     for corpus, row in replies.items():
         print(
-            f"{corpus:<22}{row['entries']:>8}{row['scored']:>8}{row['kept_pct']:>8.1f}"
+            f"{corpus:<30}{row['entries']:>8}{row['scored']:>8}{row['kept_pct']:>8.1f}"
             f"{row['clean_pct']:>9.1f}{row['both_pct']:>8.1f}"
         )
     if machine is None:
@@ -397,13 +529,31 @@ def main(argv: list[str] | None = None) -> int:
             "reply-corpus bodies taken for machine mail"
         )
 
+    for mode, row in updates.items():
+        if row is None:
+            print(f"updates ({mode.replace('_', ' ')}): {updates_dir} not found")
+            continue
+        print(
+            f"updates ({mode.replace('_', ' ')}), {row['files']} files: kind {row['kind_pct']:.1f}%, "
+            f"phrases placed {row['placed_pct']:.1f}% (files {row['files_placed_pct']:.1f}%), "
+            f"leak-free {row['leak_free_pct']:.1f}%, ratings {row['ratings_pct']:.1f}%"
+        )
+
     failures: list[str] = []
-    if args.min_both is not None:
-        failures += [
-            f"{corpus}: both {row['both_pct']:.1f}% < {args.min_both}%"
-            for corpus, row in replies.items()
-            if row["both_pct"] < args.min_both
-        ]
+    floors = dict(item.split("=", 1) for item in args.min_both_for)
+    for corpus, row in replies.items():
+        floor = float(floors[corpus]) if corpus in floors else args.min_both
+        if floor is not None and row["both_pct"] < floor:
+            failures.append(f"{corpus}: both {row['both_pct']:.1f}% < {floor}%")
+    scored_updates = updates["with_request"]
+    for name in UPDATE_FIGURES:
+        floor = getattr(args, f"min_updates_{name}")
+        if floor is None:
+            continue
+        if scored_updates is None:
+            failures.append(f"updates: {updates_dir} not found")
+        elif scored_updates[name] < floor:
+            failures.append(f"updates {name} {scored_updates[name]:.1f}% < {floor}%")
     machine_limits = (
         ("machine_as_reply", args.max_machine_as_reply, "machine mail taken for a reply", ""),
         ("reply_as_machine", args.max_reply_as_machine, "replies taken for machine mail", ""),
@@ -425,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: {failure}", file=sys.stderr)
     if args.json:
         sys.stderr.flush()
-        print(json.dumps({"replies": replies, "machine": machine, "failures": failures}))
+        print(json.dumps({"replies": replies, "machine": machine, "updates": updates, "failures": failures}))
     return 1 if failures else 0
 
 

@@ -107,7 +107,7 @@ def test_is_heading_true(line: str) -> None:
         "I need to hire a CFO",
         "Next month we launch in Berlin",
         "Progress was slow",
-        "The wins",
+        "The wins are small this month",
         "Business is booming",
         "Score: 39.0",
         "Family 8",
@@ -295,14 +295,17 @@ def test_sentence_starting_with_heading_word_stays_content() -> None:
     }
 
 
-def test_free_prose_goes_to_other() -> None:
+def test_free_prose_is_placed_by_cues_and_the_rest_stays_other() -> None:
     reply = (
         "Hi everyone, a quick note this month.\n"
         "We closed Acme, which was a relief, but hiring is still slow.\n"
         "I could use an intro to a good recruiter.\n"
     )
     result = split_sections(reply)
-    assert result.texts == {OTHER: reply.strip()}
+    assert result.texts == {
+        "asks": "I could use an intro to a good recruiter.",
+        OTHER: "Hi everyone, a quick note this month.\nWe closed Acme, which was a relief, but hiring is still slow.",
+    }
     assert result.ratings == {}
     assert result.topic_priority is None
 
@@ -312,10 +315,10 @@ def test_text_before_first_heading_is_other() -> None:
     assert result.texts == {OTHER: "Sorry this is late!", "wins": "A deal."}
 
 
-def test_non_english_text_goes_to_other() -> None:
+def test_non_english_text_is_placed_by_its_cues_or_stays_other() -> None:
     reply = "Bonjour à tous,\nCe mois-ci nous avons signé deux clients.\n今月は大変でした。"
     result = split_sections(reply)
-    assert result.texts == {OTHER: reply}
+    assert result.texts == {"wins": "Ce mois-ci nous avons signé deux clients.", OTHER: "Bonjour à tous,\n今月は大変でした。"}
 
 
 def test_non_english_under_an_english_heading_stays_there() -> None:
@@ -674,3 +677,143 @@ def test_result_is_well_formed(text: str) -> None:
     assert all(1 <= value <= 10 for value in result.ratings.values())
     assert result.topic_priority in (None, "A", "B", "C")
     assert Sections.from_json(result.to_json()) == result
+
+
+# --- SKIP as people write it (issue 13, point 6) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "SKIP travelling",
+        "Sorry, I have to skip this month",
+        "pass this month — traveling (trade fair in Bologna). Back for April.",
+        "Hi Tom,\n\nCan't do it this time, closing season.",
+        "Can't make it, skipping this one. Closing season is crushing us.",
+        "Tom,\n\nI have to sit this one out. Dad's surgery is on the 9th.",
+        "Me salto este mes, estoy de viaje.",
+        "No puedo participar este mes, lo siento.",
+        "Je passe mon tour ce mois-ci, désolée.",
+        "Ich setze diesen Monat aus, wir sind im Urlaub.",
+        "Vou passar este mês, estou a viajar.",
+        "Ik sla deze maand over, sorry.",
+    ],
+)
+def test_skip_as_people_write_it(reply: str) -> None:
+    assert split_sections(reply).is_skip
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "We had to skip the trade show this year, budget.\n\nWINS\nClosed Acme.",
+        "Pass the word: we are hiring two engineers and a controller in the spring, anyone who knows good people please send them my way.",
+        "Skipped lunch all month to close the round. Worth it: signed the term sheet on Friday.",
+        "Can't make it to the dinner, but here is my update.\n\nWINS\nClosed Acme.",
+        "Nos saltamos la feria este año.",
+    ],
+)
+def test_a_reply_that_mentions_skipping_is_not_a_skip(reply: str) -> None:
+    assert not split_sections(reply).is_skip
+
+
+# --- Headings, ratings and prose in the languages and notations members use ----------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "key", "text"),
+    [
+        ("LOGROS\nFirmamos con Bebidas Huasteca.", "wins", "Firmamos con Bebidas Huasteca."),
+        ("Défis :\n- La pénurie de verre.", "challenges", "- La pénurie de verre."),
+        ("Herausforderungen\nZwei Meister gehen in Rente.", "challenges", "Zwei Meister gehen in Rente."),
+        ("Pedidos: contactos de distribuidores.", "asks", "contactos de distribuidores."),
+        ("Vragen aan de groep\nWie kent een uitzendbureau?", "asks", "Wie kent een uitzendbureau?"),
+        ("1) the good\nClosed the book purchase.", "wins", "Closed the book purchase."),
+        ("*Need help with:* a co-packer", "asks", "a co-packer"),
+        ("Next: sign the NDA", "next_commitments", "sign the NDA"),
+    ],
+)
+def test_headings_in_six_languages_and_members_words(reply: str, key: str, text: str) -> None:
+    assert split_sections(reply).texts[key] == text
+
+
+@pytest.mark.parametrize(
+    ("reply", "ratings"),
+    [
+        ("Hi all\n\nB7 P8 F6\n\nWINS\nA deal.", {"business": 7, "personal": 8, "family": 6}),
+        ("7/8/6\n\nWins – a deal.", {"business": 7, "personal": 8, "family": 6}),
+        ("Ratings: 8 / 7 / 9 🙌", {"business": 8, "personal": 7, "family": 9}),
+        ("scores 5 6 8\nwins\nA deal.", {"business": 5, "personal": 6, "family": 8}),
+        ("biz: 6 personal: 7 family: 9\nGood month.", {"business": 6, "personal": 7, "family": 9}),
+        ("Notes : Affaires 6 / Personnel 7 / Famille 8", {"business": 6, "personal": 7, "family": 8}),
+        ("CALIFICACIONES\nNegocio: 8\nPersonal: 7\nFamilia: 9", {"business": 8, "personal": 7, "family": 9}),
+        ("Cijfers:\n| Zakelijk | Persoonlijk | Gezin |\n|    7     |      6      |   8   |", {"business": 7, "personal": 6, "family": 8}),
+        ("Business | Personal | Family\n5 | 6 | 7", {"business": 5, "personal": 6, "family": 7}),
+        ("Honestly a rough stretch. Business I'd call a 5, personal a 6, family an 8.", {"business": 5, "personal": 6, "family": 8}),
+        ("7/10, 8/10, 6/10", {"business": 7, "personal": 8, "family": 6}),
+    ],
+)
+def test_ratings_in_common_notations(reply: str, ratings: dict[str, int]) -> None:
+    assert split_sections(reply).ratings == ratings
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["We hired 7/8/6 people", "family 2 kids and a dog", "Meeting on 7/8/26 at noon", "6, 5, 7 were the lot numbers"],
+)
+def test_numbers_in_prose_are_no_ratings(reply: str) -> None:
+    assert split_sections(reply).ratings == {}
+
+
+def test_prose_is_placed_by_cue_phrases() -> None:
+    reply = (
+        "Tom, no headings from me this month. Good month, we finally landed the park district contract. "
+        "Struggling with crew turnover again. Could use a rec for an HR consultant. "
+        "I'd love to spend time at the meeting on how to fund the inventory, call it an A."
+    )
+    result = split_sections(reply)
+    assert "landed the park district contract" in result.texts["wins"]
+    assert "crew turnover" in result.texts["challenges"]
+    assert "HR consultant" in result.texts["asks"]
+    assert "fund the inventory" in result.texts["topic"]
+    assert result.topic_priority == "A"
+    assert "no headings from me" in result.texts[OTHER]
+
+
+def test_labels_inside_a_line_and_a_paragraph_after_an_inline_heading() -> None:
+    reply = (
+        "the wins: two new clients.\n\n"
+        "ERP shortlist – done. Exit interviews – done.\n\n"
+        "3) what I need from you all\nHas anyone hired a grown kid? I'd also like it as my topic (B): how do I keep "
+        "family out of the office?"
+    )
+    result = split_sections(reply)
+    assert result.texts["wins"] == "two new clients."
+    assert "ERP shortlist – done." in result.texts["commitments"]
+    assert result.texts["asks"] == "Has anyone hired a grown kid?"
+    assert "how do I keep family out of the office?" in result.texts["topic"]
+    assert result.topic_priority == "B"
+
+
+def test_a_correction_places_its_words_under_the_section_it_names() -> None:
+    result = split_sections("Please replace my challenges with this:\n\nOur foreman retires in June.")
+    assert result.is_correction
+    assert result.texts["challenges"] == "Our foreman retires in June."
+
+
+def test_inline_answer_markers_go_only_where_an_answer_starts() -> None:
+    result = split_sections("RATINGS\nBusiness: [JW] 6\n\nWINS\n[JW] Closed it. See deck [PDF] attached.")
+    assert result.ratings == {"business": 6}
+    assert result.texts["wins"] == "Closed it. See deck [PDF] attached."
+
+
+@pytest.mark.parametrize(
+    ("reply", "ratings"),
+    [
+        ("My ratings are 7, 8 and 6", {"business": 7, "personal": 8, "family": 6}),
+        ("Mis calificaciones son 8, 7 y 9", {"business": 8, "personal": 7, "family": 9}),
+        ("Biz 7 / Pers 8 / Fam 6\nWINS\nA deal.", {"business": 7, "personal": 8, "family": 6}),
+    ],
+)
+def test_ratings_said_in_a_sentence_under_their_own_words(reply: str, ratings: dict[str, int]) -> None:
+    assert split_sections(reply).ratings == ratings

@@ -536,7 +536,8 @@ wraps here.</p><p>Second<br>line two</p><div>A div</div><div><br></div><div>Afte
         "Second\nline two\n\n"
         "A div\n\n"
         "After a gap\n\n"
-        "Revenue 1.2M\nBurn 80k\n\n"
+        "Revenue | 1.2M\nBurn | 80k\n\n"  # a data row reads as one line of cells
+
         "  indented\n    code"
     )
 

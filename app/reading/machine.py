@@ -55,8 +55,11 @@ class Verdict:
         return self.kind != Kind.REPLY
 
 
-def classify(raw: bytes, envelope_from: str | None = None) -> Verdict:
+def classify(
+    raw: bytes, envelope_from: str | None = None, message: email.message.Message | None = None
+) -> Verdict:
     """Classify one raw message. `envelope_from` "" is the null return path <>, None unknown.
+    `message`, the same message already parsed (compat32), saves parsing it again.
 
     Never raises: a message the parser chokes on is judged on its header block alone.
     """
@@ -71,7 +74,7 @@ def classify(raw: bytes, envelope_from: str | None = None) -> Verdict:
         # 100 nested levels over 400 KB of lines take 15 s. Such mail is hostile or absurd.
         return _decide_on_headers(raw, envelope_from, null_return_path, "MIME nested too deep")
     try:
-        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        msg = message if message is not None else email.message_from_bytes(raw, policy=email.policy.compat32)
         return _decide(_read(msg, envelope_from), null_return_path)
     # The stdlib parser and header decoders raise a zoo of errors on hostile input
     # (RecursionError on deep nesting, LookupError, UnicodeError, IndexError...). A crash
@@ -801,7 +804,7 @@ _SOFT_WORDS = re.compile(
 )
 # Version numbers and IP addresses look like codes: "Postfix 2.10.1", "10.5.1.1".
 _ENHANCED_STATUS = re.compile(r"(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?!\.?\d)")
-_REPLY_CODE = re.compile(r"(?<![\d.#-])([45])[0-5]\d(?=[ -]\S|$)", re.M)
+_REPLY_CODE = re.compile(r"(?<![\d.#-])([45])[0-5]\d(?=[ -]\S|$)", re.MULTILINE)
 
 # An address alone on its line ("  kijitora@example.jp", "<a@b>: reason", "a@b on 1/2/2010"),
 # the shape nearly every bounce format uses for the failed recipient.

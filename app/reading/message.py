@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email
 import email.errors
 import mimetypes
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from email.feedparser import BytesFeedParser
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
-import mailparser
-from mailparser.exceptions import MailParserError
-
 from app import addresses
 from app.addresses import find_tokens, normalize
-from app.reading.machine import classify, decode_bytes, decode_header_value
+from app.reading.machine import _CHARSET_ALIASES, classify, decode_bytes, decode_header_value
+from app.reading.request import SentRequest, mark_ours
 from app.reading.sections import split_sections
-from app.reading.trimming import html_to_text, new_words
+from app.reading.trimming import html_to_text, new_words, widest_cut
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 MAX_HEADER_IDS = 6  # In-Reply-To plus the newest References, as Discourse does
@@ -58,9 +54,16 @@ class Reading:
     sections: dict[str, Any]
     attachments: list[Attachment] = field(default_factory=list)
     bounced: list[dict[str, Any]] = field(default_factory=list)
+    # What the facilitator should check ("trimming left nothing: the widest cut is kept").
+    flags: list[str] = field(default_factory=list)
+    # The body as read, before trimming (quotes and all), and the sender's display name: to read
+    # again with the request (`with_request`) and for `parse --explain`; never stored.
+    body: str = field(default="", repr=False)
+    sender_name: str = field(default="", repr=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["body"], data["sender_name"]
         data["attachments"] = [a.listing() for a in self.attachments]
         data["token"] = self.tokens[0] if self.tokens else None
         return data
@@ -76,10 +79,6 @@ def _message_ids(message: email.message.Message) -> list[str]:
     references = re.findall(r"<[^<>\s]+>", str(message.get("References", "")))
     ids = in_reply_to + list(reversed(references))
     return list(dict.fromkeys(ids))[:MAX_HEADER_IDS]
-
-
-# mail-parser 4.8 hands back 7-bit bodies in these stateful encodings undecoded ("+AOk-").
-_STATEFUL_CHARSETS = ("utf-7", "iso-2022", "hz")
 
 
 def _walk(message: email.message.Message) -> list[email.message.Message]:
@@ -215,7 +214,7 @@ _BOUNDARY_PARAM_RE = re.compile(rb'(?i)\bboundary\s*=\s*(?:"([^"\r\n]{1,70})"|([
 
 
 # How the email package marks a multipart whose boundary is missing or never appears: it keeps
-# the whole body as one string, which mail-parser then skips.
+# the whole body as one string.
 _BOUNDARY_DEFECTS = (
     email.errors.NoBoundaryInMultipartDefect,
     email.errors.StartBoundaryNotFoundDefect,
@@ -236,7 +235,7 @@ def _is_unsplit(part: email.message.Message) -> bool:
 def _mend_boundaries(message: email.message.Message) -> list[email.message.Message]:
     """Split each unsplit multipart at the boundary its body does use, as a person reading the
     raw mail would. One without boundary lines stays one string and reads as plain text.
-    Returns the parts it split (mail-parser, which read the raw mail, saw nothing inside them)."""
+    Returns the parts it split."""
     mended = []
     for part in _walk(message):
         if not _is_unsplit(part):
@@ -257,44 +256,68 @@ def _mend_boundaries(message: email.message.Message) -> list[email.message.Messa
     return mended
 
 
-def _first_text_part(message: email.message.Message) -> email.message.Message | None:
-    """The first text part not named as a file; HTML only when there is no other (as mail-parser
-    reads), and a multipart that stayed one string only when there is neither."""
-    fallbacks: dict[str, email.message.Message] = {}
-    try:
-        for part in message.walk():
-            if part.get_content_maintype() == "text" and not part.get_filename():
-                if part.get_content_subtype() != "html":
-                    return part
-                fallbacks.setdefault("html", part)
-            elif _is_unsplit(part):
-                fallbacks.setdefault("unsplit", part)
-    except RecursionError:
-        pass
-    return fallbacks.get("html", fallbacks.get("unsplit"))
-
-
 def _part_text(part: email.message.Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         payload = str(part.get_payload()).encode("utf-8", "replace")
-    text = decode_bytes(payload, part.get_content_charset())
+    text = _decode_text(payload, part.get_content_charset())
     return html_to_text(text) if part.get_content_subtype() == "html" else text
 
 
-def _body_text(parsed: mailparser.MailParser | None, message: email.message.Message) -> str:
-    """The first top-level text part; HTML-only mail is converted to text."""
-    first = _first_text_part(message)
-    charset = (first.get_content_charset() or "") if first is not None else ""
-    if first is not None and charset.lower().startswith(_STATEFUL_CHARSETS):
-        return _part_text(first)
-    if parsed is not None:
-        if parsed.text_plain and parsed.text_plain[0].strip():
-            return parsed.text_plain[0]
-        if parsed.text_html:
-            return html_to_text(parsed.text_html[0])
-    # mail-parser could not read it (it skips an unsplit multipart): the standard library's best.
-    return _part_text(first) if first is not None else ""
+def _decode_text(payload: bytes, charset: str | None) -> str:
+    """A body's bytes as text: by its label, else UTF-8; a few broken bytes (a truncated
+    quoted-printable sequence) become U+FFFD rather than the whole text being read as Latin-1."""
+    for candidate in (charset, "utf-8"):
+        try:
+            payload.decode(_codec(candidate))
+        except (LookupError, UnicodeError, ValueError):
+            continue
+        return decode_bytes(payload, candidate)
+    for candidate in (charset, "utf-8"):
+        try:
+            return payload.decode(_codec(candidate), "replace")
+        except (LookupError, UnicodeError, ValueError):
+            continue
+    return decode_bytes(payload, charset)
+
+
+def _codec(label: str | None) -> str:
+    name = (label or "").strip().strip('"').lower()
+    if not name:
+        raise LookupError("no charset")
+    return _CHARSET_ALIASES.get(name, name)
+
+
+def _body_text(message: email.message.Message) -> str:
+    """The first text part not named as a file, when it has words; else the first HTML part as
+    text; else a multipart the parser could not split, read as text."""
+    plain: email.message.Message | None = None
+    html: email.message.Message | None = None
+    unsplit: email.message.Message | None = None
+    for part in _walk(message):
+        if part.is_multipart():
+            continue
+        if _is_body_text(part):
+            if part.get_content_subtype() == "html":
+                html = html or part
+            elif plain is None:
+                plain = part
+        elif unsplit is None and _is_unsplit(part):
+            unsplit = part
+    text = _part_text(plain) if plain is not None else ""
+    if text.strip():
+        return text
+    fallback = html or unsplit
+    return _part_text(fallback) if fallback is not None else text
+
+
+def _is_body_text(part: email.message.Message) -> bool:
+    disposition = str(part.get("Content-Disposition", "")).lower()
+    return (
+        part.get_content_maintype() == "text"
+        and not part.get_filename()
+        and not disposition.startswith("attachment")
+    )
 
 
 def _is_inline_image(content_id: object, disposition: object) -> bool:
@@ -302,47 +325,60 @@ def _is_inline_image(content_id: object, disposition: object) -> bool:
     return bool(content_id) and not str(disposition or "").lower().startswith("attachment")
 
 
-def _attachments(
-    parsed: mailparser.MailParser | None, message: email.message.Message, mended: list[email.message.Message]
-) -> list[Attachment]:
-    """The files a message carries, as mail-parser lists them, plus those inside the parts we
-    mended; inline images (logos in signatures, pasted screenshots) are part of the body."""
-    found: list[tuple[str | None, str | None, bytes]] = []  # filename, content type, bytes
-    for item in parsed.attachments if parsed is not None else []:
-        if _is_inline_image(item.get("content-id"), item.get("content-disposition")):
-            continue
-        payload = item.get("payload") or ""
-        try:
-            data = base64.b64decode(payload) if item.get("binary") else payload.encode()
-        except (binascii.Error, ValueError):
-            data = payload.encode("utf-8", "replace")
-        found.append((item.get("filename"), item.get("mail_content_type"), data))
-    for part in (p for mended_part in mended for p in _walk(mended_part) if not p.is_multipart()):
-        disposition = str(part.get("Content-Disposition", ""))
-        filename = part.get_filename()
-        if not (disposition.lower().startswith("attachment") or filename) or _is_inline_image(
-            part.get("Content-ID"), disposition
-        ):
-            continue
-        data = part.get_payload(decode=True)
-        found.append((filename, part.get_content_type(), data if isinstance(data, bytes) else b""))
-    # mail-parser invents a random name for a part without one: use ours, stable across reads.
-    named = {p.get_filename() for p in _walk(message) if p.get_filename()}
+def _attachments(message: email.message.Message) -> list[Attachment]:
+    """The files a message carries: every leaf part that is not its body text, a part the
+    parser could not split, or an inline image (logos in signatures, pasted screenshots)."""
     listed = []
-    for number, (filename, content_type, data) in enumerate(found, start=1):
-        too_large = len(data) > MAX_ATTACHMENT_BYTES
-        if filename not in named:
-            filename = f"attachment-{number}{mimetypes.guess_extension(content_type or '') or ''}"
-        listed.append(
-            Attachment(
-                filename=safe_filename(filename or ""),
-                content_type=content_type or "application/octet-stream",
-                size=len(data),
-                is_too_large=too_large,
-                data=b"" if too_large else data,
-            )
-        )
+    inside_files: set[int] = set()  # parts of a message attached as a file (".eml")
+    for part in _walk(message):
+        if id(part) in inside_files:
+            continue
+        disposition = str(part.get("Content-Disposition", ""))
+        if part.get_content_type() in _HOLDS_A_FILE and (part.get_filename() or disposition.lower().startswith("attachment")):
+            inner = part.get_payload()
+            inside_files.update(id(p) for m in (inner if isinstance(inner, list) else []) for p in _walk(m))
+            data = _message_bytes(inner)
+            listed.append(_attachment(part.get_filename() or "", part.get_content_type(), data, len(listed)))
+            continue
+        if part.is_multipart() or _is_body_text(part) or _is_unsplit(part):
+            continue
+        if _is_inline_image(part.get("Content-ID"), disposition):
+            continue
+        try:
+            filename = part.get_filename()
+        except (LookupError, ValueError, TypeError):
+            filename = None
+        data = part.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else str(part.get_payload()).encode("utf-8", "replace")
+        listed.append(_attachment(filename or "", part.get_content_type(), data, len(listed)))
     return listed
+
+
+_HOLDS_A_FILE = ("message/rfc822", "message/global")
+
+
+def _message_bytes(inner: object) -> bytes:
+    """The bytes of a message attached as a file (what a mail client would save as .eml)."""
+    if not isinstance(inner, list):
+        return b""
+    try:
+        return b"".join(m.as_bytes() for m in inner if isinstance(m, email.message.Message))
+    except (UnicodeError, LookupError, ValueError, TypeError, RecursionError):
+        return b""
+
+
+def _attachment(filename: str, content_type: str, data: bytes, listed: int) -> Attachment:
+    name = decode_header_value(filename) if filename else ""
+    if not name:  # a stable name of ours for a part without one
+        name = f"attachment-{listed + 1}{mimetypes.guess_extension(content_type) or ''}"
+    too_large = len(data) > MAX_ATTACHMENT_BYTES
+    return Attachment(
+        filename=safe_filename(name),
+        content_type=content_type,
+        size=len(data),
+        is_too_large=too_large,
+        data=b"" if too_large else data,
+    )
 
 
 def safe_filename(name: str) -> str:
@@ -370,19 +406,37 @@ def _sender(value: str) -> tuple[str, str]:
     return parseaddr(value)
 
 
-def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list[str] | None = None) -> Reading:
-    """How a stored message reads. Pure; never raises on malformed mail."""
-    verdict = classify(raw, envelope_from)
+def sent_request(raw: bytes) -> SentRequest:
+    """The text of a request as we sent it (a stored .eml): its text and HTML alternatives."""
+    message = _parse(raw)
+    texts: dict[str, str] = {}
+    for part in _walk(message):
+        if part.get_content_maintype() == "text" and not part.get_filename():
+            texts.setdefault(part.get_content_subtype(), _part_text(part))
+    return SentRequest(text=texts.get("plain", ""), html_text=texts.get("html", ""))
+
+
+def read_message(
+    raw: bytes,
+    envelope_from: str | None = None,
+    envelope_to: list[str] | None = None,
+    request: SentRequest | None = None,
+) -> Reading:
+    """How a stored message reads. Pure; never raises on malformed mail.
+
+    `request`, the text of the update request the message answers when we know it, lets the
+    reader recognise our own quoted request wherever the client put it (see app.reading.request).
+    """
+    if b"\n" not in raw:
+        # CR-only line ends (old Mac): the quoted-printable decoder loses the text after a
+        # "=\r" soft break, so read them as line feeds (machine.classify does the same).
+        raw = raw.replace(b"\r", b"\n")
     try:
         message = _parse(raw)
     except RecursionError:  # the stack was nearly full already: read the headers, keep no body
         message = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
-    try:
-        # A copy of its own (we mend ours), read to the same depth.
-        parsed: mailparser.MailParser | None = mailparser.MailParser(_parse(raw))
-    except (MailParserError, email.errors.MessageError, RecursionError, LookupError, ValueError, TypeError,
-            AttributeError):  # a broken encoded word in From raises HeaderParseError in mail-parser
-        parsed = None
+    # One parse for everything: the classifier reads the same message (before it is mended).
+    verdict = classify(raw, envelope_from, message=message)
     # Split the address first: a decoded name may hold a comma ("Müller, Hans").
     from_name, from_address = _sender(_raw_header(message, "From"))
     from_name = decode_header_value(from_name)
@@ -405,10 +459,11 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
             sections={},
             bounced=[asdict(r) for r in verdict.recipients],
         )
-    sender_name = parsed.from_[0][0] if parsed is not None and parsed.from_ else from_name
-    mended = _mend_boundaries(message)
+    sender_name = from_name
+    _mend_boundaries(message)
     # PostgreSQL text cannot hold NUL; no member means one.
-    text = new_words(_body_text(parsed, message).replace("\x00", ""), sender_name)
+    body = _body_text(message).replace("\x00", "")
+    text, flags = _trimmed(body, sender_name, request)
     reason = verdict.reason
     if mime_cut(message):
         # Said in the text itself, where the facilitator reads it (packet) and the member too
@@ -424,7 +479,36 @@ def read_message(raw: bytes, envelope_from: str | None = None, envelope_to: list
         reply_to_ids=_message_ids(message),
         text=text,
         sections=split_sections(text).to_json(),
-        attachments=_attachments(parsed, message, mended),
+        attachments=_attachments(message),
+        flags=flags,
+        body=body,
+        sender_name=sender_name,
     )
+
+
+def with_request(reading: Reading, request: SentRequest) -> Reading:
+    """`reading` read again knowing the request it answers (found by its token once read):
+    our own quoted request recognised wherever the client put it. Pure; no second parse."""
+    if reading.kind != "reply" or not reading.body:
+        return reading
+    text, flags = _trimmed(reading.body, reading.sender_name, request)
+    if CUT_NOTE in reading.text:
+        text = f"{CUT_NOTE}\n\n{text}".strip()
+    return replace(reading, text=text, sections=split_sections(text).to_json(), flags=flags)
+
+
+WIDEST_CUT_FLAG = "trimming left nothing, yet the message has text of its own: the widest plausible cut is kept"
+
+
+def _trimmed(body: str, sender_name: str, request: SentRequest | None) -> tuple[str, list[str]]:
+    """The member's new words, and flags for the facilitator. Our own request, wherever the
+    client put it, reads as a quote (app.reading.request). Never loses words: when trimming
+    leaves nothing but the message has unquoted text that is not ours, that text is kept."""
+    marked = mark_ours(body, request)[0] if request is not None else body
+    text = new_words(marked, sender_name)
+    if text.strip():
+        return text, []
+    widest = widest_cut(marked)
+    return (widest, [WIDEST_CUT_FLAG]) if widest else (text, [])
 
 

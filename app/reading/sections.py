@@ -7,7 +7,10 @@ cannot place goes to "other", never away (the zulip email gateway's "when in dou
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
+
+from app.reading import placing
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,88 @@ _HEADING_PHRASES: dict[str, tuple[str, ...]] = {
 }
 
 
+# The same headings in the other languages our members write in (and the words they use for
+# them), by language: a data table, so a language is one entry and not a rule. Lower case.
+_HEADINGS_BY_LANGUAGE: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "ratings": ("numbers", "my numbers", "score", "ratings (1-10)", "ratings 1 to 10", "rating this month"),
+        "wins": ("the wins", "the good", "good", "good news", "what went well", "wins since we last met",
+                 "the good stuff", "bright spots", "celebrations"),
+        "challenges": ("the not so good", "not so good", "the bad", "the hard stuff", "hard stuff",
+                       "the challenges", "what is hard", "what's hard", "concerns", "headaches"),
+        "commitments": ("last month", "last month's", "commitments check-in", "commitments check in",
+                        "commitment check-in", "commitments review", "status of commitments",
+                        "last meeting", "since last meeting"),
+        "topic": ("my topic", "topic for the month", "the topic", "discussion", "for discussion",
+                  "what i'd like to discuss", "group topic"),
+        "asks": ("need from the group", "what i need from the group", "what i need from you all",
+                 "what i need", "need help with", "help needed", "where i could use help",
+                 "help wanted", "the ask", "my ask", "asks of the group", "ask of the group"),
+        "learned": ("lesson", "lesson learned", "what i learned this month", "takeaway", "takeaways",
+                    "insight", "insights"),
+        "next_commitments": ("next", "before we meet", "before next meeting", "before the next meeting",
+                             "commitments for next time", "next up", "next month's plan",
+                             "coming up", "new commitments", "commitments for the coming month"),
+    },
+    "es": {
+        "ratings": ("calificaciones", "calificación", "puntuaciones", "puntuación", "valoraciones"),
+        "wins": ("logros", "éxitos", "victorias", "lo bueno", "buenas noticias"),
+        "challenges": ("retos", "desafíos", "problemas", "dificultades", "lo difícil"),
+        "commitments": ("compromisos del mes pasado", "compromisos anteriores", "compromisos"),
+        "topic": ("tema para el grupo", "tema", "tema del mes", "asunto para el grupo"),
+        "asks": ("lo que necesito", "necesito", "peticiones", "pedidos", "solicitudes", "ayuda"),
+        "learned": ("aprendizaje", "aprendizajes", "lo que aprendí", "qué aprendí", "lecciones"),
+        "next_commitments": ("próximos compromisos", "proximos compromisos", "siguientes compromisos",
+                             "próximo mes", "compromisos para el próximo mes"),
+    },
+    "fr": {
+        "ratings": ("évaluations", "mes notes", "scores"),
+        "wins": ("bons coups", "réussites", "succès", "victoires", "ce qui va bien"),
+        "challenges": ("défis", "difficultés", "problèmes", "enjeux"),
+        "commitments": ("engagements du mois dernier", "engagements précédents", "engagements"),
+        "topic": ("sujet pour le groupe", "sujet", "thème", "question pour le groupe"),
+        "asks": ("demandes", "besoins", "ce dont j'ai besoin", "j'ai besoin"),
+        "learned": ("ce que j'ai appris", "apprentissages", "leçons", "leçon"),
+        "next_commitments": ("prochains engagements", "engagements pour le mois prochain", "mois prochain"),
+    },
+    "de": {
+        "ratings": ("bewertungen", "bewertung", "noten", "zahlen"),
+        "wins": ("erfolge", "highlights", "was gut lief"),
+        "challenges": ("herausforderungen", "probleme", "schwierigkeiten"),
+        "commitments": ("zusagen vom letzten monat", "vorsätze vom letzten monat", "zusagen", "vorsätze",
+                        "verpflichtungen"),
+        "topic": ("thema für die gruppe", "thema"),
+        "asks": ("bitten", "anliegen", "was ich brauche", "anfragen"),
+        "learned": ("was ich gelernt habe", "gelernt", "erkenntnisse", "lektion"),
+        "next_commitments": ("nächste zusagen", "nächste schritte", "nächster monat", "neue zusagen"),
+    },
+    "pt": {
+        "ratings": ("classificações", "classificacoes", "notas", "avaliações", "pontuações"),
+        "wins": ("vitórias", "conquistas", "sucessos", "o que correu bem"),
+        "challenges": ("desafios", "problemas", "dificuldades"),
+        "commitments": ("compromissos do mês passado", "compromissos anteriores", "compromissos"),
+        "topic": ("tema para o grupo", "tema", "assunto para o grupo"),
+        "asks": ("pedidos", "o que preciso", "preciso de", "solicitações"),
+        "learned": ("o que aprendi", "aprendizagem", "aprendizado", "lições"),
+        "next_commitments": ("próximos compromissos", "proximos compromissos", "próximo mês"),
+    },
+    "nl": {
+        "ratings": ("cijfers", "scores", "beoordeling", "beoordelingen"),
+        "wins": ("successen", "overwinningen", "wat goed ging"),
+        "challenges": ("uitdagingen", "problemen", "knelpunten"),
+        "commitments": ("toezeggingen vorige maand", "afspraken vorige maand", "toezeggingen",
+                        "voornemens vorige maand"),
+        "topic": ("onderwerp voor de groep", "onderwerp", "thema"),
+        "asks": ("vragen aan de groep", "vragen", "verzoeken", "wat ik nodig heb"),
+        "learned": ("geleerd", "wat ik geleerd heb", "lessen", "les"),
+        "next_commitments": ("volgende toezeggingen", "nieuwe toezeggingen", "volgende maand"),
+    },
+}
+for _language in _HEADINGS_BY_LANGUAGE.values():
+    for _key, _phrases in _language.items():
+        _HEADING_PHRASES[_key] = (*_HEADING_PHRASES[_key], *_phrases)
+
+
 def _squash(text: str) -> str:
     """Letters and digits only, lower case: for comparing phrases whatever the punctuation."""
     return "".join(ch for ch in text.casefold() if ch.isalnum())
@@ -136,16 +221,29 @@ _ALL_PHRASES = sorted(
 )
 # "My wins", "Our asks", "Challenges this month" are the same headings.
 _HEADING_START = re.compile(
-    r"(?:(?:my|our)\s+)?(?P<phrase>"
+    r"(?:(?:my|our|mis|mes|nos|meine|unsere|mijn|onze|os\s+meus|as\s+minhas|minhas|meus)\s+)?(?P<phrase>"
     + "|".join(_phrase_pattern(p) for p in _ALL_PHRASES)
     + r")(?:\s+this\s+month)?(?![^\W_]|['’])",
     re.IGNORECASE,
 )
+_WORD_START = re.compile(r"(?<![^\W_])[^\W_]")
+
+
+def _heading_word(label: str) -> re.Match[str] | None:
+    """Our heading's words starting at a word of a short label ("my topic (B)", "One ask I forgot")."""
+    for start in _WORD_START.finditer(label):
+        m = _HEADING_START.match(label, start.start())
+        if m is not None:
+            return m
+    return None
+
+
 # Decorations in front of a heading, in any order: quoting, markdown, numbering, bold.
 _PREFIX = re.compile(r"(?:>+|#{1,6}(?!\w)|\(?\d{1,2}[.)](?!\d)|[*_]{1,3}|\s+)")
 _TAIL_EMPHASIS = re.compile(r"[*_]{1,3}")
 _TAIL_PAREN = re.compile(r"\s*\((?P<paren>[^()]{0,60})\)")
-_TAIL_SEPARATOR = re.compile(r"\s*:|\s*[–—]|\s+-+(?=\s|$)|\s*\.$")
+# A run of separators is read at once ("Wins:::" is one step, not one per colon).
+_TAIL_SEPARATOR = re.compile(r"(?:\s*+:|\s*+[–—]|\s++-++(?=\s|$))++|\s*+\.$")
 
 # Parentheses and hints that belong to our own request text, so quoting them back is no answer.
 _OWN_WORDS: frozenset[str] = frozenset(
@@ -160,11 +258,26 @@ _HINTS: frozenset[str] = frozenset(_squash(s.hint) for s in SECTIONS)
 
 # Each run of spaces is possessive (`\s*+`) and read once: five optional `\s*` in a row took 22 s
 # on "business", 190 spaces and a letter.
+# The three ratings in the words members use, by language (lower case): a data table.
+_RATING_WORDS: dict[str, tuple[str, ...]] = {
+    "business": ("business", "biz", "work", "negocio", "negocios", "empresa", "trabajo", "affaires",
+                 "entreprise", "travail", "geschäft", "geschäftlich", "beruf", "beruflich", "firma",
+                 "negócio", "negócios", "zakelijk", "bedrijf", "werk"),
+    "personal": ("personal", "pers", "personnel", "personnelle", "perso", "persönlich", "privat", "pessoal",
+                 "persoonlijk", "privé"),
+    "family": ("family", "fam", "familia", "famille", "familie", "família", "gezin"),
+}
+_LABEL_WORDS = "|".join(
+    re.escape(word) for word in sorted({w for ws in _RATING_WORDS.values() for w in ws}, key=len, reverse=True)
+)
 _RATING_LABEL_LINE = re.compile(
-    r"(?P<label>business|personal|family)(?:\s++(?:rating|score))?\s*+(?:\(1\s*+[-–]\s*+10\)\s*+)?"
+    r"(?P<label>" + _LABEL_WORDS + r")(?:\s++(?:rating|score))?\s*+(?:\(1\s*+[-–]\s*+10\)\s*+)?"
     r"(?:[*_]{1,3}\s*+)?(?::\s*+)?(?:[*_]{1,3}\s*+)?",
     re.IGNORECASE,
 )
+
+
+_NUMBERS_FOLLOW = re.compile(r"(?:(?:are|is|=|son|sont|sind|são|zijn)\s++)?\d", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +317,12 @@ def _strip_rating_prefix(line: str) -> str:
     if len(text) > _MAX_RATING_LINE:
         return ""
     m = _RATING_PREFIX.match(text)
-    return text[m.end() :] if m else text
+    text = text[m.end() :] if m else text
+    # An emoji or a symbol after the scores ("8 / 7 / 9 🙌") says nothing about them.
+    end = len(text)
+    while end and (unicodedata.category(text[end - 1])[0] == "S" or text[end - 1] in "\ufe0f\u200d "):
+        end -= 1
+    return text[:end]
 
 
 def match_heading(line: str) -> HeadingMatch | None:
@@ -241,7 +359,11 @@ def match_heading(line: str) -> HeadingMatch | None:
         else:
             break
     rest = text[position:].strip()
-    if rest and not (has_separator or (is_bold and closed_emphasis)):
+    # "scores 5 6 8", "Ratings 6, 5, 7", "My ratings are 7, 8 and 6"
+    numbers_follow = key == "ratings" and _NUMBERS_FOLLOW.match(rest) is not None
+    if numbers_follow and not rest[:1].isdigit():
+        rest = rest[_NUMBERS_FOLLOW.match(rest).end() - 1 :]  # type: ignore[union-attr]
+    if rest and not (has_separator or (is_bold and closed_emphasis) or numbers_follow):
         return None
     if kept_paren and rest and not has_separator:
         return None
@@ -274,26 +396,34 @@ def is_heading(line: str) -> bool:
 # --- Ratings -------------------------------------------------------------------------------------
 
 _RATING_LABELS: dict[str, str] = {
-    "business": "business",
-    "biz": "business",
+    **{word: key for key, words in _RATING_WORDS.items() for word in words},
     "b": "business",
-    "personal": "personal",
     "p": "personal",
-    "family": "family",
     "f": "family",
 }
 _NUMBER = r"(?P<n>\d+(?:[.,]\d+)?)(?P<of10>\s*/\s*10\b|\s+out\s+of\s+10\b)?"
 # "Business: 7", "business 7/10", "B: 7", "Family - 8", "personal = 6", "Business rating is 7".
 # "is" needs a space before it: the `(?<=\s)` stands for the `\s+` the possessive run took.
 _RATING_PAIR = re.compile(
-    r"(?<![^\W_])(?P<label>business|biz|personal|family|b|p|f)"
+    r"(?<![^\W_])(?P<label>" + _LABEL_WORDS + r"|b|p|f)"
     r"(?:\s++(?:rating|score))?\s*+(?:[:=–—-]\s*+|(?<=\s)is\b\s*+)?" + _NUMBER,
     re.IGNORECASE,
 )
+# "Business I'd call a 5, personal a 6, family an 8": a label, a few words, its number. Read only
+# when one line gives all three this way, so "family 2 kids" in prose is never a score.
+_RATING_WORDY = re.compile(
+    r"(?<![^\W_])(?P<label>" + _LABEL_WORDS + r")(?![^\W_])(?:[^\w]++[^\W\d_]++){0,5}?[^\w]++"
+    r"(?P<n>\d{1,2})(?![\d.,]\d)(?P<of10>\s*/\s*10\b)?",
+    re.IGNORECASE,
+)
+# A word or two and a colon before a line of pairs ("Notes : Affaires 6 / Personnel 7 / Famille 8").
+_LEAD_WORDS = re.compile(r"[^\W\d_]++(?:\s++[^\W\d_]++)?\s*+[:：]\s*+")
+# Cells of a table row: "| Zakelijk | Persoonlijk | Gezin |", "5 | 6 | 7", tab-separated.
+_CELL_SPLIT = re.compile(r"\s*+[|\t]\s*+|\s{2,}+")
 # Not part of a word or of a longer decimal; "7," ends a number, "7,5" does not.
 _BARE_NUMBER = re.compile(r"(?<!\w)(?<!\d[.,])" + _NUMBER + r"(?!\w|[.,]\d)", re.IGNORECASE)
 # What may sit between the pairs of one ratings line: "7, 6, 8", "B7 / P6 / F8", "... and ...".
-_RATING_FILLER = re.compile(r"(?:[\s,;|/*_.]|\band\b)*", re.IGNORECASE)
+_RATING_FILLER = re.compile(r"(?:[\s,;|/*_.]|\b(?:and|y|et|und|e|en)\b)*", re.IGNORECASE)
 
 
 def _rating_value(match: re.Match[str]) -> int | None:
@@ -322,20 +452,28 @@ def _pairs_cover_line(line: str, pairs: list[re.Match[str]]) -> bool:
 def _parse_rating_line(line: str, *, strict: bool) -> tuple[dict[str, int], bool] | None:
     """Read ratings from one line: (ratings, is_whole_line) or None when it states none.
 
-    `strict` is for lines outside the ratings section: only full labels ("Business 7, personal 6")
-    and only when the line is nothing else, so prose like "family 2 kids" is never read as a score.
+    `strict` is for lines outside the ratings section: only full labels ("Business 7, personal 6"),
+    or the three letters together ("B7 P8 F6"), and only when the line is nothing else; or three
+    scores written as scores ("7/8/6", "7/10, 8/10, 6/10"); so prose like "family 2 kids" is never
+    read as a score.
     """
     text = _strip_rating_prefix(line)
     pairs = list(_RATING_PAIR.finditer(text))
+    if pairs and pairs[0].start() and (lead := _LEAD_WORDS.fullmatch(text, 0, pairs[0].start())):
+        text = text[lead.end() :]  # "Notes : Affaires 6 / ..." reads as "Affaires 6 / ..."
+        pairs = list(_RATING_PAIR.finditer(text))
     if strict:
-        pairs = [p for p in pairs if len(p.group("label")) > 1]
+        keys = {_RATING_LABELS[p.group("label").lower()] for p in pairs}
+        all_three = len(pairs) == len(RATING_KEYS) and len(keys) == len(RATING_KEYS)
+        if not (all_three and _pairs_cover_line(text, pairs)):
+            pairs = [p for p in pairs if len(p.group("label")) > 1]
     if pairs:
         is_whole = _pairs_cover_line(text, pairs)
         if strict and not (is_whole and (len(pairs) >= 2 or pairs[0].group("of10"))):
-            return None
+            return _wordy_ratings(text)
         if not is_whole and pairs[0].start() != 0:
             # A score mentioned mid-sentence is the member's prose, not a rating line.
-            return None
+            return _wordy_ratings(text)
         found: dict[str, int] = {}
         for pair in pairs:
             key = _RATING_LABELS[pair.group("label").lower()]
@@ -345,14 +483,59 @@ def _parse_rating_line(line: str, *, strict: bool) -> tuple[dict[str, int], bool
                 return {}, False
             found[key] = value
         return found, is_whole
-    if strict:
-        return None
     values = _number_list(text)
     if values is None:
-        return None
+        return None if not strict else _wordy_ratings(text)
     if len(values) == len(RATING_KEYS) and all(1 <= v <= 10 for v in values):
+        if strict and "/" not in text:
+            return None  # "6, 5, 7" alone could be anything; "7/8/6" and "7/10" are scores
         return dict(zip(RATING_KEYS, values)), True
-    return {}, False
+    return None if strict else ({}, False)
+
+
+def _wordy_ratings(text: str) -> tuple[dict[str, int], bool] | None:
+    """All three ratings said in words on one line ("Business I'd call a 5, personal a 6, family
+    an 8"): read, the line kept as the member's text. None otherwise."""
+    found: dict[str, int] = {}
+    for m in _RATING_WORDY.finditer(text):
+        key = _RATING_LABELS[m.group("label").lower()]
+        value = _rating_value(m)
+        if value is None or key in found:
+            return None
+        found[key] = value
+    return (found, False) if len(found) == len(RATING_KEYS) else None
+
+
+def _table_ratings(lines: list[str], index: int) -> tuple[dict[str, int], int] | None:
+    """A table of ratings at `index`: a row of labels ("| Zakelijk | Persoonlijk | Gezin |",
+    "Business | Personal | Family") over a row of as many scores. (ratings, index of the score row)."""
+    header = _cells(lines[index])
+    if len(header) < 2 or len(header) > len(RATING_KEYS):
+        return None
+    keys = [_RATING_LABELS.get(cell.lower().strip("*_: ")) for cell in header]
+    if None in keys or len(set(keys)) != len(keys):
+        return None
+    following = index + 1
+    while following < len(lines) and (not lines[following].strip() or _is_table_rule(lines[following])):
+        following += 1
+    if following >= len(lines):
+        return None
+    row = _cells(lines[following])
+    if len(row) != len(keys) or not all(cell.isdigit() and 1 <= int(cell) <= 10 for cell in row):
+        return None
+    return {str(k): int(v) for k, v in zip(keys, row)}, following
+
+
+def _cells(line: str) -> list[str]:
+    text = line.strip().strip("|").strip()
+    if len(text) > _MAX_RATING_LINE:
+        return []
+    return [cell for cell in _CELL_SPLIT.split(text) if cell]
+
+
+def _is_table_rule(line: str) -> bool:
+    """A table's drawn line ("|---|---|", "+----+----+")."""
+    return bool(line.strip()) and not line.strip().strip("|+-=:_ ")
 
 
 def _number_list(text: str) -> list[int] | None:
@@ -363,7 +546,7 @@ def _number_list(text: str) -> list[int] | None:
     # `(?<!\s)` starts a match only where a run of spaces starts, and the possessive `++` reads
     # each run of digits once: `\d+(?:\s*[,;|/]?\s*\d+)*` split 30 digits every possible way.
     text = re.sub(r"(?<!\s)\s*/\s*10\b", " ", text.strip().rstrip(".!"))
-    text = re.sub(r"(?<!\s)\s*\band\b\s*", ", ", text, flags=re.IGNORECASE).strip()
+    text = re.sub(r"(?<!\s)\s*\b(?:and|y|et|und|e|en)\b\s*", ", ", text, flags=re.IGNORECASE).strip()
     if not re.fullmatch(r"\d++(?:\s*+[,;|/]?\s*+\d++)*+", text):
         return None
     separators = {re.sub(r"\s+", " ", sep) for sep in re.findall(r"(?<=\d)\D+(?=\d)", text)}
@@ -432,6 +615,12 @@ def _take_ratings(lines: list[str], *, strict: bool) -> tuple[dict[str, int], li
     index = 0
     while index < len(lines):
         line = lines[index]
+        table = _table_ratings(lines, index)
+        if table is not None:
+            found, last = table
+            ratings.update({k: v for k, v in found.items() if k not in ratings})
+            index = last + 1
+            continue
         key = _bare_label(line)
         if key is not None:
             # "Business:" on its own line (an inline answer under our quoted label): the value,
@@ -472,9 +661,12 @@ _PRIORITY_PATTERNS: tuple[re.Pattern[str], ...] = (
     # "Priority: A", "priority a", "Priority - B", "(priority A)"
     # but not "top priority: a new CFO"
     re.compile(
-        r"\bpriority\s*+(?:is\s*+)?(?:[:=–—-]\s*+)?\(?(?P<p>[abc])\)?(?=\s*(?:$|[-–—:,;.)\]!]))",
+        r"\b(?:priority|prioridad|priorit[ée]|prioriteit|prioridade|priorit[äa]t|prio)\s*+(?:is\s*+|es\s*+|est\s*+|é\s*+)?"
+        r"(?:[:=–—-]\s*+)?\(?(?P<p>[abc])\)?(?=\s*(?:$|[-–—:,;.)\]!]))",
         re.IGNORECASE | re.MULTILINE,
     ),
+    # "call it an A", "make it a B": a priority said in prose
+    re.compile(r"\b(?:call|make|mark|put)\s+it\s+(?:an?\s+)?(?P<p>[ABC])\b(?![-'’]\w)"),
     # "(A)", "[B]" -- capitals only, so an "(a)" list item is not a priority
     re.compile(r"[(\[](?P<p>[ABC])[)\]]"),
     # "A - pricing", "B: hiring", or just "B", at the start of a line; not "A)", which is
@@ -514,7 +706,15 @@ _CORRECTION_MARKER = re.compile(
     r"\W*(?:corrections?|updated?)[*_]*\s*(?:[:–—-]+[*_]*\s*|$)", re.IGNORECASE
 )
 _CORRECTION_START = re.compile(
-    r"\W*(?:corrections?\b|(?:please\s+)?correct\s+(?:my|the|our)\b|updated?\s*(?:[:–—-]|$))",
+    r"\W*(?:corrections?\b|(?:please\s+)?correct\s+(?:my|the|our)\b|updated?\s*(?:[:–—-]|$)"
+    r"|(?:please\s+|can\s+you\s+(?:please\s+)?)?(?:replace|swap|change|fix|update)\s+(?:my|the|our)\b"
+    # The same in the other languages: "corrección", "remplacez mon", "bitte ersetze", "substitua".
+    r"|correcci[óo]n|correction|korrektur|corre[çc][ãa]o|correctie"
+    r"|(?:por\s+favor\s+)?(?:reemplaza|cambia|sustituye)\s+(?:mi|mis|el|la)\b"
+    r"|(?:merci\s+de\s+)?(?:remplacez|remplace|changez|modifiez)\s+(?:mon|ma|mes|le|la)\b"
+    r"|(?:bitte\s+)?(?:ersetze|ersetzen\s+sie|[äa]ndere|korrigiere)\s+(?:mein|meine|den|die|das)\b"
+    r"|(?:por\s+favor\s+)?(?:substitua|troque|altere)\s+(?:o|a|os|as|meu|minha)\b"
+    r"|(?:graag\s+)?(?:vervang|wijzig|verander)\s+(?:mijn|de|het)\b)",
     re.IGNORECASE,
 )
 
@@ -523,9 +723,70 @@ def _normalize_apostrophes(text: str) -> str:
     return text.replace("’", "'").replace("‘", "'")
 
 
+# Asking to be excused this month, as people write it, by language: a data table. Each phrase is
+# an intent in itself ("skip this month", "sit this one out", "me salto este mes"); "skip" with any
+# other object ("we skipped the trade show") is not one.
+_THIS_TIME = {
+    "en": r"this\s+(?:month|meeting|time|one|round|cycle|update|session)(?:'s\s+(?:update|meeting))?",
+    "es": r"(?:este\s+mes|esta\s+vez|esta\s+ronda|esta\s+reuni[óo]n)",
+    "fr": r"(?:ce\s+mois(?:-ci)?|cette\s+fois(?:-ci)?|mon\s+tour)",
+    "de": r"(?:diesen\s+monat|diesmal|dieses\s+mal|diese\s+runde)",
+    "pt": r"(?:este\s+m[êe]s|desta\s+vez|esta\s+vez)",
+    "nl": r"(?:deze\s+maand|deze\s+keer|dit\s+keer|deze\s+ronde)",
+}
+_SKIP_PHRASES: dict[str, tuple[str, ...]] = {
+    "en": (
+        r"(?:skip(?:ping)?|pass(?:ing)?|sit(?:ting)?\s+out)\s+(?:on\s+)?(?:for\s+)?EN",
+        r"sit(?:ting)?\s+EN\s+out",
+        r"can(?:not|'t|\s+not)\s+(?:make\s+it|take\s+part|participate|join|do\s+(?:it|this|one)\b.{0,20}EN)",
+        r"(?:won't|will\s+not)\s+be\s+able\s+to\s+(?:make\s+it|take\s+part|participate|join|send)",
+        r"(?:unable|not\s+able)\s+to\s+(?:make\s+it|take\s+part|participate|join)",
+        r"(?:i'll|i\s+will|i\s+have\s+to|i\s+need\s+to|i\s+must|i'm\s+going\s+to|i'd\s+like\s+to|have\s+to)\s+(?:pass|skip|sit\s+out)\b",
+        r"count\s+me\s+out|i'm\s+out\s+EN|skipping\s+(?:it|this)\b|not\s+EN",
+    ),
+    "es": (
+        r"me\s+(?:salto|excuso|ausento)", r"(?:paso|saltar(?:me)?|omitir|me\s+salto)\s+ES",
+        r"no\s+(?:puedo|podr[ée]|voy\s+a\s+poder)\s+(?:participar|ES)", r"ES\s+no\s+(?:puedo|participo)",
+    ),
+    "fr": (
+        r"je\s+(?:passe|saute)\s+FR", r"je\s+dois\s+passer", r"sauter\s+FR",
+        r"je\s+ne\s+(?:peux|pourrai)\s+pas\s+(?:participer|FR)", r"pas\s+(?:de\s+mise\s+à\s+jour\s+)?FR",
+    ),
+    "de": (
+        r"ich\s+(?:setze|muss)\s+(?:DE\s+)?aus(?:setzen)?\b", r"ich\s+muss\s+passen",
+        r"DE\s+(?:aussetzen|überspringen|nicht\s+dabei)", r"kann\s+DE\s+nicht",
+    ),
+    "pt": (
+        r"vou\s+(?:passar|pular|saltar)\s+PT", r"(?:pular|saltar|passo)\s+PT",
+        r"n[ãa]o\s+(?:posso|vou\s+poder|consigo)\s+(?:participar|PT)", r"fico\s+de\s+fora",
+    ),
+    "nl": (
+        r"ik\s+(?:sla|moet)\s+NL\s+over(?:slaan)?", r"NL\s+(?:overslaan|niet\s+mee)",
+        r"ik\s+pas\s+NL", r"ik\s+kan\s+NL\s+niet",
+    ),
+}
+
+
+def _skip_phrases() -> str:
+    phrases = []
+    for forms in _SKIP_PHRASES.values():
+        for form in forms:
+            for code, words in _THIS_TIME.items():
+                form = form.replace(code.upper(), words)
+            phrases.append(form)
+    return "|".join(phrases)
+
+
+_SKIP_INTENT = re.compile(r"(?<![^\W_])(?:" + _skip_phrases() + r")(?![^\W_])", re.IGNORECASE)
+_SHORT_SKIP = re.compile(r"\W*(?:skip(?:ping)?|pass)(?:\s++[^\W\d_][\w'’-]*+){0,3}\W*", re.IGNORECASE)
+# Where a sentence ends: the intent must be in the reply's first two.
+_SENTENCE_END = re.compile(r"[.!?;\n—–]+")
+
+
 def is_skip_reply(text: str) -> bool:
     """True when the whole reply asks to skip this month ("SKIP", "Skip - travelling", "Please
-    skip me this month"), allowing a greeting, a short reason and a sign-off.
+    skip me this month", "pass this month", "I have to sit this one out", "me salto este mes"),
+    allowing a greeting, a short reason and a sign-off.
 
     "skip" inside a sentence is not a skip, nor is a reply that goes on to answer under headings.
     """
@@ -537,6 +798,21 @@ def is_skip_reply(text: str) -> bool:
         lines = [lines[0][greeting.end() :], *lines[1:]]  # "Hi Sam, skip this month"
     if not lines:
         return False
+    if not _is_skip_line(lines):
+        words = sum(len(line.split()) for line in lines)
+        if words > _MAX_SKIP_WORDS:
+            return False
+        opening = " ".join(lines)[: _MAX_RATING_LINE * 2]
+        sentences = [part for part in _SENTENCE_END.split(opening) if part.strip()][:2]
+        # "SKIP travelling": the word and a reason of a few words opens the reply.
+        short_skip = bool(sentences) and _SHORT_SKIP.fullmatch(sentences[0].strip()) is not None
+        if not short_skip and not any(_SKIP_INTENT.search(sentence) for sentence in sentences):
+            return False
+    return not any(match_heading(line) or is_rating_label(line) for line in lines[1:])
+
+
+def _is_skip_line(lines: list[str]) -> bool:
+    """The first line is a request to skip ("SKIP", "Skip - travelling", "I'll skip this month")."""
     m = _SKIP_LINE.fullmatch(lines[0].strip())
     if m is None:
         return False
@@ -546,9 +822,7 @@ def is_skip_reply(text: str) -> bool:
     # sentence, not a request to be excused.
     if has_words and _SKIP_REASON.match(rest) is None:
         return False
-    if len(rest.split()) + sum(len(line.split()) for line in lines[1:]) > _MAX_SKIP_WORDS:
-        return False
-    return not any(match_heading(line) or is_rating_label(line) for line in lines[1:])
+    return len(rest.split()) + sum(len(line.split()) for line in lines[1:]) <= _MAX_SKIP_WORDS
 
 
 def _correction_start(lines: list[str]) -> int | None:
@@ -619,8 +893,56 @@ def _join(lines: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines).strip("\n").strip()
 
 
-def split_sections(text: str) -> Sections:
-    """Split a member's trimmed reply into sections; lines before any heading go to "other"."""
+# An inline answer's marker, "[JW]": the initials a member types before each answer in the original.
+# Only where an answer starts (a line's start, after a bullet or a label's colon): "[PDF]" inside
+# a sentence is the member's.
+_MARKER = re.compile(r"^(?P<lead>[\s>*•-]*+(?:[^\W\d_][\w ]{0,30}:\s*+)?)\[[A-Z]{2,3}\]\s?")
+_MAX_LABEL_WORDS = 8
+_MAX_LABEL_AT = 2000
+_MAX_LABELS_IN_LINE = 8
+# "---------- Forwarded message ---------" and the like: a message the member pasted in.
+_SEPARATOR_LINE = re.compile(r"\s*[-‐–—]{2,}\s*\w[\w ]{0,40}?[-‐–—]{2,}\s*$")
+
+
+def _instruction_key(line: str) -> str | None:
+    """The section a correction's instruction names ("replace my challenges with this")."""
+    m = _heading_word(line[:_MAX_RATING_LINE])
+    return None if m is None else _PHRASE_TO_KEY.get(_squash(m.group("phrase")))
+_LABEL_PAREN = re.compile(r"\((?P<paren>[^()]{1,30})\)")
+
+
+def _inline_label(line: str) -> tuple[str, str, str] | None:
+    """A section named inside a line before a colon ("I'd also like it as my topic (B): how do
+    I...", "P.S. One ask I forgot: ..."): (text before the label's sentence, key, answer)."""
+    colon = min((i for i in (line.find(":"), line.find("：")) if i > 0), default=-1)
+    if colon < 0 or colon > _MAX_LABEL_AT:
+        return None
+    pre = line[:colon]
+    cut = max(pre.rfind(". "), pre.rfind("! "), pre.rfind("? "))
+    label = pre[cut + 2 :] if cut >= 0 else pre
+    if len(label.split()) > _MAX_LABEL_WORDS or not label.strip():
+        return None
+    found = _heading_word(label)
+    if found is None:
+        return None
+    key = _PHRASE_TO_KEY.get(_squash(found.group("phrase")))
+    if key is None or key == "ratings":
+        return None
+    rest = line[colon + 1 :].strip()
+    tail = label[found.end() :].strip(" ,;")
+    if tail and _topic_priority(tail) is not None:
+        rest = f"{tail}: {rest}"  # "Topic for the group, priority A: ..." keeps its priority
+    paren = _LABEL_PAREN.search(label)
+    if paren is not None and _squash(paren.group("paren")) not in _OWN_WORDS:
+        rest = f"{paren.group()} {rest}".strip()
+    return (pre[: cut + 1] if cut >= 0 else ""), key, rest
+
+
+def split_sections(text: str, *, place_prose: bool = True) -> Sections:
+    """Split a member's trimmed reply into sections; lines before any heading go to "other".
+
+    `place_prose`: sentences in "other" go where their cue phrases say (app.reading.placing);
+    off for a follow-up, whose prose adds to the update and must not stand for a section."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     correction_at = _correction_start(lines)
     if correction_at is not None:
@@ -633,24 +955,97 @@ def split_sections(text: str) -> Sections:
 
     buckets: dict[str, list[str]] = {OTHER: []}
     current = OTHER
-    for line in lines:
+    # After a heading with its answer on its line ("the wins: ..."), a paragraph below a blank
+    # line with no heading of its own is placed by its cues ("ERP shortlist – done"), else stays.
+    is_inline = False
+    detached: list[str] | None = None
+
+    def flush() -> None:
+        nonlocal detached
+        if detached:
+            placed, left = placing.place_prose(detached)
+            for key, placed_lines in [*placed.items(), (current, left)]:
+                if not any(line.strip() for line in placed_lines):
+                    continue
+                bucket = buckets.setdefault(key, [])
+                if bucket and bucket[-1].strip():
+                    bucket.append("")
+                bucket.extend(placed_lines)
+        detached = None
+
+    # "Please replace my challenges with this:" -- the words below it answer that section.
+    instruction_key = _instruction_key(lines[correction_at]) if correction_at is not None else None
+    instruction: list[str] = []
+    for number, line in enumerate(_MARKER.sub(r"\g<lead>", line) for line in lines):
         if _squash(line) in _HINTS:
             continue  # our own words, not the member's
+        if _SEPARATOR_LINE.match(line):
+            flush()
+            is_inline = False  # a message pasted in: read as it is, not placed by its cues
         heading = match_heading(line)
-        if heading is None:
-            buckets.setdefault(current, []).append(line)
+        label = _inline_label(line) if heading is None else None
+        if instruction_key is not None and number == correction_at and heading is None:
+            # The member's instruction ("I flipped my ratings.") is no answer to place; what
+            # follows it on the line ("Should be Business 6, ...") answers the section it names.
+            first, *others = placing.sentences(line) or [line]
+            instruction.append(first.strip())
+            current = instruction_key
+            if "".join(others).strip():
+                buckets.setdefault(current, []).append("".join(others).strip())
             continue
+        if heading is None and label is None:
+            if not line.strip():
+                flush()
+                if is_inline:
+                    detached = []
+                buckets.setdefault(current, []).append(line)
+            elif detached is not None:
+                detached.append(line)
+            else:
+                buckets.setdefault(current, []).append(line)
+            continue
+        flush()
+        if label is not None:
+            before, key, rest = label
+            if before.strip():
+                buckets.setdefault(current, []).append(before.rstrip())
+            # "Win: signed Pinnacle. Ask: anyone know a CFO?" -- one label after another.
+            for _ in range(_MAX_LABELS_IN_LINE):
+                following = _inline_label(rest)
+                if following is None or not following[0].strip():
+                    break
+                buckets.setdefault(key, []).append(following[0].rstrip())
+                key, rest = following[1], following[2]
+            # A label inside prose reaches to the end of its sentence; the sentences after it go
+            # where their cues say, else stay with it.
+            first, *others = placing.sentences(rest) or [rest]
+            rest = first.strip()
+            for sentence in others:
+                cue = placing.cue_of(sentence)
+                if cue is not None and cue != key:
+                    buckets.setdefault(cue, []).append(sentence.strip())
+                else:
+                    rest = f"{rest} {sentence.strip()}".strip()
+            heading = HeadingMatch(key=key, rest=rest)
         current = heading.key
+        is_inline = bool(_LABEL_PAREN.sub("", heading.rest).strip())
         bucket = buckets.setdefault(current, [])
         if any(existing.strip() for existing in bucket) and bucket[-1].strip():
             bucket.append("")  # the same heading twice: keep the parts apart
         if heading.rest:
             bucket.append(heading.rest)
+    flush()
 
     ratings, buckets["ratings"] = _take_ratings(buckets.get("ratings", []), strict=False)
     # Without a ratings heading only unmistakable lines count ("Business 7, personal 6, family 8").
     extra, buckets[OTHER] = _take_ratings(buckets[OTHER], strict=True)
     ratings.update({k: v for k, v in extra.items() if k not in ratings})
+    # Prose nobody put under a heading: placed sentence by sentence by its cues.
+    placed, buckets[OTHER] = placing.place_prose(buckets[OTHER]) if place_prose else ({}, buckets[OTHER])
+    buckets[OTHER] = [*instruction, *buckets[OTHER]]
+    for key, placed_lines in placed.items():
+        bucket = buckets.setdefault(key, [])
+        buckets[key] = [*placed_lines, "", *bucket] if bucket else placed_lines
 
     texts = {
         key: joined for key in (*SECTION_KEYS, OTHER) if (joined := _join(buckets.get(key, [])))

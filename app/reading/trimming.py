@@ -45,14 +45,16 @@ _ORIGINAL_WORDS = (
     r"original message|forwarded message|message d['’]origine|message transf[ée]r[ée]"
     r"|urspr[üu]ngliche nachricht|weitergeleitete nachricht|mensaje original|mensaje reenviado"
     r"|oorspronkelijk bericht|doorgestuurd bericht|messaggio originale|messaggio inoltrato"
-    r"|mensagem original|mensagem encaminhada|oprindelig meddelelse|videresendt meddelelse"
+    r"|mensagem original|mensagem encaminhada|oprindelig meddelelse|videresendt meddelelse|oprindelig besked"
     r"|opprinnelig melding|videresendt melding|ursprungligt meddelande|vidarebefordrat meddelande"
     r"|wiadomo[śs][ćc] oryginalna|przekazana wiadomo[śs][ćc]|oryginalna wiadomo[śs][ćc]"
     r"|исходное сообщение|пересылаемое сообщение|alkuperäinen viesti|orijinal mesaj"
     r"|原始邮件|原始郵件|転送されたメッセージ|元のメッセージ"
 )
+# Any dash: clients and fonts turn "-" into U+2010, en and em dashes.
+_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015"
 _SEPARATOR = re.compile(
-    r"[\s*_]*(?:-{2,}\s*(?:" + _ORIGINAL_WORDS + r")\s*-{2,}"
+    r"[\s*_]*(?:[" + _DASHES + r"]{2,}\s*(?:" + _ORIGINAL_WORDS + r")\s*[" + _DASHES + r"]{2,}"
     r"|(?:begin forwarded message|anfang der weitergeleiteten nachricht"
     r"|d[ée]but du message r[ée]exp[ée]di[ée]|inicio del mensaje reenviado"
     r"|begin doorgestuurd bericht|inizio messaggio inoltrato"
@@ -60,22 +62,34 @@ _SEPARATOR = re.compile(
     re.IGNORECASE,
 )
 
+# A forward, as opposed to the original of a reply: what the member may paste on purpose.
+_FORWARD_WORDS = re.compile(
+    r"forward|weitergeleitet|transf[ée]r|reenviado|doorgestuurd|inoltrato|encaminhad|videresendt"
+    r"|vidarebefordrat|przekazan|пересыла|転送",
+    re.IGNORECASE,
+)
+
 # Words that open an "On <date>, <name> wrote:" header, by language.
 _ON_WORDS = (
-    r"on|am|le|el|op|il|em|den|dnia|w dniu|på|dne|в|у|el d[íi]a|在|於"
-    r"|mon|tue|wed|thu|fri|sat|sun|ons|tis|fre|l[öo]r|s[öo]n|man|tir|tor"
+    r"on|am|le|el|op|il|em|den|dnia|w dniu|på|dne|в|у|el d[íi]a|在|於|vào|pada|tanggal|na|u"
+    r"|mon|tue|wed|thu|fri|sat|sun|ons|tis|fre|l[öo]r|s[öo]n|man|tir|tor|ma|ti|ke|pe|la|su"
 )
 # "wrote" in the languages of our members; a header ends with it plus an optional name, address
 # or date ("skrev Anna <a@b.se>:", "schrieb am Fr., 28. Apr. 2017 um 11:53 Uhr:").
 _WROTE = (
     r"(?<![^\W\d_])(?:wrote|schrieb|a\s+[ée]crit|escribi[óo]|schreef|geschreven|ha\s+scritto"
-    r"|scrisse|escreveu|skrev|napisa[łl]\s*\(a\)|napisa[łl]a?|pisze|написал\s*\(а\)|написала?"
-    r"|написав|писав|пише|kirjoitti|yazd[ıi]|napsal\s*\(a\)|napsala?|[íi]rta|a\s+scris|έγραψε)"
-    r"|写道|寫道|書きました|のメッセージ"
+    r"|scrisse|escreveu|ha\s+escrit|skrev|napisa[łl]\s*\(a\)|napisa[łl]a?|pisze|написал\s*\(а\)|написала?"
+    r"|написав|писав|пише|kirjoitti|yazd[ıi]|napsal\s*\(a\)|napsala?|[íi]rta|a\s+scris|έγραψε"
+    # Vietnamese, Indonesian, Galician, Croatian/Serbian/Bosnian, Slovak, Slovenian, Lithuanian,
+    # Latvian, Estonian, Bulgarian, Hebrew, Arabic; and "sent" (some clients' "<name> sent:").
+    r"|đã\s+viết|menulis|escribiu|napisao|napisala|nap[íi]sal[a]?|je\s+napisal[a]?|ra[šs][ėe]"
+    r"|rakst[īi]ja|kirjutas|написа|sent)"
+    r"|כתב|כתבה|كتب"
+    r"|写道|寫道|書きました|のメッセージ|작성"
 )
 # Possessive runs (`*+`): a run of spaces is read once, not again from each of its characters.
 _WROTE_HEADER = re.compile(
-    r"[\s*]*+.{0,250}?(?:" + _WROTE + r")(?P<post>.{0,80}?)(?:\s*+[:：]|\s++-{2,})[\s*]*+",
+    r"[\s*]*+.{0,250}?(?:" + _WROTE + r")(?P<post>.{0,80}?)(?:\s*+[:：]|\s*+-{2,})[\s*]*+",
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"@[\w-]+(?:\.[\w-]+)+|mailto:", re.IGNORECASE)
@@ -100,7 +114,7 @@ _DATE_HEADER = re.compile(
 _FIELDS = {
     "from": "from|von|de|da|van|fra|från|od|от|від|lähettäjä|kimden|feladó|mittente|remetente"
     "|expéditeur|absender|afzender|avsändare|nadawca|发件人|寄件者|寄件人|差出人",
-    "date": "sent|date|gesendet|datum|envoyé|enviado|enviada|fecha|inviato|data|verzonden|sendt"
+    "date": "sent|date|message du|gesendet|datum|envoyé|enviado|enviada|fecha|inviato|data|verzonden|sendt"
     "|dato|skickat|wysłano|отправлено|дата|lähetetty|päivämäärä|gönderildi|tarih|elküldve"
     "|dátum|发送时间|日期|送信日時|日時",
     "to": "to|an|à|a|para|aan|til|till|do|кому|vastaanottaja|kime|címzett|收件人|宛先",
@@ -250,12 +264,21 @@ class _Header:
     is_strong: bool
 
 
+_WROTE_LAST = re.compile(r"(?:" + _WROTE + r")\s*+$", re.IGNORECASE)
+_MAX_COLONLESS = 300
+
+
 def _header_strength(text: str) -> bool | None:
     """None when `text` is no "On ... wrote:" style header, else whether it is a strong one."""
     if _DATE_HEADER.fullmatch(text):
         return True
     if not text.rstrip(" *").endswith((":", "：", "-")):
-        return None  # every other form ends with its colon (or Zoho's "----"); skip the regexes
+        # Every other form ends with its colon (or Zoho's "----"); a few clients drop the colon
+        # ("On Wed, 14 Nov 2018 08:14:43 -0200 John Doe <john@doe.com> wrote"): then only with
+        # an address and a time, the verb last.
+        if len(text) <= _MAX_COLONLESS and _EMAIL.search(text) and _TIME.search(text):
+            return True if _HEADER_START.match(text) and _WROTE_LAST.search(text) else None
+        return None
     if _ADDRESS_HEADER.fullmatch(text):
         return True
     m = _WROTE_HEADER.fullmatch(text)
@@ -263,9 +286,38 @@ def _header_strength(text: str) -> bool | None:
         return None
     # After the verb only a name, an address or a date may follow: "wrote the following:" is prose.
     post = m.group("post").strip(" ,")
-    if post and not (_EMAIL.search(post) or re.search(r"\d", post)):
+    if post and not (_EMAIL.search(post) or re.search(r"\d", post) or _is_name_after_verb(text, post)):
         return None
-    return bool(_EMAIL.search(text) or _TIME.search(text))
+    return bool(_EMAIL.search(text) or _TIME.search(text) or _is_dated(text))
+
+
+# A date with its year ("Nov 26, 2013", "19/03/2014", "25.06.2015") dates a header as surely as
+# a time does; a year alone ("in 2025 we wrote:") does not.
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
+_NUMERIC_DATE = re.compile(r"(?<!\d)\d{1,4}[./-]\d{1,2}[./-]\d{1,4}(?!\d)")
+_MONTH = re.compile(
+    r"(?<![^\W\d_])(?:jan|feb|f[ée]v|mar|m[äa]r|apr|avr|abr|may|mai|mei|jun|juin|jul|juil|aug|ao[ûu]|ago"
+    r"|sep|set|okt|oct|out|nov|dec|d[ée]c|dez|dic)",
+    re.IGNORECASE,
+)
+
+
+def _is_dated(text: str) -> bool:
+    return _YEAR.search(text) is not None and (
+        _NUMERIC_DATE.search(text) is not None or _MONTH.search(text) is not None
+    )
+
+
+def _is_name_after_verb(text: str, post: str) -> bool:
+    """"Am 25.06.2015 um 10:55 schrieb Test user:": languages that put the verb before the name.
+    Only after a header's opening word and a date, and only a few capitalized words."""
+    words = post.split()
+    return (
+        _HEADER_START.match(text) is not None
+        and (_TIME.search(text) is not None or _is_dated(text))
+        and 1 <= len(words) <= 4
+        and (words[0][:1].isupper() or not words[0][:1].isalpha())
+    )
 
 
 def _wrote_header(lines: list[str], index: int) -> _Header | None:
@@ -321,9 +373,10 @@ def _field_kind(line: str) -> str | None:
 
 def _header_block(lines: list[str], index: int) -> _Header | None:
     """An Outlook-style "From:/Sent:/To:/Subject:" block at `index` (three fields or more)."""
-    if _field_kind(lines[index]) != "from":
+    first = _field_kind(lines[index])
+    if first is None or first == "cc":
         return None
-    kinds = {"from"}
+    kinds = {first}
     last = index
     end = index + 1
     while end < len(lines) and not _is_blank(lines[end]) and end - last <= _MAX_FIELD_GAP:
@@ -332,7 +385,7 @@ def _header_block(lines: list[str], index: int) -> _Header | None:
             kinds.add(kind)
             last = end
         end += 1
-    if len(kinds) < 3:
+    if len(kinds) < 3 or "from" not in kinds:  # "Message du :" / "De :" / "A :" / "Sujet :"
         return None
     return _Header(span=last - index + 1, is_strong=True)
 
@@ -361,7 +414,9 @@ def new_words(text: str, sender_name: str = "") -> str:
     Inline replies keep every answer line; a quoted heading of our request stays (unquoted) right
     above the answers under it, so the section splitter can place them.
     """
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    lines = _rejoin_wrapped_quotes(_split_trailing_headers(
+        [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    ))
     # Below a header with nothing written above, our own unquoted marker means our request.
     last_marker = max(
         (i for i, line in enumerate(lines) if _is_our_marker(line) and not _is_quoted(line)),
@@ -372,6 +427,8 @@ def new_words(text: str, sender_name: str = "") -> str:
     index = 0
     while index < len(lines):
         line = lines[index]
+        if _is_footer(line) and has_content and _quote_follows_footer(lines, index + 1):
+            break  # a phone's footer sits between the reply and the original it did not mark
         if _is_footer(line) or _is_our_marker(line):
             index += 1
             continue
@@ -380,6 +437,7 @@ def new_words(text: str, sender_name: str = "") -> str:
                 index += 1  # the member's own separator between sections: no signature has those
                 continue
             if _SIG_DELIMITER.fullmatch(line) or has_content:
+                kept += _postscript(lines, index + 1)  # "P.S." under the signature is theirs
                 break  # a signature, Outlook's separator or a mailing-list footer follows
             index += 1
             continue
@@ -387,8 +445,18 @@ def new_words(text: str, sender_name: str = "") -> str:
         if header is not None:
             after = _next_content(lines, index + header.span)
             if after is not None and _is_quoted(lines[after]):
-                # The quote below is dropped line by line, so answers between its lines stay.
+                # The quote below is dropped line by line, so answers between its lines stay;
+                # what closes the text above it (a signature) is no answer.
+                kept = _without_sign_off(kept, sender_name) if has_content else kept
                 index += header.span
+                continue
+            if has_content and _is_kept_forward(lines, index, header):
+                # A message the member pasted into the update on purpose, their own headings
+                # below it: kept, under its "Forwarded message" line.
+                block = _header_block(lines, index + 1) if index + 1 < len(lines) else None
+                span = 1 + (block.span if block is not None else 0)
+                kept += lines[index : index + span]
+                index += span
                 continue
             if header.is_strong and (has_content or last_marker >= index + header.span):
                 # The original follows unquoted (Outlook, Apple Mail, Yahoo); with nothing written
@@ -403,7 +471,149 @@ def new_words(text: str, sender_name: str = "") -> str:
             has_content = True
         index += 1
     # The sign-off goes first: under the last quote it would keep our last heading as an answer.
-    return _tidy(_answers_with_headings(_without_sign_off(kept, sender_name)))
+    return _tidy(_without_cover_note(_answers_with_headings(_without_sign_off(kept, sender_name))))
+
+
+_MAX_COVER_NOTE_LINES = 12
+
+
+def _without_cover_note(lines: list[str]) -> list[str]:
+    """Drop a note signed off above the update itself: an assistant's "Richard asked me to send
+    his update... Thank you, / Lauren" over the member's headings. What is signed and closed
+    before the first heading is a cover letter, not an answer."""
+    first_heading = next(
+        (i for i, line in enumerate(lines[: _HEADING_LOOKAHEAD]) if is_heading(line) and not is_rating_label(line)),
+        None,
+    )
+    if first_heading is None:
+        return lines
+    above = [i for i in range(first_heading) if not _is_blank(lines[i])]
+    if not above or len(above) > _MAX_COVER_NOTE_LINES:
+        return lines
+    # The last lines above the heading: a closing, then one or two short name lines.
+    for size in (1, 2):
+        if len(above) <= size:
+            break
+        closing = above[-size - 1]
+        names = [lines[i].strip() for i in above[-size:]]
+        if _CLOSING.fullmatch(lines[closing]) and all(_is_short_name(name) for name in names):
+            return lines[first_heading:]
+    return lines
+
+
+def _is_short_name(line: str) -> bool:
+    words = line.split()
+    return 1 <= len(words) <= 3 and all(word[0].isupper() and word.isalpha() for word in words)
+
+
+_MAX_FORWARD_LINES = 200  # lines of a pasted message searched for the member's headings below it
+_POSTSCRIPT = re.compile(r"\s*p\.?\s?s\.?(?:\s|:|-)", re.IGNORECASE)
+
+
+def _quote_follows_footer(lines: list[str], start: int) -> bool:
+    """Below a mobile footer: text that is not the member's (a greeting to them, the original),
+    i.e. anything before our own headings; a heading of ours below keeps the text."""
+    after = _next_content(lines, start)
+    return after is not None and not _POSTSCRIPT.match(lines[after]) and not _headings_follow(lines, after)
+
+
+def _is_kept_forward(lines: list[str], index: int, header: _Header) -> bool:
+    """A "Forwarded message" line with the member's own headings below the forwarded text."""
+    if header.span != 1 or not _FORWARD_WORDS.search(lines[index]):
+        return False
+    start = index + 1
+    block = _header_block(lines, start) if start < len(lines) else None
+    start += block.span if block is not None else 0
+    for line in lines[start : start + _MAX_FORWARD_LINES]:
+        if _is_quoted(line) or _SEPARATOR.fullmatch(line) or _is_our_marker(line):
+            return False  # a quote, another message, or our own request forwarded back to us
+        if _is_delimiter(line) and _SIG_DELIMITER.fullmatch(line):
+            return False
+        if is_heading(line) and not is_rating_label(line):
+            return True
+    return False
+
+
+def _postscript(lines: list[str], start: int) -> list[str]:
+    """A "P.S." paragraph below the signature, before any quote: the member's words."""
+    for index in range(start, min(start + _MAX_SIGNATURE_LINES + 4, len(lines))):
+        line = lines[index]
+        if _is_quoted(line) or _quote_header(lines, index) is not None:
+            return []
+        if _POSTSCRIPT.match(line):
+            end = index
+            while end < len(lines) and not _is_blank(lines[end]) and not _is_quoted(lines[end]):
+                end += 1
+            return ["", *lines[index:end]]
+    return []
+
+
+# "... all good. On Mon, Mar 1, 2027 at 8:00 AM, Anna <a@b.example> wrote:": a header that a
+# client put at the end of the member's own line. Where it may start: a word that opens one.
+_HEADER_OPENING = re.compile(r"(?<=[.!?)\]]\s)(?:" + _ON_WORDS + r")\b", re.IGNORECASE)
+_MAX_TRAILING_HEADER = 300
+_PROSE_WORD = re.compile(r"(?<![^\W\d_])[^\W\d_]{3,}+")
+_MIN_PROSE_WORDS = 3
+
+
+_WRAP_AT = 60  # a quoted line this long, cut mid-sentence, was wrapped by the client
+
+
+def _rejoin_wrapped_quotes(lines: list[str]) -> list[str]:
+    """A client that wraps the quote after adding "> " leaves the tail of a long quoted line
+    unquoted ("> ... pharetra d" / "ignissim odio?"): such a tail (right under it, starting in
+    lower case, short) is quoted again."""
+    result = list(lines)
+    for index in range(1, len(lines)):
+        line, above = lines[index], lines[index - 1]
+        if not line or _is_quoted(line) or not _is_quoted(above) or len(above) < _WRAP_AT:
+            continue
+        if above.rstrip().endswith((".", "!", "?", ":", ";")) or not line[:1].islower():
+            continue
+        if len(line.split()) <= _MAX_TAIL_WORDS:
+            result[index] = "> " + line
+    return result
+
+
+_MAX_TAIL_WORDS = 6
+
+
+def _split_trailing_headers(lines: list[str]) -> list[str]:
+    """Put a quote header that ends a line of text on a line of its own."""
+    result: list[str] = []
+    for line in lines:
+        tail_start = max(0, len(line) - _MAX_TRAILING_HEADER)
+        if len(line) > _MAX_MARKER_LINE or not line.rstrip().endswith((":", "：")) or _is_quoted(line):
+            result.append(line)
+            continue
+        for m in _HEADER_OPENING.finditer(line, tail_start):
+            tail = line[m.start() :]
+            # Words of the member's before it ("All good here."), not a date's ("пн, 3 нояб. 2025 г.").
+            if len(_PROSE_WORD.findall(line, 0, m.start())) >= _MIN_PROSE_WORDS and _header_strength(tail):
+                result += [line[: m.start()].rstrip(), "", tail]
+                break
+        else:
+            result.append(line)
+    return result
+
+
+def widest_cut(text: str) -> str:
+    """What a person would still call the member's words when `new_words` left nothing: every
+    line that is not quoted, a quote header, a separator, a footer or our marker. "" if none."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    kept: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        header = _quote_header(lines, index)
+        if header is not None:
+            index += header.span
+            continue
+        if not (_is_quoted(line) or _is_footer(line) or _is_our_marker(line) or _is_delimiter(line)):
+            kept.append(line)
+        index += 1
+    result = _tidy(kept)
+    return result if any(ch.isalnum() for ch in result) else ""
 
 
 def _is_signature_line(line: str) -> bool:
@@ -432,28 +642,89 @@ def _is_closing(lines: list[str], index: int) -> bool:
     return bool(above) and not lines[index - 1].strip() and not _LIST_ITEM.match(above[-1])
 
 
+# Lower-case particles inside names ("Pieter van Dijk", "Maria da Silva", "Ludwig von Trapp").
+_NAME_PARTICLES = frozenset(
+    {"van", "de", "der", "den", "von", "da", "di", "du", "la", "le", "dos", "das", "del", "y", "e", "bin", "al", "ten", "ter"}
+)
+
+
 def _is_name(line: str) -> bool:
-    """Two to four capitalized words of letters: how a signature block starts ("Ben Okafor")."""
+    """Two to five capitalized words of letters, initials and particles allowed: how a signature
+    block starts ("Ben Okafor", "William J. Hartley", "Pieter van Dijk")."""
     words = line.split()
-    return 2 <= len(words) <= 4 and all(
-        word[0].isupper() and word.replace("-", "").replace("'", "").isalpha() for word in words
+    if not 2 <= len(words) <= 5 or not words[0][0].isupper() or not words[-1][0].isupper():
+        return False
+    return all(
+        word in _NAME_PARTICLES
+        or (word[0].isupper() and word.replace("-", "").replace("'", "").replace("’", "").rstrip(".").isalpha())
+        for word in words
     )
 
 
-def _is_signature_block(paragraph: list[str]) -> bool:
-    """A last paragraph that is a disclaimer, or a name over a title and a phone or an address:
-    a signature without "-- " (Outlook's, typed once in the settings)."""
+# Words of legal notices, banners and disclaimers in our members' languages: a closing paragraph
+# dense with them is boilerplate under a signature, not an update.
+_LEGAL_WORDS = re.compile(
+    r"\b(?:confidential\w*|privileged|intended|recipients?|addressee|prohibited|disclos\w+|liab\w+"
+    r"|notify|notice|delete|erroneous\w*|unauthori[sz]ed|regulations?|authori[sz]ation|fraud|wire"
+    r"|disclaimer|originated|outside|caution|attachments?|fdic|lender|nmls|hipaa|export|itar|wiring"
+    r"|responsible|instructions|verif\w+"
+    r"|confidentialit[ée]|destinataire|vertrouwelijk\w*|geadresseerde\w*|ontvangen|verwijderen"
+    r"|vertraulich\w*|empf[äa]nger|confidencial\w*|destinatario|confidenciais|destinat[áa]rio"
+    r"|courriel|erreur|rechten|ontleend)\b",
+    re.IGNORECASE,
+)
+_MIN_LEGAL_WORDS = 3
+_WEB_ADDRESS = re.compile(r"(?:www\.)?[\w-]+(?:\.[\w-]+)+/?")
+
+
+def _is_boilerplate(paragraph: list[str]) -> bool:
+    """A disclaimer, a legal notice or a mail gateway's banner: a paragraph whose first words
+    announce one ("CONFIDENTIALITY NOTICE:", "This email...") or that is dense with legal words."""
     text = " ".join(paragraph)
     if _DISCLAIMER_START.match(text) and (
         _DISCLAIMER_TERMS.search(text) or (_ATTACHMENTS.search(text) and _CONFIDENTIAL.search(text))
     ):
         return True
+    words = len(text.split())
+    found = len(_LEGAL_WORDS.findall(text, 0, 4000))
+    return words >= 6 and found >= _MIN_LEGAL_WORDS and found * 20 >= min(words, 300)
+
+
+def _is_name_line(line: str) -> bool:
+    """A signature's first line: a name, maybe with letters or a title after it
+    ("Raymond Osei, MBA | Chief Executive Officer", "Douglas Pruitt | President")."""
+    head = re.split(r"[,|·•–—]", line, maxsplit=1)[0]
+    return _is_name(head.strip())
+
+
+def _is_contact_line(line: str) -> bool:
+    return bool(_PHONE.search(line) or _EMAIL.search(line) or _ADDRESS_OR_LINK.search(line)
+                or _WEB_ADDRESS.fullmatch(line.strip()))
+
+
+def _is_title_line(line: str) -> bool:
+    """A short line of a signature block: a title, a company, a licence ("Algemeen directeur",
+    "Van Dijk Kassenbouw B.V.", "NMLS #2231987")."""
+    words = line.split()
+    if not words or len(words) > 8 or _LIST_ITEM.match(line):
+        return False
+    if line.endswith(".") and len(words[-1].replace(".", "")) > 4:
+        return False  # a sentence; "Inc.", "B.V.", "inc." end names of companies
+    return not line.endswith(("!", "?", ":", ";"))
+
+
+def _is_signature_block(paragraph: list[str]) -> bool:
+    """A last paragraph that is a disclaimer, or a name over a title and a phone or an address:
+    a signature without "-- " (Outlook's, typed once in the settings)."""
+    if _is_boilerplate(paragraph):
+        return True
     # Name, title and a phone or an address at least: "Call Bo Lind" over a number is an answer.
     return (
         3 <= len(paragraph) <= _MAX_SIGNATURE_LINES
-        and _is_name(paragraph[0])
-        and all(_is_signature_line(line) for line in paragraph[1:])
-        and any(_PHONE.search(line) or _EMAIL.search(line) for line in paragraph[1:])
+        and _is_name_line(paragraph[0])
+        and all(_is_signature_line(line) or _is_contact_line(line) or _is_title_line(line)
+                for line in paragraph[1:])
+        and any(_is_contact_line(line) for line in paragraph[1:])
     )
 
 
@@ -595,8 +866,15 @@ _IMPLIED_END_SCOPES = {
 _MAX_DEPTH = 150  # element nesting kept; rendering recurses once per level
 
 # Where client markup marks the quoted original.
-_QUOTE_CLASSES = re.compile(r"\b(?:gmail_quote\w*|gmail_extra|yahoo_quoted\w*|moz-cite-prefix)\b")
-_CUT_IDS = re.compile(r"^(?:x_)?divRplyFwdMsg$|^mail-editor-reference-message-container$")
+# By client: Gmail, Yahoo, Thunderbird, Proton Mail, Zoho, Apple Mail's original, Outlook's header.
+_QUOTE_CLASSES = re.compile(
+    r"\b(?:gmail_quote\w*|gmail_extra|yahoo_quoted\w*|moz-cite-prefix|protonmail_quote|zmail_extra"
+    r"|AppleOriginalContents|OutlookMessageHeader)\b"
+)
+# Where the original starts, everything after it quoted: Outlook (desktop, web, mobile), Zimbra.
+_CUT_IDS = re.compile(
+    r"^(?:x_)?divRplyFwdMsg$|^mail-editor-reference-message-container$|^(?:x_)?appendonsend$|^zwchr$"
+)
 _SIGNATURE = re.compile(r"signature", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\n\r\f]+")
 _ATTRIBUTION = re.compile(r"\b(?:gmail_attr|moz-cite-prefix)\b")
@@ -816,6 +1094,13 @@ def _render(node: _Node, writer: _Writer, *, drop_quotes: bool, is_pre: bool = F
         if tag == "a":
             writer.write(_link_text(child))
             continue
+        if tag == "tr" and (cells := _short_cells(child)) is not None:
+            # A small data row (ratings in a table) reads as one line, "5 | 6 | 7"; a layout
+            # table's cells hold paragraphs and keep them.
+            writer.block(1)
+            writer.write(" | ".join(cells))
+            writer.block(1)
+            continue
         if tag == "p" and "Mso" in child.attrs.get("class", ""):
             gap = 1  # Word's paragraphs have no margins: a new line, not a blank one
         elif tag in ("ul", "ol") and node.tag == "li":
@@ -839,6 +1124,30 @@ def _render(node: _Node, writer: _Writer, *, drop_quotes: bool, is_pre: bool = F
         if not is_open:
             return False
     return True
+
+
+_MAX_CELL = 40  # characters in a cell of a data row; longer ones are layout
+
+
+def _short_cells(row: _Node) -> list[str] | None:
+    """The texts of a table row's cells when there are two or more and all are short words with
+    no table inside, else None."""
+    cells = [c for c in row.children if isinstance(c, _Node) and c.tag in ("td", "th")]
+    if len(cells) < 2 or any(isinstance(c, str) and c.strip() for c in row.children):
+        return None
+    texts = []
+    for cell in cells:
+        text = " ".join(_text_of(cell).replace("\xa0", " ").split())
+        if len(text) > _MAX_CELL or _has_tag(cell, "table", 0):
+            return None
+        texts.append(text)
+    return texts if any(texts) else None
+
+
+def _has_tag(node: _Node, tag: str, depth: int) -> bool:
+    if depth > _MAX_DEPTH:
+        return False
+    return any(isinstance(c, _Node) and (c.tag == tag or _has_tag(c, tag, depth + 1)) for c in node.children)
 
 
 def html_to_text(html: str) -> str:
