@@ -140,6 +140,7 @@ class MemberEntry:
     version: int = 0
     flagged: list[str] = field(default_factory=list)  # sections holding two texts to settle
     notes: list[str] = field(default_factory=list)  # messages that changed nothing ("Thanks!")
+    read_unsure: bool = False  # the reader kept more than it could place (Reading.flags)
     changed: str = ""  # what the latest version changed, in words
 
 
@@ -227,6 +228,9 @@ def packet_context(
                 for m in replied
                 if m.flagged
             ],
+            # Updates the reader was unsure of (nothing left after trimming quotes, so the widest
+            # plausible cut was kept): the member's words are all there, maybe with some quote.
+            "read_unsure": [m.name for m in replied if m.read_unsure],
         },
         "topics": topics,
         "ledger": ledger,
@@ -320,6 +324,7 @@ def member_entries(
                 version=update.version,
                 flagged=list(sections.get("flagged", [])),
                 notes=member_notes,
+                read_unsure=bool(update.change.get("reading_flags")),
                 changed=describe(combined(changes)) if changes else "",
             )
         )

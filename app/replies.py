@@ -308,7 +308,9 @@ def save_update(
         version=version,
         text=reading.text,
         sections=merged.sections,
-        change=merged.change,
+        # How the reader was unsure of this message (Reading.flags): the packet asks the
+        # facilitator to check it with the member.
+        change={**merged.change, "reading_flags": reading.flags} if reading.flags else merged.change,
         attachments={"files": [a.listing() for a in reading.attachments]},
         is_skip=is_skip,
         created_at=row.received_at,

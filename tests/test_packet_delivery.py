@@ -175,3 +175,22 @@ def test_meetings_in_the_past_or_on_top_of_a_cycle_are_refused(run, session, gro
     old = session.scalars(select(Cycle).order_by(Cycle.meeting_starts_at)).first()
     assert old is not None and old.status == CycleStatus.DONE
     assert session.scalars(select(OutboundMessage).where(OutboundMessage.cycle_id == old.id)).all() == []
+
+
+def test_an_update_the_reader_was_unsure_of_is_flagged_in_the_brief(run, client, session, settings, cycle) -> None:  # type: ignore[no-untyped-def]
+    """A reply that starts with a signature separator leaves nothing after trimming; the widest
+    plausible cut is kept, and the facilitator is asked to read it with care."""
+    from app.models import Update
+    from app.packets import compile_packet
+
+    open_cycle(run, session, cycle)
+    answer(client, session, ALICE, "Alice Chen",
+           "--\nClosed Acme this month.\n\nOn Mon, 3 Nov 2025 at 09:00, R <r@x.example> wrote:\n> WINS\n")
+    answer(client, session, BEN, "Ben Okafor", "WINS\nTwo new depots.")
+    fresh(session)
+    updates = {u.request.member.email: u for u in session.scalars(select(Update))}
+    assert updates[ALICE].change.get("reading_flags") and "reading_flags" not in updates[BEN].change
+    packet = session.get_one(Packet, compile_packet(session, settings, cycle.id, clock.now()).packet_id)
+    assert "Closed Acme this month." in packet.text
+    assert "- Read Alice Chen's update with care" in packet.text and "Read Ben Okafor" not in packet.text
+    assert "<h3>Read with care</h3>" in packet.html
