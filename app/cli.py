@@ -602,6 +602,14 @@ def inbound_release(inbound_id: int) -> None:
             raise click.ClickException(f"there is no message {inbound_id} (roundtable inbound list --status held)")
         if row.status != "held":
             raise click.ClickException(f"message {inbound_id} is not held: it is {row.status} ({row.reason or 'no reason'})")
+        if row.update_request_id is None:
+            # Held by the asks or the meeting (a stranger writing to a group's address, say):
+            # only a member's update can be vouched for here.
+            raise click.ClickException(
+                f"message {inbound_id} is not an update reply ({row.reason or 'held'}): it cannot be released;"
+                " if the sender is a member writing from another address, add it with roundtable member alias"
+                " and ask them to send it again"
+            )
         outcome = release_held(session, settings, inbound_id, clock.now())
         session.commit()
         said = row.reason

@@ -34,6 +34,7 @@ from app.models import (
 from app.settings import Settings
 from tests.conftest import NOW, make_cycle
 from tests.mails import FORUM, parsed_mode, raw_mode, reply
+from tests.test_repair import run  # noqa: F401 - a fixture
 from tests.test_rq import web  # noqa: F401 - the webhook on Redis settings (a fixture)
 from tests.test_webhook import post
 
@@ -599,3 +600,17 @@ def test_asks_end_to_end_with_real_workers(redis_settings, session, web, mode) -
     assert (offer.to_email, offer.reply_to, offer.status) == (ALICE[1], CARMEN[1], "sent")
     assert [a.status for a in fetch(redis_settings, select(Ask).order_by(Ask.id))] == ["answered", "closed"]
     assert len(fetch(redis_settings, select(Ask))) == 2
+
+
+def test_a_held_ask_cannot_be_released_as_an_update(run, client, session, settings) -> None:  # type: ignore[no-untyped-def]
+    """`inbound release` vouches for a member's update; a stranger's mail to a group address is
+    not one, and the command says so instead of claiming it was accepted."""
+    new_group(session, "hudson")
+    session.commit()
+    send(client, to_group("hudson", "Buy our leads list!", sender=("Spam", "promo@leads.example")), "raw")
+    row = session.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+    assert row.status == "held"
+    result = run("inbound", "release", str(row.id))
+    assert result.exit_code == 1 and "is not an update reply" in result.output and "accepted" not in result.output
+    session.expire_all()
+    assert session.get_one(InboundMessage, row.id).status == "held" and session.scalars(select(Ask)).all() == []
