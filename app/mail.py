@@ -35,6 +35,8 @@ from sqlalchemy.orm import Session
 
 from app import addresses, clock
 from app.models import (
+    Ask,
+    AskStatus,
     Member,
     OutboundMessage,
     OutboundStatus,
@@ -304,6 +306,13 @@ def no_longer_wanted(session: Session, row: OutboundMessage) -> str | None:
         rsvp = session.get(Rsvp, row.context["rsvp_id"], populate_existing=True)
         if rsvp is not None and rsvp.response != RsvpResponse.NONE:
             return "the member answered the invite before the reminder went out"
+    if row.kind == "ask_circulated":
+        ask_ids = [a["ask_id"] for a in row.context.get("asks", []) if "ask_id" in a]
+        statuses = session.scalars(
+            select(Ask.status).where(Ask.id.in_(ask_ids)).execution_options(populate_existing=True)
+        ).all()
+        if ask_ids and statuses and all(status == AskStatus.CLOSED for status in statuses):
+            return "the asker said it is sorted before this went out"
     if row.kind not in ("reminder", "update_request") or row.member_id is None:
         return None
     member = session.get(Member, row.member_id, populate_existing=True)

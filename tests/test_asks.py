@@ -614,3 +614,22 @@ def test_a_held_ask_cannot_be_released_as_an_update(run, client, session, settin
     assert result.exit_code == 1 and "is not an update reply" in result.output and "accepted" not in result.output
     session.expire_all()
     assert session.get_one(InboundMessage, row.id).status == "held" and session.scalars(select(Ask)).all() == []
+
+
+def test_an_ask_closed_before_its_email_went_out_is_not_sent(session, settings) -> None:  # type: ignore[no-untyped-def]
+    """The asker says "sorted" while the circulation is still queued: the peers never get it."""
+    from app.asks.sources import create_ask
+
+    group = new_group(session, "hudson", ask_circulation="immediate")
+    alice = member(session, group, ALICE[1])
+    ask, queued = create_ask(session, settings, alice, "An intro to a good plant manager?", "test:1", NOW)
+    assert ask is not None and len(sent(session, "ask_circulated")) == 2
+    closure.close(session, settings, ask, "Sorted, thanks", NOW)
+    session.commit()
+
+    for outbound_id in queued:
+        mail.deliver(session, settings, outbound_id)
+    rows = sent(session, "ask_circulated")
+    assert [r.status for r in rows] == ["cancelled", "cancelled"]
+    assert all("sorted before this went out" in (r.last_error or "") for r in rows)
+    assert list(Path(settings.outbox_dir).glob("*ask_circulated*")) == []
