@@ -21,6 +21,7 @@ from tests.conftest import NOW, make_cycle
 from tests.mails import FORUM, parsed_mode, raw_mode, reply
 from tests.test_asks import ALICE, BEN, CARMEN, DANA, MODES, member, new_group, send, sent, to_group
 from tests.test_repair import run  # noqa: F401 - a fixture
+from tests.test_rq import web  # noqa: F401 - the webhook on Redis settings (a fixture)
 from tests.test_webhook import post
 
 STRANGER = ("Growth Team", "promo@leads.example")
@@ -181,7 +182,17 @@ def test_release_refuses_what_is_not_held_group_mail(run, client, session, setti
     result = roundtable("asks", "hudson", "--release", str(accepted.id), "--as", BEN[1])
     assert result.exit_code == 0 and "already" in result.output  # it is Alice's ask: nothing more
     result = roundtable("asks", "bay", "--release", str(stranger.id), "--as", BEN[1])
-    assert result.exit_code == 1 and "is not mail to bay's address" in result.output
+    assert result.exit_code == 1 and "is not mail held at bay's address" in result.output
+    # An offer from an address we do not know, Reply-All with the group's address in Cc: held as
+    # an offer, and not something to release as an ask.
+    ask = session.scalars(select(Ask)).one()
+    ben = next(c for c in ask.circulations if c.member.email == BEN[1])
+    send(client, reply(ben.token, "Happy to help, from Ben's assistant", sender=("Ben's EA", "ea@okafor.example"),
+                       cc=f"hudson@{FORUM}"), "raw")
+    offer = last_inbound(session)
+    assert offer.status == "held" and offer.kind != "ask"
+    result = roundtable("asks", "hudson", "--release", str(offer.id), "--as", BEN[1])
+    assert result.exit_code == 1 and "is not mail held at hudson's address" in result.output
     assert roundtable("asks", "hudson", "--as", BEN[1]).exit_code == 2  # --as alone
     assert roundtable("asks", "hudson", "--release", "99999").exit_code == 1
     assert session.scalars(select(Ask)).one().member_id == member(session, group, ALICE[1]).id
@@ -307,3 +318,27 @@ def test_a_withdrawn_ask_cannot_be_approved(client, session, settings) -> None: 
     session.expire_all()
     assert session.get_one(Ask, ask.id).status == "closed" and sent(session, "ask_circulated") == []
     assert "is closed already" in last_inbound(session).reason
+
+
+# --- real rq workers (PostgreSQL and Redis; skipped without REDIS_URL) -------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_held_notice_and_withdrawal_with_real_workers(redis_settings, session, web, mode) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.test_rq import fetch, run_worker
+
+    new_group(session, "hudson")
+    session.commit()
+    send(web, to_group("hudson", "Buy our leads list!", sender=STRANGER), mode)
+    send(web, to_group("hudson", "A good co-packer in New Jersey?", sender=BEN), mode)
+    assert run_worker(redis_settings) == []
+    [notice] = fetch(redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "ask_held_notice"))
+    assert (notice.to_email, notice.status) == (DANA[1], "sent")
+    [ask] = fetch(redis_settings, select(Ask))
+    send(web, reply(ask.token, "Withdraw, thanks", sender=BEN), mode)
+    assert run_worker(redis_settings) == []
+    [ask] = fetch(redis_settings, select(Ask))
+    assert (ask.status, ask.note) == ("closed", closure.WITHDRAWN)
+    withdrawn = [o for o in fetch(redis_settings, select(OutboundMessage).where(OutboundMessage.kind == "ask_status"))
+                 if o.context["event"] == "withdrawn"]
+    assert [(o.to_email, o.status) for o in withdrawn] == [(BEN[1], "sent")]

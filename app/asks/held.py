@@ -139,12 +139,14 @@ def release(session: Session, settings: Settings, group: Group, inbound_id: int,
     made = session.scalar(select(Ask).where(Ask.source_key == f"inbound:{row.id}"))
     if made is not None:
         if made.group_id != group.id:
-            raise ReleaseError(f"message {inbound_id} is not mail to {group.slug}'s address")
+            raise ReleaseError(f"message {inbound_id} is not mail held at {group.slug}'s address as a new ask")
         return Released(made, [], f"message {inbound_id} is ask {made.id} already ({made.status}): nothing more done")
     addressed = group_addressed(session, settings, row)
-    if addressed is None or addressed.id != group.id:
-        raise ReleaseError(f"message {inbound_id} is not mail to {group.slug}'s address: it cannot be released as an ask"
-                           " (for a held update reply: roundtable inbound release)")
+    # Only mail held as a new ask: a reply to an ask's own address (an offer from an address we
+    # do not know, say) that also had the group's address in Cc is not one.
+    if row.kind != "ask" or addressed is None or addressed.id != group.id:
+        raise ReleaseError(f"message {inbound_id} is not mail held at {group.slug}'s address as a new ask: it cannot be"
+                           " released as one (for a held update reply: roundtable inbound release)")
     if row.status != InboundStatus.HELD:
         raise ReleaseError(f"message {inbound_id} is not held: it is {row.status} ({row.reason or 'no reason'})")
     envelope_to = [a for a in (row.envelope_to or "").split(",") if a]
@@ -162,7 +164,6 @@ def release(session: Session, settings: Settings, group: Group, inbound_id: int,
                 f" {group.slug}: if you vouch for it, say whose ask it is with --as MEMBER_EMAIL")
     held_reason = row.reason or "held"
     ask, ids = sources.from_mail(session, settings, row, member, reading.subject, reading.text, now)
-    row.kind = "ask"
     if ask is None:
         raise ReleaseError(f"message {inbound_id} has no words to make an ask of")
     row.status = InboundStatus.ACCEPTED

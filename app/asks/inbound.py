@@ -231,6 +231,7 @@ def _ambiguous(session: Session, settings: Settings, row: InboundMessage, circul
 def _new_ask(session: Session, settings: Settings, row: InboundMessage, reading: Reading, group: Group,
              now: datetime) -> Outcome:
     sender = reading.from_address
+    row.kind = "ask"  # held too: `roundtable asks --release` lets through only mail held here
     member = next(
         (m for m in session.scalars(select(Member).where(Member.group_id == group.id).order_by(Member.id))
          if m.is_listed and is_members_address(session, m, sender)),
@@ -249,7 +250,6 @@ def _new_ask(session: Session, settings: Settings, row: InboundMessage, reading:
     if reason is not None:
         return _hold(row, f"{reason}: not circulated", lambda: held.notice(session, settings, row, reading, group, now))
     ask, ids = sources.from_mail(session, settings, row, member, reading.subject, reading.text, now)
-    row.kind = "ask"
     if ask is None:
         row.status = InboundStatus.REJECTED
         row.reason = f"mail to {group.slug}'s address with no words: no ask made"
