@@ -51,7 +51,8 @@ from app.settings import Settings
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
 NO_REPLY_KINDS = frozenset(
     {"packet", "packet_preview", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice",
-     "question_notice", "meeting_headcount", "meeting_cancel", "meeting_note", "meeting_date"}
+     "question_notice", "meeting_headcount", "meeting_cancel", "meeting_note", "meeting_date",
+     "meeting_receipt", "meeting_problem", "meeting_moved"}
 )
 
 

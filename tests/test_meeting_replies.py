@@ -1,0 +1,220 @@
+"""What people hear back from their own replies about the meeting, through the webhook in both
+SendGrid modes: a member's receipt for a text RSVP and for their recap commitments (none for a
+calendar answer or an auto-reply, a few a day at most), and a facilitator's note when a poll or
+agenda reply cannot be applied, saying why and what to write instead."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import clock, jobs
+from app.cli import main
+from app.cycles import local_label
+from app.meeting.meetings import meeting_context
+from app.meeting.receipts import MAX_PROBLEMS_A_DAY, MAX_RECEIPTS_A_DAY
+from app.models import Cycle, Group, Poll
+from app.settings import Settings
+from tests.conftest import TZ, make_cycle
+from tests.mails import reply
+from tests.meeting_mails import CLIENTS
+from tests.test_meeting import (
+    ALICE,
+    BEN,
+    CARMEN,
+    DANA,
+    MODES,
+    approved,
+    at_deadline,
+    emails,
+    eml,
+    inbound,
+    poll_dates,
+    post,
+    rsvp_of,
+    say,
+    the_meeting,
+    with_updates,
+)
+
+
+def body(settings: Settings, row) -> str:  # type: ignore[no-untyped-def]
+    return eml(settings, row).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+# --- receipts to members ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_text_rsvp_gets_a_receipt_saying_what_was_read_and_a_calendar_answer_none(
+    client: FlaskClient, session: Session, settings: Settings, cycle: Cycle, mode: str
+) -> None:
+    meeting = approved(session, settings, client, cycle, mode)
+    alice = rsvp_of(session, meeting, ALICE[1])
+    inbound_id = say(client, alice.token, "Yes, joining by video this time.", ALICE, mode, subject="Re: March meeting")
+    [receipt] = emails(session, "meeting_receipt")
+    assert receipt.to_email == ALICE[1] and receipt.reply_to == f"reply+{alice.token}@in.forum.example"
+    assert receipt.in_reply_to == inbound(session, inbound_id).message_id
+    day = local_label(cycle.meeting_starts_at, TZ, "%a %-d %b")
+    message = eml(settings, receipt)
+    assert message["Subject"] == "Re: March meeting"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert f"you're down as joining by video for {day}" in body(settings, receipt)
+    assert "Reply to change it." in body(settings, receipt)
+
+    # A calendar's Accept: the calendar shows it, no receipt.
+    ben = rsvp_of(session, meeting, BEN[1])
+    raw = CLIENTS["outlook"](token=ben.token, uid=meeting.uid, sequence=0, partstat="ACCEPTED", name=BEN[0],
+                             address=BEN[1], starts_at=cycle.meeting_starts_at, ends_at=cycle.meeting_ends_at,
+                             summary="forum")
+    assert inbound(session, post(client, raw, mode)).status == "accepted"
+    assert rsvp_of(session, meeting, BEN[1]).response == "yes"
+    assert len(emails(session, "meeting_receipt")) == 1
+
+    # An out-of-office answering the invite is set aside before it is read: no receipt, no RSVP.
+    row = inbound(session, post(client, reply(rsvp_of(session, meeting, CARMEN[1]).token,
+                                              "I am away until Monday, no access to email.", sender=CARMEN,
+                                              subject="Automatic reply: March meeting",
+                                              headers={"Auto-Submitted": "auto-replied"}), mode))
+    assert row.status == "ignored"
+    assert rsvp_of(session, meeting, CARMEN[1]).response == "none"
+    assert len(emails(session, "meeting_receipt")) == 1
+
+
+def test_receipts_stop_after_a_few_a_day_while_answers_are_still_recorded(
+    client: FlaskClient, session: Session, settings: Settings, cycle: Cycle
+) -> None:
+    meeting = approved(session, settings, client, cycle)
+    token = rsvp_of(session, meeting, ALICE[1]).token
+    answers = ["yes", "no", "maybe", "by video", "yes"]
+    for text in answers:
+        say(client, token, text, ALICE, "raw")
+    assert rsvp_of(session, meeting, ALICE[1]).response == "yes"
+    receipts = emails(session, "meeting_receipt")
+    assert len(receipts) == MAX_RECEIPTS_A_DAY < len(answers)
+    assert [r.context["answer"] for r in receipts] == ["yes", "no", "maybe"]
+    # A day later, one again.
+    clock.set_now(clock.now() + timedelta(days=1, minutes=1))
+    say(client, token, "no", ALICE, "raw")
+    assert len(emails(session, "meeting_receipt")) == MAX_RECEIPTS_A_DAY + 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_recap_commitments_confirmed_or_corrected_get_a_receipt_listing_them(
+    client: FlaskClient, session: Session, settings: Settings, cycle: Cycle, mode: str
+) -> None:
+    meeting = approved(session, settings, client, cycle, mode)
+    clock.set_now(cycle.meeting_ends_at + timedelta(hours=1))
+    jobs.run(jobs.TICK_JOB)
+    say(client, meeting.recap_token, "Good meeting.", DANA, mode)
+    alice, ben = rsvp_of(session, meeting, ALICE[1]), rsvp_of(session, meeting, BEN[1])
+    say(client, alice.recap_token, "Confirmed, thanks!", ALICE, mode)
+    say(client, ben.recap_token, "- Renegotiate the fuel contract\n- Hire two drivers", BEN, mode)
+    receipts = {r.to_email: r for r in emails(session, "meeting_receipt")}
+    assert set(receipts) == {ALICE[1], BEN[1]}
+    assert receipts[ALICE[1]].reply_to == f"reply+{alice.recap_token}@in.forum.example"
+    text = body(settings, receipts[ALICE[1]])
+    assert "your commitments for next month, as you confirmed them:" in text
+    assert "- Hire a plant manager\n- Board deck by the 20th" in text and "Reply to correct them." in text
+    text = body(settings, receipts[BEN[1]])
+    assert "as you corrected them:" in text and "- Renegotiate the fuel contract\n- Hire two drivers" in text
+    # Words that are no commitments go to the facilitator, not back as a receipt.
+    row = inbound(session, say(client, rsvp_of(session, meeting, CARMEN[1]).recap_token, "", CARMEN, mode))
+    assert row.kind == "note" and len(emails(session, "meeting_receipt")) == 2
+
+
+# --- facilitators' replies that cannot be applied ------------------------------------------------
+
+
+def open_poll(group: Group, dates: list) -> None:  # type: ignore[type-arg]
+    result = CliRunner().invoke(main, ["meeting", "poll", group.slug, "--options", ",".join(d.isoformat() for d in dates),
+                                       "--hours", "08:30-12:30"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_confirm_of_an_option_that_does_not_exist_gets_a_reply_listing_the_options(
+    client: FlaskClient, session: Session, settings: Settings, group: Group, mode: str
+) -> None:
+    dates = poll_dates()
+    open_poll(group, dates)
+    poll = session.scalars(select(Poll)).one()
+    row = inbound(session, say(client, poll.token, "CONFIRM 5", DANA, mode, subject="Re: date poll"))
+    assert row.status == "rejected" and "there is no option 5" in (row.reason or "")
+    [note] = emails(session, "meeting_problem")
+    assert note.to_email == DANA[1] and note.reply_to == f"reply+{poll.token}@in.forum.example"
+    assert note.in_reply_to == row.message_id
+    message = eml(settings, note)
+    assert message["Subject"] == "Re: date poll" and message["Auto-Submitted"] == "auto-generated"
+    text = body(settings, note)
+    assert "We could not apply your reply about the date poll: there is no option 5 (1 to 3)." in text
+    assert "Reply CONFIRM and the number of one of these options" in text
+    assert f"3. {dates[2]:%A} {dates[2].day} {dates[2]:%B}" in text and "CONFIRM 5" in text
+    # Not from the facilitator: refused as before, and nobody is written to.
+    row = inbound(session, say(client, poll.token, "CONFIRM 5", ALICE, mode))
+    assert row.status == "rejected" and len(emails(session, "meeting_problem")) == 1
+    # Written as the note says: applied.
+    row = inbound(session, say(client, poll.token, "CONFIRM 2", DANA, mode))
+    assert row.status == "accepted" and len(emails(session, "meeting_problem")) == 1
+
+
+def test_a_confirm_of_a_past_or_overlapping_date_gets_a_reply(
+    client: FlaskClient, session: Session, settings: Settings, group: Group
+) -> None:
+    dates = poll_dates()
+    make_cycle(session, group, day=dates[1])  # option 2 is taken by a meeting scheduled by hand
+    session.commit()
+    open_poll(group, dates)
+    poll = session.scalars(select(Poll)).one()
+    row = inbound(session, say(client, poll.token, "CONFIRM 2", DANA, "raw"))
+    assert row.status == "rejected" and "already has a meeting" in (row.reason or "")
+    # Time passes beyond option 1.
+    clock.set_now(clock.now() + timedelta(days=(dates[0] - clock.now().astimezone(ZoneInfo(TZ)).date()).days + 1))
+    row = inbound(session, say(client, poll.token, "Confirm 1", DANA, "raw"))
+    assert row.status == "rejected", row.reason
+    notes = emails(session, "meeting_problem")
+    assert len(notes) == 2
+    assert "already has a meeting" in body(settings, notes[0]) and "CONFIRM 1" in body(settings, notes[0])
+    assert "poll not confirmed" not in body(settings, notes[1])
+    assert notes[1].context["why"] == (row.reason or "").removeprefix("poll not confirmed: ")
+    assert len(session.scalars(select(Cycle)).all()) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_agenda_reply_that_cannot_be_read_gets_a_reply_with_the_lines_to_edit(
+    client: FlaskClient, session: Session, settings: Settings, cycle: Cycle, mode: str
+) -> None:
+    with_updates(session, settings, client, cycle, mode)
+    at_deadline(session, cycle)
+    meeting = the_meeting(session, cycle)
+    row = inbound(session, say(client, meeting.agenda_token, "Can we start at 9 and drop the presentation?", DANA, mode))
+    assert row.status == "rejected"
+    [note] = emails(session, "meeting_problem")
+    assert note.reply_to == f"reply+{meeting.agenda_token}@in.forum.example"
+    text = body(settings, note)
+    assert "we found neither APPROVE nor agenda lines we could read in it" in text
+    assert "Reply APPROVE to send the agenda as it stands" in text
+    assert "08:30  " in text and "Check-in" in text and "Can we start at 9" in text
+    # The edited lines, as the note suggests, are applied.
+    lines = "\n".join(meeting_context(meeting)["agenda_lines"])  # type: ignore[call-overload]
+    row = inbound(session, say(client, meeting.agenda_token, lines.replace("Check-in", "Welcome"), DANA, mode))
+    assert row.status == "accepted", row.reason
+    assert len(emails(session, "meeting_invite")) == 3
+
+
+def test_problem_notes_stop_after_a_few_a_day(
+    client: FlaskClient, session: Session, settings: Settings, cycle: Cycle
+) -> None:
+    with_updates(session, settings, client, cycle)
+    at_deadline(session, cycle)
+    meeting = the_meeting(session, cycle)
+    for n in range(MAX_PROBLEMS_A_DAY + 2):
+        row = inbound(session, say(client, meeting.agenda_token, f"question {n}?", DANA, "raw"))
+        assert row.status == "rejected"
+    assert len(emails(session, "meeting_problem")) == MAX_PROBLEMS_A_DAY
