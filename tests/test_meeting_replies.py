@@ -218,3 +218,84 @@ def test_problem_notes_stop_after_a_few_a_day(
         row = inbound(session, say(client, meeting.agenda_token, f"question {n}?", DANA, "raw"))
         assert row.status == "rejected"
     assert len(emails(session, "meeting_problem")) == MAX_PROBLEMS_A_DAY
+
+
+# --- a moved meeting: what is still queued follows, and who had the old date is told -----------------
+
+
+def move_to(group: Group, day, start: str = "09:00") -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(main, ["meeting", "move", group.slug, "--date", day.isoformat(), "--time", start])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_move_before_the_invites_refreshes_queued_requests_and_tells_who_had_the_old_date(
+    client: FlaskClient, session: Session, settings: Settings, group: Group, cycle: Cycle, mode: str
+) -> None:
+    from app.cycles import meeting_label, queue_reminders, queue_requests
+    from app.meeting.meetings import meeting_for
+
+    meeting_for(session, settings, cycle)
+    queue_requests(session, settings, cycle)
+    session.commit()
+    requests = {r.to_email: r for r in emails(session, "update_request")}
+    jobs.enqueue_sends([requests[ALICE[1]].id, requests[BEN[1]].id])  # Carmen's is still queued
+    say(client, requests[ALICE[1]].reply_to.split("+")[1].split("@")[0], "WINS\nClosed the round.", ALICE, mode)  # type: ignore[union-attr]
+    reminder_ids = queue_reminders(session, settings, cycle, 0, False)  # queued, not sent yet
+    session.commit()
+    old_label = meeting_label(cycle)
+    new_day = cycle.meeting_starts_at.astimezone(ZoneInfo(TZ)).date() + timedelta(days=7)
+    move_to(group, new_day)
+    session.expire_all()
+    moved = session.get_one(Cycle, cycle.id)
+    new_label = meeting_label(moved)
+    assert new_label != old_label
+
+    # Still queued: the new date, the same row (its Message-ID and threading kept).
+    carmen = emails(session, "update_request")[2]
+    assert carmen.status == "queued" and carmen.context["meeting_label"] == new_label
+    assert carmen.context["due_label"] == local_label(moved.deadline_at, TZ)
+    reminders = [r for r in emails(session, "reminder") if r.id in reminder_ids]
+    assert reminders and all(r.context["meeting_label"] == new_label for r in reminders)
+    jobs.enqueue_sends([carmen.id, *reminder_ids])
+    text = body(settings, emails(session, "update_request")[2])
+    assert new_label in text and old_label not in text
+
+    # Who had the old date: one short note each (no invite update goes out: none was sent).
+    notes = {n.to_email: n for n in emails(session, "meeting_moved")}
+    assert set(notes) == {ALICE[1], BEN[1]}
+    assert emails(session, "meeting_invite") == []
+    ben_request = requests[BEN[1]]
+    assert notes[BEN[1]].reply_to == ben_request.reply_to and notes[BEN[1]].in_reply_to == ben_request.message_id
+    text = body(settings, notes[BEN[1]])
+    assert f"has moved to {new_label}" in text and f"It was {old_label}." in text
+    assert f"Your update is now due {local_label(moved.deadline_at, TZ)}" in text
+    assert "Your update is now due" not in body(settings, notes[ALICE[1]])  # hers is in
+
+    # Moved again: everyone who now has a date (Carmen's request went out) hears once more.
+    move_to(group, new_day + timedelta(days=1))
+    assert sorted(n.to_email for n in emails(session, "meeting_moved")[2:]) == sorted([ALICE[1], BEN[1], CARMEN[1]])
+
+
+def test_a_move_after_the_invites_sends_only_the_invite_update_and_drops_the_old_reminders(
+    client: FlaskClient, session: Session, settings: Settings, group: Group, cycle: Cycle
+) -> None:
+    from app.meeting.rsvp import queue_rsvp_reminders
+
+    meeting = approved(session, settings, client, cycle)
+    session.expire_all()
+    stale = queue_rsvp_reminders(session, settings, the_meeting(session, cycle), clock.now())
+    session.commit()
+    assert len(stale) == 3
+    move_to(group, cycle.meeting_starts_at.astimezone(ZoneInfo(TZ)).date() + timedelta(days=7))
+    assert emails(session, "meeting_moved") == []  # the invite update says it
+    assert len(emails(session, "meeting_invite")) == 6
+    old = [r for r in emails(session, "meeting_rsvp_reminder") if r.id in stale]
+    assert all(r.status == "cancelled" and "moved" in (r.last_error or "") for r in old)
+    # The reminder for the new date comes from the tick, the day before.
+    session.expire_all()
+    clock.set_now(session.get_one(Cycle, cycle.id).meeting_starts_at - timedelta(hours=20))
+    jobs.run(jobs.TICK_JOB)
+    fresh = [r for r in emails(session, "meeting_rsvp_reminder") if r.id not in stale]
+    assert len(fresh) == 3 and all(r.status == "sent" for r in fresh)
+    assert meeting.id == the_meeting(session, cycle).id
