@@ -299,3 +299,77 @@ def test_a_move_after_the_invites_sends_only_the_invite_update_and_drops_the_old
     fresh = [r for r in emails(session, "meeting_rsvp_reminder") if r.id not in stale]
     assert len(fresh) == 3 and all(r.status == "sent" for r in fresh)
     assert meeting.id == the_meeting(session, cycle).id
+
+
+# --- headcount emails, batched ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_headcount_goes_at_once_after_a_quiet_hour_and_otherwise_gathers_answers_for_the_next_one(
+    client: FlaskClient, session: Session, settings: Settings, cycle: Cycle, mode: str
+) -> None:
+    from app.meeting.meetings import set_logistics
+
+    meeting = approved(session, settings, client, cycle, mode)
+    set_logistics(session.get_one(type(meeting), meeting.id), host_name="Carmen Ruiz", host_email=CARMEN[1])
+    session.commit()
+    start = clock.now()
+    say(client, rsvp_of(session, meeting, ALICE[1]).token, "Yes, joining by video this time.", ALICE, mode)
+    first = {h.to_email: h for h in emails(session, "meeting_headcount")}
+    assert set(first) == {DANA[1], CARMEN[1]} and {h.status for h in first.values()} == {"sent"}
+
+    # Within the hour: Ben by text, Carmen by calendar, Ben again. Nothing more is sent yet.
+    clock.set_now(start + timedelta(minutes=10))
+    say(client, rsvp_of(session, meeting, BEN[1]).token, "Sorry, can't make it: board meeting.", BEN, mode)
+    clock.set_now(start + timedelta(minutes=20))
+    carmen = rsvp_of(session, meeting, CARMEN[1])
+    post(client, CLIENTS["apple"](token=carmen.token, uid=meeting.uid, sequence=0, partstat="TENTATIVE", name=CARMEN[0],
+                                  address=CARMEN[1], starts_at=cycle.meeting_starts_at, ends_at=cycle.meeting_ends_at,
+                                  summary="forum"), mode)
+    clock.set_now(start + timedelta(minutes=30))
+    say(client, rsvp_of(session, meeting, BEN[1]).token, "Actually yes, I moved the board meeting.", BEN, mode)
+    rows = emails(session, "meeting_headcount")
+    held = [h for h in rows if h.status == "queued"]
+    assert len(rows) == 4 and len(held) == 2 and {h.to_email for h in held} == {DANA[1], CARMEN[1]}
+    dana = next(h for h in held if h.to_email == DANA[1])
+    assert [(a["member_name"], a["answer"]) for a in dana.context["answers"]] == [
+        ("Ben Okafor", "no"), ("Carmen Ruiz", "maybe"), ("Ben Okafor", "yes")]
+    jobs.run(jobs.TICK_JOB)  # not yet an hour since the last one
+    assert {h.status for h in emails(session, "meeting_headcount") if h.id == dana.id} == {"queued"}
+
+    # An hour after the first: the tick sends one email each, with every answer and their words.
+    clock.set_now(first[DANA[1]].sent_at + timedelta(hours=1))  # type: ignore[operator]
+    jobs.run(jobs.TICK_JOB)
+    rows = emails(session, "meeting_headcount")
+    assert len(rows) == 4 and {h.status for h in rows} == {"sent"}
+    dana = next(h for h in rows if h.id == dana.id)
+    message = eml(settings, dana)
+    assert message["Subject"].endswith("3 new answers")
+    text = body(settings, dana)
+    assert 'They wrote: "Sorry, can\'t make it: board meeting."' in text
+    assert 'They wrote: "Actually yes, I moved the board meeting."' in text
+    assert "Carmen Ruiz: MAYBE (in their calendar)" in text
+    assert "Headcount: 2 coming (1 by video), 1 maybe, 0 not coming, 0 no answer yet." in text
+    jobs.run(jobs.TICK_JOB)
+    assert len(emails(session, "meeting_headcount")) == 4
+
+    # After another quiet hour, the next answer goes at once again.
+    clock.set_now(clock.now() + timedelta(hours=2))
+    say(client, rsvp_of(session, meeting, ALICE[1]).token, "Change of plan: I'll be there in person.", ALICE, mode)
+    rows = emails(session, "meeting_headcount")
+    assert len(rows) == 6 and {h.status for h in rows} == {"sent"}
+
+
+def test_a_cancelled_meeting_drops_a_held_headcount(
+    client: FlaskClient, session: Session, settings: Settings, cycle: Cycle
+) -> None:
+    meeting = approved(session, settings, client, cycle)
+    say(client, rsvp_of(session, meeting, ALICE[1]).token, "yes", ALICE, "raw")
+    say(client, rsvp_of(session, meeting, BEN[1]).token, "no", BEN, "raw")
+    [_, held] = emails(session, "meeting_headcount")
+    assert held.status == "queued"
+    result = CliRunner().invoke(main, ["meeting", "cancel", "hudson-valley-ceo-forum"])
+    assert result.exit_code == 0, result.output
+    clock.set_now(clock.now() + timedelta(hours=2))
+    jobs.run(jobs.TICK_JOB)
+    assert emails(session, "meeting_headcount")[1].status == "cancelled"

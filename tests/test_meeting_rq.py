@@ -88,10 +88,21 @@ def test_the_meeting_through_real_workers(
     assert run_worker(redis_settings) == []
     answers = {r.member_id: (r.response, r.response_source) for r in fetch(redis_settings, select(Rsvp))}
     assert answers[members[ALICE[1]]] == ("yes", "text") and answers[members[BEN[1]]] == ("no", "calendar")
+    # Alice's answer went to Dana at once; Ben's, within the hour, waits for the next headcount
+    # email, which the tick sends an hour after the first (a worker before then leaves it).
     headcounts = kinds(redis_settings, "meeting_headcount")
-    assert len(headcounts) == 2 and {h.status for h in headcounts} == {"sent"}
+    assert [h.status for h in headcounts] == ["sent", "queued"]
+    jobs.enqueue_sends([headcounts[1].id])
+    assert run_worker(redis_settings) == []
+    assert kinds(redis_settings, "meeting_headcount")[1].status == "queued"
+    clock.set_now(headcounts[0].sent_at + timedelta(hours=1))
+    jobs.run(jobs.TICK_JOB)
+    assert run_worker(redis_settings) == []
+    headcounts = kinds(redis_settings, "meeting_headcount")
+    assert [h.status for h in headcounts] == ["sent", "sent"]
     assert headcounts[-1].context["headcount"]["line"] == "1 coming, 0 maybe, 1 not coming, 1 no answer yet"
-    assert headcounts[-1].context["note"] == "Travelling, sorry."  # the COMMENT Outlook sent
+    [ben_answer] = headcounts[-1].context["answers"]
+    assert ben_answer["note"] == "Travelling, sorry." and ben_answer["source"] == "calendar"  # the COMMENT Outlook sent
 
     # After the meeting: the recap request, the facilitator's notes, a member's confirmation.
     clock.set_now(cycle.meeting_ends_at + timedelta(hours=2))

@@ -352,8 +352,9 @@ def move(session: Session, settings: Settings, meeting: Meeting, *, day: date, s
 DATE_KEYS = ("month_label", "due_label", "due_short", "meeting_label", "date_label", "agenda", "agenda_lines",
              "agenda_minutes", "meeting_minutes")
 # One per SEQUENCE: a queued one for the old date is superseded (the move queues the new invites,
-# and the tick the new reminder).
-SUPERSEDED_KINDS = ("meeting_invite", "meeting_rsvp_reminder")
+# and the tick the new reminder; the answers a held headcount carries were to the old date, and
+# are asked again).
+SUPERSEDED_KINDS = ("meeting_invite", "meeting_rsvp_reminder", "meeting_headcount")
 # Emails that told a member the date before it moved.
 DATED_KINDS = ("update_request", "reminder", "meeting_date")
 
@@ -442,7 +443,7 @@ def stretch(items: list[agendas.Item], minutes: int) -> list[agendas.Item]:
 
 
 STOPPED_KINDS = ("update_request", "reminder", "digest", "meeting_rsvp_reminder", "meeting_agenda_draft",
-                 "meeting_invite", "meeting_recap_request")
+                 "meeting_invite", "meeting_recap_request", "meeting_headcount")
 
 
 def cancel(session: Session, settings: Settings, meeting: Meeting, now: datetime, reason: str = "") -> list[int]:
