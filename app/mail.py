@@ -51,7 +51,8 @@ from app.settings import Settings
 # Kinds that want no answer carry Auto-Submitted so that well-behaved responders stay quiet.
 NO_REPLY_KINDS = frozenset(
     {"packet", "packet_preview", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice",
-     "question_notice", "meeting_headcount", "meeting_cancel", "meeting_note", "meeting_date", "ask_held_notice"}
+     "question_notice", "meeting_headcount", "meeting_cancel", "meeting_note", "meeting_date",
+     "meeting_receipt", "meeting_problem", "meeting_moved", "ask_held_notice"}
 )
 
 
@@ -223,7 +224,7 @@ def deliver(session: Session, settings: Settings, outbound_id: int) -> bool:
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one_or_none()
-    if row is None or row.status != OutboundStatus.QUEUED:
+    if row is None or row.status != OutboundStatus.QUEUED or held_for_later(row, clock.now()):
         session.rollback()
         return False
     reason = no_longer_wanted(session, row)
@@ -295,6 +296,13 @@ def _attachable_type(content_type: str) -> str:
     if value.startswith(("message/", "multipart/")) or not re.fullmatch(r"[a-z0-9][\w!#$&^.+-]*/[a-z0-9][\w!#$&^.+-]*", value):
         return "application/octet-stream"
     return value
+
+
+def held_for_later(row: OutboundMessage, now: datetime) -> bool:
+    """A batched email waiting for its slot (`send_after` in its context): left queued, so more
+    can be added to it; the tick that finds it due sends it."""
+    after = row.context.get("send_after")
+    return bool(after) and datetime.fromisoformat(after) > now
 
 
 def no_longer_wanted(session: Session, row: OutboundMessage) -> str | None:

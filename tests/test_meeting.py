@@ -304,7 +304,7 @@ def test_rsvps_by_text_and_by_each_calendar_set_the_headcount(
     assert rsvp_of(session, meeting, ALICE[1]).response == "video"
     [headcount] = emails(session, "meeting_headcount")
     assert headcount.to_email == DANA[1]
-    assert headcount.context["headcount"]["coming"] == 1 and headcount.context["member_name"] == "Alice Chen"
+    assert headcount.context["headcount"]["coming"] == 1 and headcount.context["answers"][0]["member_name"] == "Alice Chen"
 
     summary = f"Hudson Valley CEO Forum: {cycle.meeting_starts_at.astimezone(ZoneInfo(TZ)):%B} meeting"
     for (name, address), client_name, partstat, expected in (

@@ -88,10 +88,27 @@ def test_the_meeting_through_real_workers(
     assert run_worker(redis_settings) == []
     answers = {r.member_id: (r.response, r.response_source) for r in fetch(redis_settings, select(Rsvp))}
     assert answers[members[ALICE[1]]] == ("yes", "text") and answers[members[BEN[1]]] == ("no", "calendar")
-    headcounts = kinds(redis_settings, "meeting_headcount")
-    assert len(headcounts) == 2 and {h.status for h in headcounts} == {"sent"}
-    assert headcounts[-1].context["headcount"]["line"] == "1 coming, 0 maybe, 1 not coming, 1 no answer yet"
-    assert headcounts[-1].context["note"] == "Travelling, sorry."  # the COMMENT Outlook sent
+    # Both answers were read before the worker came to send the first headcount email: it went
+    # once, carrying both, each with the member's own words.
+    [headcount] = kinds(redis_settings, "meeting_headcount")
+    assert headcount.status == "sent"
+    assert headcount.context["headcount"]["line"] == "1 coming, 0 maybe, 1 not coming, 1 no answer yet"
+    alice_answer, ben_answer = headcount.context["answers"]
+    assert (alice_answer["member_name"], alice_answer["note"]) == ("Alice Chen", "Yes, see you there")
+    assert ben_answer["note"] == "Travelling, sorry." and ben_answer["source"] == "calendar"  # the COMMENT Outlook sent
+    # Within the hour Alice changes her mind: held; a worker before then leaves it; the tick an
+    # hour after the first sends it.
+    say(web, tokens[members[ALICE[1]]], "Sorry, something came up: I can't make it.", ALICE)
+    assert run_worker(redis_settings) == []
+    held = kinds(redis_settings, "meeting_headcount")[1]
+    assert held.status == "queued" and held.context["answers"][0]["answer"] == "no"
+    jobs.enqueue_sends([held.id])
+    assert run_worker(redis_settings) == []
+    assert kinds(redis_settings, "meeting_headcount")[1].status == "queued"
+    clock.set_now(headcount.sent_at + timedelta(hours=1))
+    jobs.run(jobs.TICK_JOB)
+    assert run_worker(redis_settings) == []
+    assert [h.status for h in kinds(redis_settings, "meeting_headcount")] == ["sent", "sent"]
 
     # After the meeting: the recap request, the facilitator's notes, a member's confirmation.
     clock.set_now(cycle.meeting_ends_at + timedelta(hours=2))

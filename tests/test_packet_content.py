@@ -288,3 +288,26 @@ def test_a_file_too_large_to_keep_is_named_not_linked(client, session, settings,
     text = message.get_body(("plain",)).get_content()
     assert "- Alice Chen: Q4 plan.pdf (3 KB: too large to keep; ask Alice Chen for it)" in text
     assert [f["url"] for f in row.context["files"]] == [None, None]
+
+
+def test_the_brief_names_the_askers_when_the_asks_have_their_own_section() -> None:
+    """An ask listed under "Asks between meetings" is not written out again in the brief."""
+    members = [
+        MemberEntry("Ana Ruiz", "A Co", "replied", texts={"asks": "An intro to a plant manager in Ohio."}),
+        MemberEntry("Bo Chen", "B Co", "replied", texts={"asks": "A fractional CFO, anyone?"}),
+    ]
+    context = packet_context(group_name="G", month="May", meeting="m", location="", generated="g", version=1, members=members)
+    alone_html, alone_text = render_packet(context)
+    assert "An intro to a plant manager in Ohio." in alone_html.split("Member updates")[0]
+    assert "- Ask, Ana Ruiz: An intro to a plant manager in Ohio." in alone_text
+
+    listed = {**context, "asks": {"open": [
+        {"name": "Ana Ruiz", "text": "An intro to a plant manager in Ohio.", "kind_label": "Introduction", "helpers": [], "thanked": ""},
+        {"name": "Bo Chen", "text": "A fractional CFO, anyone?", "kind_label": "Hire or person", "helpers": [], "thanked": ""},
+    ], "answered": [], "closed": [], "helped": []}}
+    html, text = render_packet(listed)
+    assert "Open asks</strong> from Ana Ruiz, Bo Chen: listed under Asks between meetings below." in html
+    assert "- Open asks from Ana Ruiz, Bo Chen: listed under Asks between meetings below." in text
+    brief = text.split("ASKS BETWEEN MEETINGS")[0]
+    assert "An intro to a plant manager in Ohio." not in brief.split("FACILITATOR BRIEF")[-1].split("MEMBER UPDATES")[0]
+    assert text.count("An intro to a plant manager in Ohio.") == alone_text.count("An intro to a plant manager in Ohio.")

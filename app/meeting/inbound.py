@@ -16,15 +16,16 @@ from sqlalchemy.orm import Session
 from app import mail
 from app.addresses import normalize
 from app.authentication import sender_authentication
-from app.cycles import month_label
+from app.cycles import local_label, meeting_label, month_label
 from app.inbox import Outcome, is_members_address, untrusted_sender
 from app.meeting import agenda as agendas
-from app.meeting import recap
+from app.meeting import recap, receipts
 from app.meeting.calendar import CalendarReply, calendar_parts, read_replies
-from app.meeting.meetings import MeetingError, approve_agenda, replace_agenda
-from app.meeting.poll import confirm, read_confirm, record_vote
+from app.meeting.meetings import MeetingError, approve_agenda, meeting_context, replace_agenda
+from app.meeting.poll import confirm, option_labels, read_confirm, record_vote
 from app.meeting.rsvp import read_rsvp, record
 from app.models import (
+    Cycle,
     Group,
     InboundMessage,
     InboundStatus,
@@ -32,6 +33,7 @@ from app.models import (
     MeetingStatus,
     Member,
     Poll,
+    PollStatus,
     PollVote,
     Rsvp,
     RsvpResponse,
@@ -181,6 +183,8 @@ def _rsvp_reply(session: Session, settings: Settings, row: InboundMessage, readi
                          "a reply to the invite with no yes, no or maybe in it: passed to the facilitator", ids)
         response, source, note = read, "text", reading.text
     ids = record(session, settings, rsvp, response, source, now, cause=f"inbound:{row.id}", note=note)
+    if source == "text":  # a calendar shows its own answer; words get a receipt saying what we read
+        ids += receipts.rsvp_receipt(session, settings, row, rsvp, meeting_context(meeting), now)
     return _done(session, row, InboundStatus.ACCEPTED, "rsvp", f"RSVP {response} ({source}) from {member.name}", ids)
 
 
@@ -200,8 +204,9 @@ def _recap_answer(session: Session, settings: Settings, row: InboundMessage, rea
                      "a reply to the recap with no commitments in it: passed to the facilitator", ids)
     recap.confirm_commitments(session, rsvp, items, now)
     same = items == stated
+    ids = receipts.commitments_receipt(session, settings, row, rsvp, items, same, meeting_context(meeting), now)
     return _done(session, row, InboundStatus.ACCEPTED, "commitments",
-                 f"{len(items)} commitments {'confirmed' if same else 'set'} by {member.name}")
+                 f"{len(items)} commitments {'confirmed' if same else 'set'} by {member.name}", ids)
 
 
 def _vote(session: Session, settings: Settings, row: InboundMessage, reading: Reading, vote: PollVote,
@@ -246,10 +251,28 @@ def _agenda_reply(session: Session, settings: Settings, row: InboundMessage, rea
             return _done(session, row, InboundStatus.ACCEPTED, "agenda",
                          f"agenda approved; {len(ids)} invites queued", ids)
     except MeetingError as error:
-        return _done(session, row, InboundStatus.REJECTED, "agenda", f"agenda reply not applied: {error}")
+        ids = _agenda_problem(session, settings, row, reading, meeting, str(error), now)
+        return _done(session, row, InboundStatus.REJECTED, "agenda", f"agenda reply not applied: {error}", ids)
     row.note = reading.text.strip() or None
+    ids = _agenda_problem(session, settings, row, reading, meeting,
+                          "we found neither APPROVE nor agenda lines we could read in it", now)
     return _done(session, row, InboundStatus.REJECTED, "agenda",
-                 "an agenda reply with neither APPROVE nor agenda lines (like '20 min Check-in — Dana')")
+                 "an agenda reply with neither APPROVE nor agenda lines (like '20 min Check-in — Dana')", ids)
+
+
+def _agenda_problem(session: Session, settings: Settings, row: InboundMessage, reading: Reading, meeting: Meeting,
+                    why: str, now: datetime) -> list[int]:
+    if meeting.status == MeetingStatus.CANCELLED:
+        instead = "The meeting is cancelled, so there is no agenda to send. Nothing more is needed."
+        lines: list[str] = []
+    else:
+        instead = ("Reply APPROVE to send the agenda as it stands, or reply with the agenda itself, one line per "
+                   "item with its minutes, title and owner after a dash, like the lines below (edit them freely):")
+        lines = list(meeting_context(meeting)["agenda_lines"])  # type: ignore[call-overload]
+    return receipts.problem_note(session, settings, row, meeting.group, reading.from_address,
+                                 reply_token=meeting.agenda_token, cycle_id=meeting.cycle_id,
+                                 what=f"the {month_label(meeting.cycle)} agenda", why=why, instead=instead,
+                                 text=reading.text, options=lines, now=now)
 
 
 def _recap_notes(session: Session, settings: Settings, row: InboundMessage, reading: Reading, meeting: Meeting,
@@ -259,7 +282,14 @@ def _recap_notes(session: Session, settings: Settings, row: InboundMessage, read
         return _done(session, row, InboundStatus.REJECTED, "recap", f"recap notes not applied: {problem}")
     if meeting.recap_sent_at is not None:
         row.note = reading.text.strip() or None
-        return _done(session, row, InboundStatus.REJECTED, "recap", "the recap had gone out already: notes kept here only")
+        sent = local_label(meeting.recap_sent_at, meeting.group.timezone, "%a %-d %b, %H:%M %Z")
+        ids = receipts.problem_note(
+            session, settings, row, meeting.group, reading.from_address, reply_token=meeting.recap_token,
+            cycle_id=meeting.cycle_id, what=f"the {month_label(meeting.cycle)} recap",
+            why=f"the recap had already gone out to the members ({sent})",
+            instead="Your notes are kept with the meeting but were not sent. To tell the members, write to them "
+                    "directly.", text=reading.text, now=now)
+        return _done(session, row, InboundStatus.REJECTED, "recap", "the recap had gone out already: notes kept here only", ids)
     ids = recap.send_recaps(session, settings, meeting, now, reading.text)
     return _done(session, row, InboundStatus.ACCEPTED, "recap", f"recap notes received; {len(ids)} recaps queued", ids)
 
@@ -273,10 +303,29 @@ def _poll_confirm(
     number = read_confirm(reading.text)
     if number is None:
         row.note = reading.text.strip() or None
-        return _done(session, row, InboundStatus.REJECTED, "poll", "a poll reply without CONFIRM and an option number")
+        ids = _poll_problem(session, settings, row, reading, poll, "we found no CONFIRM and an option number in it", now)
+        return _done(session, row, InboundStatus.REJECTED, "poll", "a poll reply without CONFIRM and an option number",
+                     ids)
     try:
         cycle, ids = confirm(session, settings, poll, number, now)
     except MeetingError as error:
-        return _done(session, row, InboundStatus.REJECTED, "poll", f"poll not confirmed: {error}")
+        ids = _poll_problem(session, settings, row, reading, poll, str(error), now)
+        return _done(session, row, InboundStatus.REJECTED, "poll", f"poll not confirmed: {error}", ids)
     return _done(session, row, InboundStatus.ACCEPTED, "poll",
                  f"option {number} confirmed: meeting scheduled {cycle.meeting_starts_at.isoformat()}", ids)
+
+
+def _poll_problem(session: Session, settings: Settings, row: InboundMessage, reading: Reading, poll: Poll, why: str,
+                  now: datetime) -> list[int]:
+    if poll.status == PollStatus.CONFIRMED and poll.cycle_id is not None:
+        cycle = session.get_one(Cycle, poll.cycle_id)
+        instead = (f"The date is set: {meeting_label(cycle)}. To move that meeting, run "
+                   f"`roundtable meeting move {poll.group.slug} --date YYYY-MM-DD --time HH:MM`, or start a new "
+                   f"poll.")
+        lines: list[str] = []
+    else:
+        instead = "Reply CONFIRM and the number of one of these options, for example CONFIRM 1:"
+        lines = [f"{n}. {label}" for n, label in enumerate(option_labels(poll), 1)]
+    return receipts.problem_note(session, settings, row, poll.group, reading.from_address, reply_token=poll.token,
+                                 cycle_id=None, what="the date poll", why=why, instead=instead, text=reading.text,
+                                 options=lines, now=now)

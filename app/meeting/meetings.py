@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session
 
 from app import mail
 from app.addresses import new_token
-from app.cycles import CycleError, group_schedule, local_at, local_label, meeting_label, month_label
+from app.cycles import (
+    CycleError,
+    cycle_context,
+    group_schedule,
+    local_at,
+    local_label,
+    meeting_label,
+    month_label,
+    request_message_id,
+)
 from app.meeting import agenda as agendas
 from app.meeting.calendar import Invite, build_ics
 from app.models import (
@@ -315,6 +324,7 @@ def move(session: Session, settings: Settings, meeting: Meeting, *, day: date, s
     if starts_at <= now:
         raise MeetingError("a meeting can only move to a time still ahead")
     old_minutes = meeting_minutes(cycle)
+    old_label = meeting_label(cycle)
     schedule = group_schedule(group, starts_at)
     cycle.meeting_starts_at = starts_at
     cycle.meeting_ends_at = starts_at + length
@@ -331,9 +341,93 @@ def move(session: Session, settings: Settings, meeting: Meeting, *, day: date, s
         rsvp.responded_at = None
         rsvp.response_source = None
     session.flush()
+    told = follow_move(session, meeting)
     if meeting.invited_sequence is None:
-        return []
+        return moved_notes(session, settings, meeting, told, old_label)
+    # The invite update says it all (new date, agenda, calendar): no separate note.
     return send_invites(session, settings, meeting, now, is_update=True, note="The meeting has moved.")
+
+
+# What a queued email shows of the date; refreshed in place when the meeting moves.
+DATE_KEYS = ("month_label", "due_label", "due_short", "meeting_label", "date_label", "agenda", "agenda_lines",
+             "agenda_minutes", "meeting_minutes")
+# One per SEQUENCE: a queued one for the old date is superseded (the move queues the new invites,
+# and the tick the new reminder; the answers a held headcount carries were to the old date, and
+# are asked again).
+SUPERSEDED_KINDS = ("meeting_invite", "meeting_rsvp_reminder", "meeting_headcount")
+# Emails that told a member the date before it moved.
+DATED_KINDS = ("update_request", "reminder", "meeting_date")
+
+
+def follow_move(session: Session, meeting: Meeting) -> set[int]:
+    """After the cycle's times changed: emails still queued for it carry the new date (their
+    context refreshed in place, under the row lock, so the Message-ID, the dedupe key and the
+    threading stay), old invites and RSVP reminders are cancelled; returns the ids of the members
+    who were already sent the old date. Flushes.
+
+    The send job locks the row and sends only a queued one: a send racing the move either went
+    first (and its member is counted as told) or finds the new context."""
+    cycle = meeting.cycle
+    fresh = {**cycle_context(cycle), **meeting_context(meeting)}
+    long_date = local_label(cycle.meeting_starts_at, meeting.group.timezone, "%A %-d %B")
+    queued = session.scalars(
+        select(OutboundMessage)
+        .where(OutboundMessage.cycle_id == cycle.id, OutboundMessage.status == OutboundStatus.QUEUED)
+        .order_by(OutboundMessage.id)
+        .with_for_update()
+    ).all()
+    for row in queued:
+        if row.kind in SUPERSEDED_KINDS:
+            row.status = OutboundStatus.CANCELLED
+            row.last_error = "superseded: the meeting moved before this went out"
+        elif row.kind != "packet":  # a packet is compiled again with the cycle
+            values = {key: fresh[key] for key in DATE_KEYS if key in row.context}
+            if row.kind == "meeting_date":
+                values["date_label"] = long_date
+            if values:
+                row.context = {**row.context, **values}  # a new dict: the JSON column sees the change
+    session.flush()
+    return set(
+        session.scalars(
+            select(OutboundMessage.member_id).where(
+                OutboundMessage.cycle_id == cycle.id,
+                OutboundMessage.kind.in_(DATED_KINDS),
+                OutboundMessage.status.in_((OutboundStatus.SENT, OutboundStatus.DELIVERED)),
+                OutboundMessage.member_id.is_not(None),
+            )
+        )
+    )
+
+
+def moved_notes(session: Session, settings: Settings, meeting: Meeting, member_ids: set[int], old_label: str) -> list[int]:
+    """One short "the meeting moved" note to each member who was sent the old date (when no
+    invite update goes out to say it). Flushes; safe twice (one per member and SEQUENCE)."""
+    cycle, group = meeting.cycle, meeting.group
+    shared = {**cycle_context(cycle), "date_label": meeting_context(meeting)["date_label"], "old_label": old_label}
+    requests = {r.member_id: r for r in session.scalars(select(UpdateRequest).where(UpdateRequest.cycle_id == cycle.id))}
+    ids = []
+    for member in group.members:
+        if member.id not in member_ids or not member.is_reachable:
+            continue
+        request = requests.get(member.id)
+        waiting = request is not None and request.replied_at is None and request.excused_at is None
+        row = mail.queue_email(
+            session,
+            settings,
+            kind="meeting_moved",
+            dedupe_key=f"moved:{meeting.id}:{member.id}:{meeting.sequence}",
+            to_email=member.email,
+            to_name=member.name,
+            reply_to=mail.reply_address(settings, request.token) if request is not None else None,
+            in_reply_to=request_message_id(session, request) if request is not None else None,
+            group_id=group.id,
+            cycle_id=cycle.id,
+            member_id=member.id,
+            context={**shared, "first_name": member.first_name, "update_waiting": waiting},
+        )
+        if row is not None:
+            ids.append(row.id)
+    return ids
 
 
 def stretch(items: list[agendas.Item], minutes: int) -> list[agendas.Item]:
@@ -349,7 +443,7 @@ def stretch(items: list[agendas.Item], minutes: int) -> list[agendas.Item]:
 
 
 STOPPED_KINDS = ("update_request", "reminder", "digest", "meeting_rsvp_reminder", "meeting_agenda_draft",
-                 "meeting_invite", "meeting_recap_request")
+                 "meeting_invite", "meeting_recap_request", "meeting_headcount")
 
 
 def cancel(session: Session, settings: Settings, meeting: Meeting, now: datetime, reason: str = "") -> list[int]:

@@ -7,14 +7,15 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import mail
+from app.cycles import local_label
 from app.meeting.meetings import meeting_context
-from app.models import Meeting, MeetingStatus, Rsvp, RsvpResponse
+from app.models import Meeting, MeetingStatus, OutboundMessage, OutboundStatus, Rsvp, RsvpResponse
 from app.settings import Settings
 
 # Phrases per language, most specific first: "joining by video" before "joining", "not sure"
@@ -149,29 +150,76 @@ def headcount_context(meeting: Meeting) -> dict[str, object]:
 
 def record(session: Session, settings: Settings, rsvp: Rsvp, response: RsvpResponse, source: str, now: datetime,
            *, cause: str, note: str = "") -> list[int]:
-    """Set the member's answer and pass the headcount on to the facilitators and the host.
-    Flushes. The same answer again changes nothing and sends nothing."""
+    """Set the member's answer and pass it, with the headcount, on to the facilitators and the
+    host (batched: see queue_headcount). Flushes. The same answer again changes nothing and
+    sends nothing."""
     if rsvp.response == response:
         return []
     rsvp.response = response
     rsvp.responded_at = now
     rsvp.response_source = source
     session.flush()
-    return queue_headcount(session, settings, rsvp.meeting, rsvp, cause=cause, note=note)
+    return queue_headcount(session, settings, rsvp.meeting, rsvp, cause=cause, note=note, now=now)
+
+
+# At most one headcount email per recipient this often; the answers in between ride together.
+HEADCOUNT_EVERY = timedelta(hours=1)
+
+
+def headcount_recipients(meeting: Meeting) -> list[tuple[str, str]]:
+    """(name, address) of each facilitator and of the host when the host is someone else."""
+    recipients = [(f.name, f.email) for f in meeting.group.facilitators]
+    host_email = str(meeting.logistics.get("host_email") or "").strip().lower()
+    if host_email and host_email not in {email.lower() for _, email in recipients}:
+        recipients.append((str(meeting.logistics.get("host_name") or ""), host_email))
+    return recipients
+
+
+def send_after(last_sent_at: datetime | None, now: datetime) -> datetime | None:
+    """When the next headcount to one recipient may go: None for at once (the first one, or
+    after a quiet hour), else an hour after the last. Pure."""
+    if last_sent_at is None or now >= last_sent_at + HEADCOUNT_EVERY:
+        return None
+    return last_sent_at + HEADCOUNT_EVERY
 
 
 def queue_headcount(session: Session, settings: Settings, meeting: Meeting, changed: Rsvp, *, cause: str,
-                    note: str = "") -> list[int]:
-    """The headcount after `changed`'s answer, to each facilitator and the host (`cause` makes
-    the dedupe key: one email per answer received)."""
+                    note: str = "", now: datetime) -> list[int]:
+    """Pass `changed`'s answer (and the member's own words) with the headcount to each
+    facilitator and the host: added to the headcount email still waiting for that recipient, or
+    in a new one, sent at once after a quiet hour and else held until an hour after the last
+    (the tick sends it then). Returns the ids to send now. Flushes.
+
+    `cause` makes the dedupe key: one new email per answer received, at most."""
+    # One answer at a time per meeting: two workers must not both start a new email.
+    session.scalars(select(Meeting.id).where(Meeting.id == meeting.id).with_for_update()).one()
     shared = meeting_context(meeting)
     count = headcount_context(meeting)
-    recipients = [(f.name, f.email) for f in meeting.group.facilitators]
-    host_email = str(meeting.logistics.get("host_email") or "").strip().lower()
-    if host_email and host_email not in {email for _, email in recipients}:
-        recipients.append((str(meeting.logistics.get("host_name") or ""), host_email))
+    answer = {
+        "member_name": changed.member.name,
+        "answer": changed.response,
+        "source": changed.response_source or "",
+        "note": " ".join(note.split())[:300],
+        "at_label": local_label(now, meeting.group.timezone, "%a %-d %b, %H:%M"),
+    }
     ids = []
-    for name, email in recipients:
+    for name, email in headcount_recipients(meeting):
+        mine = (OutboundMessage.kind == "meeting_headcount", OutboundMessage.cycle_id == meeting.cycle_id,
+                OutboundMessage.to_email == email)
+        # The send job locks the row and sends only a queued one: it went before, or has this answer.
+        waiting = session.scalars(
+            select(OutboundMessage).where(*mine, OutboundMessage.status == OutboundStatus.QUEUED)
+            .order_by(OutboundMessage.id.desc()).limit(1).with_for_update()
+        ).first()
+        if waiting is not None:
+            waiting.context = {**waiting.context, **shared, "headcount": count,
+                               "answers": [*waiting.context.get("answers", []), answer]}
+            continue
+        last_sent_at = session.scalar(
+            select(OutboundMessage.sent_at).where(*mine, OutboundMessage.sent_at.is_not(None))
+            .order_by(OutboundMessage.sent_at.desc()).limit(1)
+        )
+        later = send_after(last_sent_at, now)
         row = mail.queue_email(
             session,
             settings,
@@ -182,12 +230,23 @@ def queue_headcount(session: Session, settings: Settings, meeting: Meeting, chan
             group_id=meeting.group_id,
             cycle_id=meeting.cycle_id,
             context={**shared, "first_name": name.split()[0] if name.split() else "", "headcount": count,
-                     "member_name": changed.member.name, "answer": changed.response,
-                     "note": " ".join(note.split())[:300]},
+                     "answers": [answer], "send_after": later.isoformat() if later is not None else ""},
         )
-        if row is not None:
+        if row is not None and later is None:
             ids.append(row.id)
+    session.flush()
     return ids
+
+
+def due_headcounts(session: Session, now: datetime) -> list[int]:
+    """Held headcount emails whose hour has come (the tick sends them)."""
+    rows = session.execute(
+        select(OutboundMessage.id, OutboundMessage.context).where(
+            OutboundMessage.kind == "meeting_headcount", OutboundMessage.status == OutboundStatus.QUEUED
+        )
+    ).all()
+    return [row_id for row_id, context in rows
+            if context.get("send_after") and datetime.fromisoformat(context["send_after"]) <= now]
 
 
 def queue_rsvp_reminders(session: Session, settings: Settings, meeting: Meeting, now: datetime) -> list[int]:

@@ -21,7 +21,7 @@ from app.cycles import CycleError, local_at, schedule_meeting
 from app.meeting import recap
 from app.meeting.meetings import MeetingError, draft_agenda, meeting_for
 from app.meeting.poll import parse_hours
-from app.meeting.rsvp import queue_rsvp_reminders
+from app.meeting.rsvp import due_headcounts, queue_rsvp_reminders
 from app.models import AgendaStatus, Cycle, CycleStatus, Group, Meeting, MeetingStatus
 from app.settings import Settings
 
@@ -215,4 +215,4 @@ def tick(session: Session, settings: Settings, now: datetime) -> list[int]:
         if todo.recaps:
             ids += recap.send_recaps(session, settings, meeting, now, None)
     session.flush()
-    return ids
+    return ids + due_headcounts(session, now)
