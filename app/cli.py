@@ -606,9 +606,9 @@ def inbound_release(inbound_id: int) -> None:
             # Held by the asks or the meeting (a stranger writing to a group's address, say):
             # only a member's update can be vouched for here.
             raise click.ClickException(
-                f"message {inbound_id} is not an update reply ({row.reason or 'held'}): it cannot be released;"
-                " if the sender is a member writing from another address, add it with roundtable member alias"
-                " and ask them to send it again"
+                f"message {inbound_id} is not an update reply ({row.reason or 'held'}): it cannot be released"
+                " here; mail held at a group's address is let through as a member's ask with"
+                f" roundtable asks GROUP --release {inbound_id} (--as MEMBER_EMAIL when you vouch for the sender)"
             )
         outcome = release_held(session, settings, inbound_id, clock.now())
         session.commit()

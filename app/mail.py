@@ -52,7 +52,7 @@ from app.settings import Settings
 NO_REPLY_KINDS = frozenset(
     {"packet", "packet_preview", "receipt", "notice", "digest", "bounce_notice", "held_notice", "event_notice",
      "question_notice", "meeting_headcount", "meeting_cancel", "meeting_note", "meeting_date",
-     "meeting_receipt", "meeting_problem", "meeting_moved"}
+     "meeting_receipt", "meeting_problem", "meeting_moved", "ask_held_notice"}
 )
 
 

@@ -1,5 +1,6 @@
 """Closing an ask: the asker's "done" (in English or the group's language), thanks to a helper by
-name, and the one follow-up after 14 days open."""
+name, and the one follow-up after 14 days open; or the asker's "withdraw", which closes it with the
+note WITHDRAWN (no status of its own: a withdrawn ask is closed, and circulates no further)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,19 @@ CLOSING_WORDS: dict[str, tuple[str, ...]] = {
     "it": ("risolto", "fatto", "sistemato", "trovato"),
     "nl": ("opgelost", "geregeld", "klaar", "gevonden"),
 }
+# Words that withdraw an ask, by the group's language (English always counts).
+WITHDRAWING_WORDS: dict[str, tuple[str, ...]] = {
+    "en": ("withdraw", "withdrawn", "withdrawing", "cancel", "cancelled", "canceled", "cancel this ask",
+           "retract", "take it back", "never mind", "nevermind", "please ignore", "ignore this ask", "call it off"),
+    "es": ("retirar", "retiro", "retiro mi pedido", "cancelar", "cancelado", "anular", "olvidenlo", "olvidalo"),
+    "fr": ("retirer", "je retire", "annuler", "annule", "laissez tomber", "oubliez"),
+    "de": ("zuruckziehen", "ziehe zuruck", "zuruckgezogen", "abbrechen", "stornieren", "storniert",
+           "vergesst es", "hinfallig"),
+    "pt": ("retirar", "cancelar", "cancelado", "cancelada", "esquecam"),
+    "it": ("ritirare", "ritiro", "annullare", "annullato", "lasciate perdere"),
+    "nl": ("intrekken", "trek in", "annuleren", "geannuleerd", "laat maar"),
+}
+WITHDRAWN = "Withdrawn by the asker."  # the closed ask's note
 _NEGATIONS = ("not ", "no ", "n't ", "nicht ", "pas ", "todavia no", "aun no", "nog niet", "non ", "ainda nao")
 
 
@@ -37,19 +51,33 @@ def _plain(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
-def is_closure(text: str, language: str = "en") -> bool:
-    """Whether the asker's reply closes the ask: its first line says done, sorted, resolved...
-    ("Sorted, thanks Ben!", "Resuelto, gracias") and does not negate it ("not sorted yet"). Pure."""
+def _first_line_says(text: str, words: tuple[str, ...]) -> bool:
+    """Whether the reply's first line says one of `words` and does not negate it. Pure."""
     first = next((line for line in text.splitlines() if line.strip()), "")
     line = " " + re.sub(r"[^\w' ]+", " ", _plain(first)) + " "
     if len(line.split()) > 14:
         return False  # a paragraph that happens to say "done" is not a closing word
-    words = CLOSING_WORDS["en"] + CLOSING_WORDS.get(language.lower()[:2], ())
     for word in words:
         at = line.find(f" {word} ")
         if at >= 0 and not any(line[max(0, at - 12):at + 1].endswith(n) for n in _NEGATIONS):
             return True
     return False
+
+
+def is_closure(text: str, language: str = "en") -> bool:
+    """Whether the asker's reply closes the ask: its first line says done, sorted, resolved...
+    ("Sorted, thanks Ben!", "Resuelto, gracias") and does not negate it ("not sorted yet"). Pure."""
+    return _first_line_says(text, CLOSING_WORDS["en"] + CLOSING_WORDS.get(language.lower()[:2], ()))
+
+
+def is_withdrawal(text: str, language: str = "en") -> bool:
+    """Whether the asker's reply withdraws the ask: its first line says withdraw, cancel this
+    ask, never mind... ("Bitte zurückziehen") and does not negate it ("don't cancel"). Pure."""
+    return _first_line_says(text, WITHDRAWING_WORDS["en"] + WITHDRAWING_WORDS.get(language.lower()[:2], ()))
+
+
+def is_withdrawn(ask: Ask) -> bool:
+    return ask.status == AskStatus.CLOSED and ask.note == WITHDRAWN
 
 
 def thanked(text: str, candidates: list[Member]) -> list[Member]:
@@ -100,6 +128,18 @@ def close(session: Session, settings: Settings, ask: Ask, text: str, at: datetim
             ids.append(row.id)
     session.flush()
     return ids
+
+
+def withdraw(ask: Ask, at: datetime) -> bool:
+    """The asker takes the ask back: closed, with the note WITHDRAWN. Emails not yet sent for it
+    are not sent (app.asks.circulate skips a closed ask; app.mail cancels a queued email whose
+    asks are all closed). Flushes nothing; True when it changed. Safe twice."""
+    if ask.status == AskStatus.CLOSED:
+        return False
+    ask.status = AskStatus.CLOSED
+    ask.closed_at = at
+    ask.note = WITHDRAWN
+    return True
 
 
 def _circulated_to(session: Session, ask: Ask, member: Member) -> str | None:

@@ -6,7 +6,7 @@ import click
 from sqlalchemy import select
 
 from app import clock, db, jobs, roster
-from app.asks import control
+from app.asks import closure, control, held
 from app.asks.kinds import KIND_LABELS
 from app.models import Ask, AskStatus
 from app.settings import ConfigError, current_settings
@@ -20,16 +20,22 @@ ORDER = (AskStatus.AWAITING_APPROVAL, AskStatus.HELD, AskStatus.OPEN, AskStatus.
 @click.option("--approve", "approve_id", type=int, help="Let this ask (awaiting approval or held) circulate.")
 @click.option("--hold", "hold_id", type=int, help="Hold this ask; --note says why, for the member.")
 @click.option("--note", default="", help="The note the member reads with --hold.")
+@click.option("--release", "release_id", type=int,
+              help="Let a held message to the group's address through as a member's ask (its sender's, or --as).")
+@click.option("--as", "as_email", help="With --release: the member whose ask it is (you vouch for the sender).")
 @click.option("--approval", type=click.Choice(["on", "off"]), help="Set: the facilitator approves each ask first.")
 @click.option("--per-week", type=click.IntRange(min=0), help="Set: at most this many asks per member a week (0: no limit).")
 @click.option("--circulation", type=click.Choice(["daily", "immediate"]),
               help="Set: one ask email a day per member (a digest), or each ask at once.")
 def asks_command(
-    group_slug: str, approve_id: int | None, hold_id: int | None, note: str, approval: str | None,
-    per_week: int | None, circulation: str | None,
+    group_slug: str, approve_id: int | None, hold_id: int | None, note: str, release_id: int | None,
+    as_email: str | None, approval: str | None, per_week: int | None, circulation: str | None,
 ) -> None:
     """List GROUP's asks: waiting, open, answered, closed; who offered help. Approve or hold one,
-    or change the group's asks settings."""
+    release a held message to the group's address as a member's ask, or change the group's asks
+    settings."""
+    if as_email is not None and release_id is None:
+        raise click.UsageError("--as goes with --release")
     try:
         settings = current_settings()
         db.check_migrated(settings.database_url)
@@ -47,6 +53,13 @@ def asks_command(
             group.asks_per_week = per_week
         if circulation is not None:
             group.ask_circulation = circulation
+        if release_id is not None:
+            try:
+                released = held.release(session, settings, group, release_id, as_email, clock.now())
+            except held.ReleaseError as error:
+                raise click.ClickException(str(error)) from None
+            queued += released.outbound_ids
+            click.echo(released.said)
         for ask_id, action in ((approve_id, "approve"), (hold_id, "hold")):
             if ask_id is None:
                 continue
@@ -80,6 +93,8 @@ def asks_command(
                     click.echo(f"      offer from {offer.member.name} ({offer.created_at:%Y-%m-%d})")
                 if ask.note and status == AskStatus.HELD:
                     click.echo(f"      held: {ask.note}")
+                if closure.is_withdrawn(ask):
+                    click.echo("      withdrawn by the asker")
                 if ask.thanked:
                     click.echo(f"      thanked: {ask.thanked}")
     jobs.enqueue_sends(queued)

@@ -8,17 +8,16 @@ replies are (`app.inbox.untrusted_sender`); anyone else is held with the reason,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import getaddresses
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import mail
-from app.addresses import find_tokens, normalize, same, without_bidi
-from app.asks import closure, control, kinds, offers, sources
+from app.addresses import same, without_bidi
+from app.asks import closure, control, held, kinds, offers, sources
+from app.asks.addressing import group_addressed, group_slugs
 from app.asks.emails import ask_context
 from app.authentication import sender_authentication
 from app.inbox import Outcome, is_members_address, untrusted_sender
@@ -33,6 +32,8 @@ from app.models import (
 )
 from app.reading.message import Reading
 from app.settings import Settings
+
+__all__ = ["group_addressed", "group_slugs", "handle"]
 
 
 def handle(session: Session, settings: Settings, row: InboundMessage, reading: Reading, now: datetime) -> Outcome | None:
@@ -117,10 +118,12 @@ def _by_token(session: Session, settings: Settings, row: InboundMessage, reading
     return None
 
 
-def _hold(row: InboundMessage, reason: str) -> Outcome:
+def _hold(row: InboundMessage, reason: str, notify: Callable[[], list[int]] | None = None) -> Outcome:
+    """Hold the message with the reason; `notify` (called after the reason is set) tells whom it
+    should, and returns the emails queued."""
     row.status = InboundStatus.HELD
     row.reason = reason
-    return Outcome()
+    return Outcome(outbound_ids=notify() if notify is not None else [])
 
 
 def _offer(session: Session, settings: Settings, row: InboundMessage, reading: Reading, circulation: AskCirculation,
@@ -138,7 +141,8 @@ def _offer(session: Session, settings: Settings, row: InboundMessage, reading: R
 
 def _from_asker(session: Session, settings: Settings, row: InboundMessage, reading: Reading, ask: Ask,
                 now: datetime) -> Outcome:
-    """The asker answers an email about their own ask: close it, correct its kind, or a note."""
+    """The asker answers an email about their own ask: close it, withdraw it, correct its kind,
+    or a note."""
     reason = untrusted_sender(session, row, ask.member, reading.from_address)
     if reason is not None:
         return _hold(row, reason)
@@ -154,6 +158,12 @@ def _from_asker(session: Session, settings: Settings, row: InboundMessage, readi
     elif closure.is_closure(text, ask.group.language):
         ids += closure.close(session, settings, ask, text, row.received_at)
         row.reason = f"ask {ask.id} closed by the asker" + (f"; thanked {ask.thanked}" if ask.thanked else "")
+    elif closure.is_withdrawal(text, ask.group.language):
+        if closure.withdraw(ask, row.received_at):
+            ids += control.tell_asker(session, settings, ask, "withdrawn")
+            row.reason = f"ask {ask.id} withdrawn by the asker: closed, and not sent to anyone else"
+        else:
+            row.reason = f"ask {ask.id} is closed already: the asker's withdrawal changed nothing"
     else:
         row.note = text or None
         row.reason = f"a note on ask {ask.id}; nothing changed"
@@ -218,52 +228,28 @@ def _ambiguous(session: Session, settings: Settings, row: InboundMessage, circul
 # --- mail to the group's own address -------------------------------------------------------------
 
 
-def group_slugs(addresses: list[str], inbound_domain: str) -> list[str]:
-    """The group slugs addressed: `slug@<inbound domain>` or `ask+slug@<inbound domain>`. Pure."""
-    slugs = []
-    for address in addresses:
-        local, _, domain = normalize(address).rpartition("@")
-        if domain != inbound_domain.lower() or not local or find_tokens([address]):
-            continue
-        slug = local.removeprefix("ask+")
-        if slug and slug not in slugs:
-            slugs.append(slug)
-    return slugs
-
-
-def _recipients(row: InboundMessage) -> list[str]:
-    """The envelope recipients first, then the To and Cc of the stored message."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(row.raw[:200_000], headersonly=True)
-    values = [str(v) for name in ("To", "Cc") for v in headers.get_all(name, [])]
-    envelope = [a for a in (row.envelope_to or "").split(",") if a.strip()]
-    return envelope + [address for _, address in getaddresses(values)]
-
-
-def group_addressed(session: Session, settings: Settings, row: InboundMessage) -> Group | None:
-    """The group whose own address this message was sent to (the envelope's first), if any."""
-    for slug in group_slugs(_recipients(row), settings.inbound_domain):
-        group = session.scalar(select(Group).where(Group.slug == slug))
-        if group is not None:
-            return group
-    return None
-
-
 def _new_ask(session: Session, settings: Settings, row: InboundMessage, reading: Reading, group: Group,
              now: datetime) -> Outcome:
     sender = reading.from_address
+    row.kind = "ask"  # held too: `roundtable asks --release` lets through only mail held here
     member = next(
         (m for m in session.scalars(select(Member).where(Member.group_id == group.id).order_by(Member.id))
          if m.is_listed and is_members_address(session, m, sender)),
         None,
     )
     if member is None:
+        facilitator = held.facilitator_sending(group, sender)
+        if facilitator is not None and sender_authentication(row.raw, row.fields or {}, sender).verdict != "fail":
+            return _hold(row, f"mail to {group.slug}'s address from its facilitator {facilitator.name}: the group's"
+                              " address carries members' asks, so it was not circulated by itself",
+                         lambda: held.notice(session, settings, row, reading, group, now, to=[facilitator]))
         return _hold(row, f"mail to {group.slug}'s address from {sender or 'no address'}, which is not a member"
-                          " of the group or one of their registered addresses: not circulated")
+                          " of the group or one of their registered addresses: not circulated",
+                     lambda: held.notice(session, settings, row, reading, group, now))
     reason = untrusted_sender(session, row, member, sender)
     if reason is not None:
-        return _hold(row, f"{reason}: not circulated")
+        return _hold(row, f"{reason}: not circulated", lambda: held.notice(session, settings, row, reading, group, now))
     ask, ids = sources.from_mail(session, settings, row, member, reading.subject, reading.text, now)
-    row.kind = "ask"
     if ask is None:
         row.status = InboundStatus.REJECTED
         row.reason = f"mail to {group.slug}'s address with no words: no ask made"

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.addresses import without_bidi
+from app.asks import closure
 from app.asks.kinds import KIND_LABELS
 from app.models import Ask, AskStatus, Cycle, Offer
 
@@ -56,6 +57,7 @@ def listing(session: Session, cycle: Cycle) -> dict[str, Any]:
             "kind_label": KIND_LABELS.get(ask.kind, "Other"),
             "helpers": list(dict.fromkeys(without_bidi(o.member.name) for o in ask.offers)),
             "thanked": ask.thanked or "",
+            "withdrawn": closure.is_withdrawn(ask),
         }
 
     offers = session.scalars(
