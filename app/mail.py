@@ -320,7 +320,7 @@ def no_longer_wanted(session: Session, row: OutboundMessage) -> str | None:
             select(Ask.status).where(Ask.id.in_(ask_ids)).execution_options(populate_existing=True)
         ).all()
         if ask_ids and statuses and all(status == AskStatus.CLOSED for status in statuses):
-            return "the asker said it is sorted before this went out"
+            return "the asker closed or withdrew the ask before this went out"
     if row.kind not in ("reminder", "update_request") or row.member_id is None:
         return None
     member = session.get(Member, row.member_id, populate_existing=True)

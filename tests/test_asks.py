@@ -631,5 +631,5 @@ def test_an_ask_closed_before_its_email_went_out_is_not_sent(session, settings) 
         mail.deliver(session, settings, outbound_id)
     rows = sent(session, "ask_circulated")
     assert [r.status for r in rows] == ["cancelled", "cancelled"]
-    assert all("sorted before this went out" in (r.last_error or "") for r in rows)
+    assert all("closed or withdrew the ask before this went out" in (r.last_error or "") for r in rows)
     assert list(Path(settings.outbox_dir).glob("*ask_circulated*")) == []
