@@ -188,3 +188,31 @@ def test_the_tail_of_a_quoted_line_the_client_wrapped_is_quoted_too() -> None:
     assert new_words(body) == "Yes, Tuesday works."
     inline = "> Can you send the deck before the meeting on Thursday morning?\nyes, attached below\n"
     assert "yes, attached below" in new_words(inline)
+
+
+def test_a_short_answer_on_the_attribution_line_is_kept() -> None:
+    """"Yes, count me in. On Mon, ... wrote:" on one line: the answer stays, the quote goes."""
+    for answer in ("Yes, count me in.", "Thanks!", "Works for me."):
+        body = f"{answer} On Mon, Nov 3, 2025 at 9:00 AM Roundtable <r@x.example> wrote:\n> WINS\n> last month's words\n"
+        reading = read_message(_message(body))
+        assert answer.rstrip("!.") in reading.text and "last month" not in reading.text, answer
+    # A date in front of a header is no answer: the header's own line stays a header.
+    assert read_message(_message("пн, 3 нояб. 2025 г. в 09:00, Anna <a@b.ru>:\n> WINS\n")).text == ""
+
+
+def test_the_widest_cut_stops_at_an_unquoted_original() -> None:
+    """When trimming leaves nothing, the widest cut keeps the member's line and not the original
+    that an Outlook-style header block announces below it, in whatever order its fields come."""
+    body = "Thanks!\n\nSubject: Your update\nDate: Mon, 3 Nov 2025 09:00\nFrom: Roundtable <r@x.example>\nTo: Alice\n\nWINS\nold text\n"
+    reading = read_message(_message(body))
+    assert reading.text == "Thanks!" and "old text" not in reading.text
+
+
+def test_an_assistants_note_above_the_update_is_not_the_members() -> None:
+    for note in ("Sending on behalf of Alice, who is travelling.", "Hi Dana, Richard asked me to send his update.",
+                 "En nombre de Ana, que está de viaje:"):
+        text = read_message(_message(f"{note}\n\nWINS\nClosed the pilot.\n")).text
+        assert text == "WINS\nClosed the pilot.", note
+    # The member's own words about acting for someone stay.
+    own = "We acted on behalf of our board this month.\n\nWINS\nClosed the pilot."
+    assert read_message(_message(own + "\n")).text == own

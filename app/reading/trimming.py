@@ -475,6 +475,13 @@ def new_words(text: str, sender_name: str = "") -> str:
 
 
 _MAX_COVER_NOTE_LINES = 12
+# An assistant's words about sending the update for the member, in our members' languages.
+_ON_BEHALF = re.compile(
+    r"\b(?:send(?:ing)?|sent|forward(?:ing|ed)?|submit(?:ting|ted)?|writing)\b[^.\n]{0,60}?\bon behalf of\b"
+    r"|^\s*on behalf of\b|\basked me to (?:send|forward|submit|pass on)\b"
+    r"|\b(?:au nom de|de la part de|en nombre de|de parte de|im (?:auftrag|namen) von|em nome de|namens)\b",
+    re.IGNORECASE,
+)
 
 
 def _without_cover_note(lines: list[str]) -> list[str]:
@@ -490,6 +497,10 @@ def _without_cover_note(lines: list[str]) -> list[str]:
     above = [i for i in range(first_heading) if not _is_blank(lines[i])]
     if not above or len(above) > _MAX_COVER_NOTE_LINES:
         return lines
+    # Someone sending it for the member says so: "Sending on behalf of Richard", "He asked me to
+    # forward his update", "En nombre de Ana:".
+    if any(_ON_BEHALF.search(lines[i]) for i in above):
+        return lines[first_heading:]
     # The last lines above the heading: a closing, then one or two short name lines.
     for size in (1, 2):
         if len(above) <= size:
@@ -578,6 +589,13 @@ def _rejoin_wrapped_quotes(lines: list[str]) -> list[str]:
 _MAX_TAIL_WORDS = 6
 
 
+def _prose_before(text: str) -> bool:
+    """Words of the member's, not a date's ("пн, 3 нояб. 2025 г."): three words, or fewer with no
+    digit among them ("Yes, count me in.", "Thanks!"), the shortest answers people write."""
+    words = len(_PROSE_WORD.findall(text))
+    return words >= _MIN_PROSE_WORDS or (words >= 1 and not any(ch.isdigit() for ch in text))
+
+
 def _split_trailing_headers(lines: list[str]) -> list[str]:
     """Put a quote header that ends a line of text on a line of its own."""
     result: list[str] = []
@@ -589,7 +607,7 @@ def _split_trailing_headers(lines: list[str]) -> list[str]:
         for m in _HEADER_OPENING.finditer(line, tail_start):
             tail = line[m.start() :]
             # Words of the member's before it ("All good here."), not a date's ("пн, 3 нояб. 2025 г.").
-            if len(_PROSE_WORD.findall(line, 0, m.start())) >= _MIN_PROSE_WORDS and _header_strength(tail):
+            if _prose_before(line[: m.start()]) and _header_strength(tail):
                 result += [line[: m.start()].rstrip(), "", tail]
                 break
         else:
@@ -599,14 +617,19 @@ def _split_trailing_headers(lines: list[str]) -> list[str]:
 
 def widest_cut(text: str) -> str:
     """What a person would still call the member's words when `new_words` left nothing: every
-    line that is not quoted, a quote header, a separator, a footer or our marker. "" if none."""
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    line that is not quoted, a quote header, a separator, a footer or our marker, and nothing below
+    a strong quote header that follows such a line (the original, unquoted). "" if none."""
+    lines = _split_trailing_headers(
+        [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    )
     kept: list[str] = []
     index = 0
     while index < len(lines):
         line = lines[index]
         header = _quote_header(lines, index)
         if header is not None:
+            if header.is_strong and any(ch.isalnum() for kept_line in kept for ch in kept_line):
+                break  # below words of the member's, the original follows unquoted
             index += header.span
             continue
         if not (_is_quoted(line) or _is_footer(line) or _is_our_marker(line) or _is_delimiter(line)):
