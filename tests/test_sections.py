@@ -817,3 +817,15 @@ def test_inline_answer_markers_go_only_where_an_answer_starts() -> None:
 )
 def test_ratings_said_in_a_sentence_under_their_own_words(reply: str, ratings: dict[str, int]) -> None:
     assert split_sections(reply).ratings == ratings
+
+
+def test_what_weighs_on_a_member_reads_as_a_challenge() -> None:
+    reply = (
+        "We closed our Series A this month. The hardest part has been hiring a VP of Sales. "
+        "Cash flow is a headache. I'm concerned about churn in the mid-market."
+    )
+    result = split_sections(reply)
+    assert "Series A" in result.texts["wins"]
+    for words in ("hiring a VP of Sales", "Cash flow is a headache", "churn in the mid-market"):
+        assert words in result.texts["challenges"], words
+    assert OTHER not in result.texts

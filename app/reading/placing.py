@@ -53,7 +53,8 @@ _CUES: dict[str, dict[str, tuple[str, ...]]] = {
         "nl": (r"geleerd",),
     },
     "challenges": {
-        "en": (r"struggl\w*", r"challeng\w*", r"hard\s+part", r"the\s+hard\s+thing", r"tough", r"worried",
+        "en": (r"struggl\w*", r"challeng\w*", r"hard(?:est)?\s+(?:part|thing)", r"the\s+hard\s+thing", r"tough", r"worried",
+               r"difficult\w*", r"headache", r"bottleneck", r"frustrat\w*", r"concerned",
                r"worry", r"problem", r"rough\s+(?:stretch|month|patch)", r"lost\s+\d", r"losing",
                r"behind\s+(?:on|schedule)", r"can['’]t\s+(?:find|hire|keep)"),
         "es": (r"problema", r"dif[ií]cil", r"reto"), "fr": (r"probl[èe]me", r"difficile", r"d[ée]fi"),
